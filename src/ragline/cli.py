@@ -1,0 +1,272 @@
+"""The `ragline` command: index · search · ask · rm · info.
+
+    ragline index docs/ --index my-index
+    ragline ask my-index "What is the capital of France?"
+
+Errors are one line on stderr; exit status 0 on success, 1 when the command failed,
+2 for bad arguments or settings, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from ragline import __version__
+from ragline.config import Config, load_config, override
+from ragline.errors import RaglineError
+from ragline.retrieve.retriever import MODES
+from ragline.types import Answer, Hit, hit_to_dict
+
+log = logging.getLogger("ragline")
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{s}'") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ragline", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"ragline {__version__}")
+    p.add_argument("--config", type=Path, help="TOML settings file (default: ./ragline.toml if present)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("index", help="add files or folders to an index (created if missing)")
+    s.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    s.add_argument("--index", "-i", required=True, type=Path, metavar="DIR")
+    s.add_argument("--encoder", help="minilm (default), hash[:DIM], or a sentence-transformers folder")
+    s.add_argument("--chunk-words", type=_positive_int, help="passage size in words (default 100)")
+
+    s = sub.add_parser("search", help="retrieve passages for a query")
+    s.add_argument("index", type=Path, metavar="DIR")
+    s.add_argument("query")
+    s.add_argument("-k", type=_positive_int, help="number of passages (default 5)")
+    s.add_argument("--mode", choices=MODES, help="retrieval mode (default hybrid)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+
+    s = sub.add_parser("ask", help="answer a question from the index, with citations")
+    s.add_argument("index", type=Path, metavar="DIR")
+    s.add_argument("question")
+    s.add_argument("-k", type=_positive_int, help="passages to condition on (default 5)")
+    s.add_argument("--mode", choices=MODES, help="retrieval mode (default hybrid)")
+    s.add_argument("--json", action="store_true", help="print the answer as JSON")
+    s.add_argument("--model", help="GGUF file (llama-cpp) or model name (openai backend)")
+    s.add_argument("--backend", choices=("llama-cpp", "openai"))
+    s.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
+    s.add_argument("--max-tokens", type=_positive_int)
+
+    s = sub.add_parser("rm", help="remove a document (by id) or a source file from an index")
+    s.add_argument("index", type=Path, metavar="DIR")
+    s.add_argument("targets", nargs="+", metavar="DOC")
+
+    s = sub.add_parser("info", help="describe an index")
+    s.add_argument("index", type=Path, metavar="DIR")
+    s.add_argument("--documents", action="store_true", help="list every document")
+    s.add_argument("--json", action="store_true")
+    return p
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None and Path("ragline.toml").is_file():
+        path = Path("ragline.toml")
+    return load_config(path)
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _shorten(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+        return rel if not rel.startswith("..") else path
+    except ValueError:
+        return path
+
+
+def _where(hit_or_passage: Any) -> str:
+    p = getattr(hit_or_passage, "passage", hit_or_passage)
+    where = f"{_shorten(p.source)} · passage {p.position + 1}"
+    return where + (f" · page {p.page}" if p.page else "")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_index(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.rag import RAG
+
+    cfg = Config(index=override(cfg.index, encoder=args.encoder, chunk_words=args.chunk_words),
+                 retrieval=cfg.retrieval, generation=cfg.generation)
+    rag = RAG.build(args.index, config=cfg, encoder=args.encoder)
+    with rag:
+        report = rag.add(args.paths, progress=not args.quiet)
+        counts = rag.folder.store.counts()
+    for path in report.missing:
+        print(f"error: {path}: no such file or folder", file=sys.stderr)
+    new = len(report.added) - len(report.replaced)
+    _out(f"indexed {new} new and {len(report.replaced)} changed file(s): {report.documents} "
+         f"document(s), {report.passages} passage(s); {len(report.unchanged)} unchanged")
+    if report.ignored:
+        kinds = sorted({Path(f).suffix or "(none)" for f in report.ignored})
+        _out(f"ignored {len(report.ignored)} file(s) of unsupported types in folders: "
+             f"{' '.join(kinds)}")
+    if report.skipped:
+        _out(f"skipped {len(report.skipped)} file(s):")
+        for path, why in report.skipped:
+            _out(f"  {_shorten(path)}: {why}")
+    _out(f"{args.index}: {counts['documents']} documents, {counts['passages']} passages")
+    return 1 if report.failed else 0
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    for h in hits:
+        p = h.passage
+        extra = f"  p(z|x)={h.prob:.2f}" if h.prob is not None else ""
+        _out(f"[{h.rank}] {h.score:.4f}{extra}  {_where(h)}")
+        if p.title:
+            _out(f"    {p.title}")
+        snippet = " ".join(p.text.split())
+        _out(textwrap.indent(textwrap.fill(snippet[:400] + ("…" if len(snippet) > 400 else ""),
+                                           width=96), "    "))
+
+
+def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.rag import RAG
+
+    with RAG.open(args.index, config=cfg) as rag:
+        hits = rag.search(args.query, k=args.k, mode=args.mode)
+    if args.json:
+        _out(json.dumps([hit_to_dict(h) for h in hits], ensure_ascii=False, indent=2))
+    elif not hits:
+        _out("no passages match")
+    else:
+        _print_hits(hits)
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.rag import RAG
+
+    gen = override(cfg.generation, model=args.model, backend=args.backend,
+                   base_url=args.base_url, max_tokens=args.max_tokens)
+    cfg = Config(index=cfg.index, retrieval=cfg.retrieval, generation=gen)
+    answer: Answer | None = None
+    streamed = ""
+    with RAG.open(args.index, config=cfg) as rag:
+        for piece in rag.ask_stream(args.question, k=args.k, mode=args.mode):
+            if isinstance(piece, Answer):
+                answer = piece
+            elif not args.json:
+                streamed += piece
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+    assert answer is not None
+    if args.json:
+        _out(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    _out()
+    if not answer.answered:
+        if streamed.strip() != answer.text:
+            # the model's draft was a refusal or is not backed by the passages
+            _out(f"\n→ {answer.text} (the draft above is not supported by the passages)")
+        _out("Closest passages:")
+        for h in answer.hits[:3]:
+            _out(f"  [{h.rank}] {_where(h)}")
+        return 0
+    _out("\nSources:")
+    for c in answer.citations:
+        prob = f"  p(z|x)={c.prob:.2f}" if c.prob is not None else ""
+        _out(f"  [{c.marker}] {_where(c.passage)}{prob}")
+        quote = " ".join(c.quote.split())
+        _out(textwrap.indent(textwrap.fill(f"“{quote[:300]}”", width=96), "      "))
+    t = answer.timings
+    log.info("retrieval %.2fs, first token %.2fs, total %.2fs", t.get("retrieve_s", 0),
+             t.get("first_token_s", 0), t.get("total_s", 0))
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.rag import RAG
+
+    status = 0
+    with RAG.open(args.index, config=cfg) as rag:
+        for target in args.targets:
+            try:
+                ids = rag.remove(target)
+                _out(f"removed {len(ids)} document(s) for {target}")
+            except RaglineError as e:
+                print(f"error: {e}", file=sys.stderr)
+                status = 1
+    return status
+
+
+def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.rag import RAG
+
+    with RAG.open(args.index, config=cfg) as rag:
+        info = rag.info()
+        docs = rag.documents() if args.documents else []
+    if args.json:
+        if args.documents:
+            info["documents"] = [{"id": d[0], "source": d[1], "title": d[2], "passages": d[3]}
+                                 for d in docs]
+        _out(json.dumps(info, ensure_ascii=False, indent=2))
+        return 0
+    enc = info["encoder"]
+    c = info["counts"]
+    _out(f"index      {info['path']}  (format {info['format']}, ragline {info['ragline_version']})")
+    _out(f"encoder    {enc['id']}  dim={enc['dim']} pooling={enc['pooling']} "
+         f"normalized={enc['normalized']}")
+    _out(f"chunking   {info['chunking']['words']} words per passage")
+    _out(f"dense      {info['dense']['kind']} ({info['dense']['metric']})   "
+         f"sparse {info['sparse']['kind']} k1={info['sparse']['k1']} b={info['sparse']['b']}")
+    _out(f"contents   {c.get('sources', 0)} files, {c.get('documents', 0)} documents, "
+         f"{c.get('passages', 0)} passages")
+    _out(f"updated    {info['updated']}  (created {info['created']})")
+    for doc_id, source, title, n in docs:
+        _out(f"  {doc_id}  {_shorten(source)}  {title[:40]!r}  {n} passage(s)")
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "rm": cmd_rm,
+            "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="ragline: %(message)s", stream=sys.stderr)
+    for noisy in ("sentence_transformers", "transformers", "faiss", "bm25s", "numba", "jieba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return COMMANDS[args.command](args, _config(args))
+    except RaglineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted; the index keeps everything committed before the interruption",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Typed settings; one TOML file feeds the library, the CLI and the server.
+
+    # ragline.toml
+    [retrieval]
+    k = 5
+    mode = "hybrid"
+    [generation]
+    backend = "openai"
+    base_url = "http://127.0.0.1:8080/v1"
+    model = "qwen2.5-7b-instruct"
+
+    cfg = load_config(Path("ragline.toml"))
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ragline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    encoder: str = "minilm"
+    chunk_words: int = 100
+    batch_passages: int = 256
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    k: int = 5
+    mode: str = "hybrid"
+    rrf_k: int = 60
+    candidates: int = 100
+    dense_weight: float = 0.5
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    backend: str = "llama-cpp"          # or "openai" (any OpenAI-compatible server)
+    model: str | None = None            # GGUF path for llama-cpp; model name for openai
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    max_tokens: int = 128
+    temperature: float = 0.0
+    n_ctx: int = 4096
+    threads: int | None = None
+    # Skip generation when no passage's d(z)·q(x) reaches this (None: always generate).
+    # 0.25 separates on-topic from off-topic questions for all-MiniLM-L6-v2 (see README).
+    min_relevance: float | None = 0.25
+    min_support: float = 0.5            # share of answer words the passages must contain
+
+
+@dataclass(frozen=True)
+class Config:
+    index: IndexConfig = field(default_factory=IndexConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+
+def _section(cls: type, data: Any, name: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in [{name}]: {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(known))}")
+    return cls(**data)
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML ({e})") from None
+    unknown = set(data) - {"index", "retrieval", "generation"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
+    return Config(
+        index=_section(IndexConfig, data.get("index", {}), "index"),
+        retrieval=_section(RetrievalConfig, data.get("retrieval", {}), "retrieval"),
+        generation=_section(GenerationConfig, data.get("generation", {}), "generation"),
+    )
+
+
+def override(cfg: Any, **changes: Any) -> Any:
+    """A copy of a settings slice with the given non-None values replaced."""
+    return replace(cfg, **{k: v for k, v in changes.items() if v is not None})

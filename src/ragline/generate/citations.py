@@ -1,0 +1,140 @@
+"""Citations that are true: validate the model's [n] markers and add the ones it left out.
+
+A small generator often writes no markers, or wrong ones ([7] with five passages). The stream
+filter below sits between the generator and the user: it drops markers that name no passage,
+and when a sentence ends without a marker it attributes the sentence to the passage that
+supports it best (word overlap), provided the support is real. Works token by token, so the
+answer still streams.
+
+    cs = CitationStream(hits)
+    out = "".join(cs.feed(piece) for piece in pieces) + cs.finish()
+    cs.citations  # marker → Citation with the supporting span of the passage
+"""
+
+from __future__ import annotations
+
+import re
+
+from ragline.text import sentence_spans, tokenize
+from ragline.types import Citation, Hit
+
+_MARKER_BODY = re.compile(r"\s*\d{1,3}(\s*,\s*\d{1,3})*\s*")
+_SENT_END = ".!?。！？"
+_REFUSAL = re.compile(
+    r"(i (do not|don't|cannot|can't) (know|answer|find)|not (mentioned|contain|provided|stated|"
+    r"specified|given)|no (information|answer|mention)|cannot be (determined|answered)|unknown|"
+    r"不知道|无法回答|没有提到|未提及|没有相关|无法确定)", re.IGNORECASE)
+
+
+def is_refusal(text: str) -> bool:
+    return bool(_REFUSAL.search(text[:200]))
+
+
+def overlap(claim: list[str], support: set[str]) -> float:
+    """Share of the claim's content tokens that the support contains."""
+    if not claim:
+        return 0.0
+    return sum(t in support for t in claim) / len(claim)
+
+
+def best_span(claim: list[str], text: str) -> tuple[tuple[int, int], float]:
+    """The sentence of `text` that supports the claim best, and how well."""
+    best, best_score = (0, len(text)), -1.0
+    for s, e in sentence_spans(text) or [(0, len(text))]:
+        score = overlap(claim, set(tokenize(text[s:e])))
+        if score > best_score:
+            best, best_score = (s, e), score
+    return best, max(best_score, 0.0)
+
+
+def support(answer: str, hits: list[Hit]) -> float:
+    """Share of the answer's content words found in the passages (1.0 for a contentless answer)."""
+    claim = tokenize(re.sub(r"\[\d+\]", " ", answer))
+    if not claim:
+        return 1.0
+    vocab: set[str] = set()
+    for h in hits:
+        vocab.update(tokenize(h.passage.embed_text))
+    return overlap(claim, vocab)
+
+
+class CitationStream:
+    def __init__(self, hits: list[Hit], min_support: float = 0.5) -> None:
+        self.hits = hits
+        self.min_support = min_support
+        self.citations: dict[int, Citation] = {}
+        self._buf = ""           # received, not yet decided
+        self._sentence = ""      # text of the current sentence
+        self._marked = False     # the current sentence carries a valid marker
+        self._ended = False      # the sentence saw its final punctuation
+        self._held = ""          # whitespace after a sentence end, emitted at close
+
+    def feed(self, piece: str) -> str:
+        self._buf += piece
+        return self._drain(final=False)
+
+    def finish(self) -> str:
+        out = self._drain(final=True)
+        return out + self._close() + self._held
+
+    def _drain(self, final: bool) -> str:
+        out: list[str] = []
+        buf, i = self._buf, 0
+        while i < len(buf):
+            ch = buf[i]
+            if ch == "[":
+                j = buf.find("]", i)
+                if j == -1 and not final and len(buf) - i < 16:
+                    break  # a marker may be arriving; wait for its end
+                if j != -1 and _MARKER_BODY.fullmatch(buf[i + 1:j]):
+                    out.append(self._marker([int(n) for n in buf[i + 1:j].split(",")]))
+                    i = j + 1
+                    continue
+            if ch.isspace() and self._ended:
+                self._held += ch
+                i += 1
+                continue
+            if ch in ".!?" and i + 1 >= len(buf) and not final:
+                break  # "3.14" or "e.g." — decide when the next character arrives
+            if self._ended:
+                out.append(self._close() + self._held)
+                self._held = ""
+            self._sentence += ch
+            out.append(ch)
+            if ch == "\n" or ch in "。！？" or (ch in ".!?" and (i + 1 >= len(buf)
+                                                                 or buf[i + 1].isspace())):
+                self._ended = True
+            i += 1
+        self._buf = buf[i:]
+        return "".join(out)
+
+    def _marker(self, numbers: list[int]) -> str:
+        valid = [n for n in dict.fromkeys(numbers) if 1 <= n <= len(self.hits)]
+        for n in valid:
+            self._cite(n, tokenize(self._sentence))
+        self._marked = self._marked or bool(valid)
+        return "".join(f"[{n}]" for n in valid)
+
+    def _cite(self, n: int, claim: list[str]) -> None:
+        hit = self.hits[n - 1]
+        span, _ = best_span(claim, hit.passage.text)
+        if n not in self.citations:
+            self.citations[n] = Citation(marker=n, passage=hit.passage, score=hit.score,
+                                         prob=hit.prob, span=span)
+
+    def _close(self) -> str:
+        """End the current sentence; attribute it if it carries no valid marker."""
+        sentence, marked = self._sentence, self._marked
+        self._sentence, self._marked, self._ended = "", False, False
+        claim = tokenize(sentence)
+        if marked or not claim or not self.hits:
+            return ""
+        scored = []
+        for n, hit in enumerate(self.hits, 1):
+            _, s = best_span(claim, hit.passage.embed_text)
+            scored.append((s, -n))
+        best_score, neg_n = max(scored)
+        if best_score < self.min_support:
+            return ""
+        self._cite(-neg_n, claim)
+        return f" [{-neg_n}]"

@@ -1,0 +1,212 @@
+"""The SQLite store: documents, passages and their vectors. The source of truth of an index.
+
+Dense and BM25 indexes are derived from it and can always be rebuilt from it: each passage row
+keeps its vector and its BM25 tokens. Every change happens in one transaction and bumps
+`generation`, which the derived indexes record so a stale one is detected on open.
+
+    store = Store(path); store.open()
+    with store.transaction():
+        store.add_document(doc, passages, vectors, tokens)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ragline.errors import IndexCorruptError
+from ragline.types import Document, Passage
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL, added REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL,
+    meta TEXT NOT NULL, added REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS documents_source ON documents(source);
+-- AUTOINCREMENT: a row id is never reused, so a stale dense index can never point a
+-- vector id at a different passage.
+CREATE TABLE IF NOT EXISTS passages (
+    rowid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+    page INTEGER, text TEXT NOT NULL, tokens TEXT NOT NULL, vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id);
+"""
+
+_PASSAGE_COLS = ('p.rowid, p.id, p.doc_id, p.text, d.title, p.start, p."end", p.position, '
+                 "d.source, p.page")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    path: str
+    sha256: str
+    size: int
+
+
+def _row_to_passage(r: sqlite3.Row | tuple) -> tuple[int, Passage]:  # type: ignore[type-arg]
+    return r[0], Passage(id=r[1], doc_id=r[2], text=r[3], title=r[4], start=r[5], end=r[6],
+                         position=r[7], source=r[8], page=r[9])
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._con: sqlite3.Connection | None = None
+
+    @property
+    def con(self) -> sqlite3.Connection:
+        if self._con is None:
+            raise RuntimeError("Store.open() was not called")
+        return self._con
+
+    def open(self) -> None:
+        try:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                  check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a crash
+            con.execute("PRAGMA foreign_keys=ON")
+            con.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise IndexCorruptError(f"{self.path}: not a readable ragline store ({e})") from None
+        self._con = con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All-or-nothing: a crash inside leaves the store as it was before."""
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._bump_generation()
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------ meta
+
+    def _bump_generation(self) -> None:
+        self.con.execute(
+            "INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
+            "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+    @property
+    def generation(self) -> int:
+        row = self.con.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------ writes
+
+    def upsert_source(self, rec: SourceRecord) -> None:
+        self.con.execute(
+            "INSERT INTO sources(path, sha256, size, added) VALUES(?,?,?,?) ON CONFLICT(path) "
+            "DO UPDATE SET sha256=excluded.sha256, size=excluded.size, added=excluded.added",
+            (rec.path, rec.sha256, rec.size, time.time()))
+
+    def add_document(self, doc: Document, passages: Sequence[Passage], vectors: np.ndarray,
+                     tokens: Sequence[list[str]]) -> list[int]:
+        """Insert a document and its passages; returns their row ids (the dense-index ids)."""
+        self.con.execute(
+            "INSERT INTO documents(id, source, title, text, meta, added) VALUES(?,?,?,?,?,?)",
+            (doc.id, doc.source, doc.title, doc.text, json.dumps(doc.meta), time.time()))
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        rowids = []
+        for p, v, toks in zip(passages, vecs, tokens, strict=True):
+            cur = self.con.execute(
+                'INSERT INTO passages(id, doc_id, position, start, "end", page, text, tokens, '
+                "vector) VALUES(?,?,?,?,?,?,?,?,?)",
+                (p.id, p.doc_id, p.position, p.start, p.end, p.page, p.text,
+                 "\t".join(toks), v.tobytes()))
+            rowids.append(int(cur.lastrowid or 0))
+        return rowids
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> list[int]:
+        """Delete documents and their passages; returns the removed passage row ids."""
+        removed: list[int] = []
+        for doc_id in doc_ids:
+            removed += [r[0] for r in self.con.execute(
+                "SELECT rowid FROM passages WHERE doc_id=?", (doc_id,))]
+            self.con.execute("DELETE FROM passages WHERE doc_id=?", (doc_id,))
+            self.con.execute("DELETE FROM documents WHERE id=?", (doc_id,))
+        return removed
+
+    def delete_source(self, path: str) -> list[int]:
+        ids = self.document_ids_of_source(path)
+        removed = self.delete_documents(ids)
+        self.con.execute("DELETE FROM sources WHERE path=?", (path,))
+        return removed
+
+    # ------------------------------------------------------------ reads
+
+    def source(self, path: str) -> SourceRecord | None:
+        r = self.con.execute("SELECT path, sha256, size FROM sources WHERE path=?",
+                             (path,)).fetchone()
+        return SourceRecord(*r) if r else None
+
+    def document_ids_of_source(self, path: str) -> list[str]:
+        return [r[0] for r in self.con.execute("SELECT id FROM documents WHERE source=?", (path,))]
+
+    def has_document(self, doc_id: str) -> bool:
+        return self.con.execute("SELECT 1 FROM documents WHERE id=?", (doc_id,)).fetchone() is not None
+
+    def document(self, doc_id: str) -> Document | None:
+        r = self.con.execute("SELECT id, source, text, title, meta FROM documents WHERE id=?",
+                             (doc_id,)).fetchone()
+        return Document(id=r[0], source=r[1], text=r[2], title=r[3], meta=json.loads(r[4])) if r else None
+
+    def documents(self) -> list[tuple[str, str, str, int]]:
+        """(id, source, title, passage count) of every document, by source."""
+        return [tuple(r) for r in self.con.execute(  # type: ignore[misc]
+            "SELECT d.id, d.source, d.title, COUNT(p.rowid) FROM documents d "
+            "LEFT JOIN passages p ON p.doc_id = d.id GROUP BY d.id ORDER BY d.source, d.id")]
+
+    def counts(self) -> dict[str, int]:
+        q = self.con.execute
+        return {"documents": q("SELECT COUNT(*) FROM documents").fetchone()[0],
+                "passages": q("SELECT COUNT(*) FROM passages").fetchone()[0],
+                "sources": q("SELECT COUNT(*) FROM sources").fetchone()[0]}
+
+    def passages_by_rowid(self, rowids: Sequence[int]) -> dict[int, tuple[Passage, np.ndarray]]:
+        out: dict[int, tuple[Passage, np.ndarray]] = {}
+        ids = [int(i) for i in rowids]
+        for i in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self.con.execute(
+                    f"SELECT {_PASSAGE_COLS}, p.vector FROM passages p JOIN documents d "
+                    f"ON d.id = p.doc_id WHERE p.rowid IN ({marks})", chunk):
+                rowid, passage = _row_to_passage(r)
+                out[rowid] = (passage, np.frombuffer(r[10], dtype=np.float32))
+        return out
+
+    def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(row ids, vectors) of every passage, in row-id order, `batch` rows at a time."""
+        last = -1
+        while True:
+            rows = self.con.execute("SELECT rowid, vector FROM passages WHERE rowid > ? "
+                                    "ORDER BY rowid LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            yield ids, vecs
+            last = int(ids[-1])
+
+    def iter_tokens(self) -> Iterator[tuple[int, list[str]]]:
+        for rowid, toks in self.con.execute("SELECT rowid, tokens FROM passages ORDER BY rowid"):
+            yield rowid, toks.split("\t") if toks else []

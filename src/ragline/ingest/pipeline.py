@@ -1,0 +1,202 @@
+"""Files → index: discover, load, chunk, embed in batches, commit one file at a time.
+
+A file is the unit of atomicity: its documents replace the previous version of that file in
+one transaction, so a kill mid-run leaves every file either fully old or fully new.
+Re-ingesting an unchanged file (same sha256) is a no-op; a bad file is skipped and reported.
+
+    report = ingest_paths(folder, encoder, [Path("docs/")], progress=True)
+    report.added, report.unchanged, report.skipped
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ragline.encode.base import Encoder
+from ragline.errors import IngestError, UnsupportedFileError
+from ragline.index.folder import IndexFolder
+from ragline.index.store import SourceRecord
+from ragline.ingest.chunk import chunk_document
+from ragline.ingest.loaders import LOADERS, load_file
+from ragline.text import tokenize
+from ragline.types import Document, Passage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)        # sources indexed (new or changed)
+    replaced: list[str] = field(default_factory=list)     # of which: changed files
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    ignored: list[str] = field(default_factory=list)      # files of other types inside folders
+    missing: list[str] = field(default_factory=list)      # named paths that do not exist
+    documents: int = 0
+    passages: int = 0
+
+    @property
+    def failed(self) -> bool:
+        """The command as a whole failed: a named path is missing, or nothing could be read."""
+        return bool(self.missing) or (not self.added and not self.unchanged)
+
+
+@dataclass
+class _Pending:
+    record: SourceRecord
+    docs: list[Document]
+    passages: list[list[Passage]]
+    replacing: bool
+
+
+def _is_index_folder(path: Path) -> bool:
+    return (path / "manifest.json").is_file() and (path / "store.sqlite").is_file()
+
+
+def discover(paths: Iterable[Path], report: IngestReport) -> list[Path]:
+    """Files named, and files under folders named (recursively, hidden ones skipped)."""
+    files: list[Path] = []
+    for p in paths:
+        if not p.exists():
+            report.missing.append(str(p))
+        elif p.is_dir():
+            for root, dirs, names in os.walk(p):
+                if _is_index_folder(Path(root)):
+                    dirs[:] = []  # never ingest a ragline index (this one or another)
+                    continue
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for n in sorted(names):
+                    f = Path(root) / n
+                    if n.startswith("."):
+                        continue
+                    if f.suffix.lower() in LOADERS:
+                        files.append(f)
+                    else:
+                        report.ignored.append(str(f))
+        else:
+            files.append(p)
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(f)
+    return unique
+
+
+def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
+                 progress: bool = False, batch_passages: int = 256) -> IngestReport:
+    report = IngestReport()
+    files = discover(paths, report)
+    store = folder.store
+    pending: list[_Pending] = []
+    claimed: dict[str, str] = {}  # doc id → source, for documents pending in this run
+
+    for f in tqdm(files, desc="reading", unit="file", disable=not progress or len(files) < 2):
+        source = str(f.resolve())
+        try:
+            data = f.read_bytes()
+        except OSError as e:
+            report.skipped.append((str(f), f"cannot read ({e.strerror})"))
+            continue
+        rec = SourceRecord(path=source, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        old = store.source(source)
+        if old is not None and old.sha256 == rec.sha256:
+            report.unchanged.append(source)
+            continue
+        try:
+            docs = load_file(f, data)
+        except UnsupportedFileError as e:
+            report.skipped.append((str(f), str(e).split(": ", 1)[-1]))
+            continue
+        except IngestError as e:
+            report.skipped.append((str(f), str(e).split(": ", 1)[-1]))
+            continue
+        docs = [Document(id=d.id, source=source, text=d.text, title=d.title, meta=d.meta)
+                for d in docs]
+        kept = []
+        own = set(store.document_ids_of_source(source))
+        for d in docs:
+            other = claimed.get(d.id)
+            if other is None and d.id not in own and store.has_document(d.id):
+                other = (store.document(d.id) or d).source
+            if other is not None:
+                log.info("%s: document %s duplicates one from %s; kept once", f, d.id, other)
+                continue
+            claimed[d.id] = source
+            kept.append(d)
+        chunked = [chunk_document(d, folder.chunk_words) for d in kept]
+        pending.append(_Pending(rec, kept, chunked, replacing=old is not None))
+
+    total = sum(len(ps) for p in pending for ps in p.passages)
+    if pending:
+        _embed_and_commit(folder, encoder, pending, total, progress, batch_passages, report)
+    if pending or folder.manifest.get("generation") != store.generation:
+        folder.rebuild_sparse(progress=False)
+        folder.persist()
+    return report
+
+
+def _embed_and_commit(folder: IndexFolder, encoder: Encoder, pending: list[_Pending], total: int,
+                      progress: bool, batch_passages: int, report: IngestReport) -> None:
+    """Embed passages in batches across files; commit each file once all its vectors exist."""
+    flat: list[tuple[int, Passage]] = [(i, p) for i, pend in enumerate(pending)
+                                       for ps in pend.passages for p in ps]
+    vectors: list[np.ndarray] = []
+    next_commit = 0
+    done = 0
+    bar = tqdm(total=total, desc="embedding", unit="passage", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        while next_commit < len(pending):
+            if done < len(flat):
+                batch = flat[done:done + batch_passages]
+                vectors.append(encoder.encode_passages([p.embed_text for _, p in batch],
+                                                       batch_size=32))
+                done += len(batch)
+                bar.update(len(batch))
+                # pending files whose passages are all embedded now (or have none)
+                ready = flat[done][0] if done < len(flat) else len(pending)
+            else:
+                ready = len(pending)
+            if ready > next_commit:
+                allvecs = np.concatenate(vectors) if vectors else np.zeros((0, encoder.spec.dim))
+                used = 0
+                for pend in pending[next_commit:ready]:
+                    n = sum(len(ps) for ps in pend.passages)
+                    _commit_source(folder, pend, allvecs[used:used + n], report)
+                    used += n
+                vectors = [allvecs[used:]]
+                next_commit = ready
+    finally:
+        bar.close()
+
+
+def _commit_source(folder: IndexFolder, pend: _Pending, vecs: np.ndarray,
+                   report: IngestReport) -> None:
+    store = folder.store
+    added_ids: list[int] = []
+    offset = 0
+    with store.transaction():
+        removed = store.delete_source(pend.record.path)
+        for doc, passages in zip(pend.docs, pend.passages, strict=True):
+            n = len(passages)
+            added_ids += store.add_document(doc, passages, vecs[offset:offset + n],
+                                            [tokenize(p.embed_text) for p in passages])
+            offset += n
+        store.upsert_source(pend.record)
+    folder.apply_dense(removed, added_ids, vecs[:offset])
+    report.added.append(pend.record.path)
+    if pend.replacing:
+        report.replaced.append(pend.record.path)
+    report.documents += len(pend.docs)
+    report.passages += offset

@@ -1,0 +1,207 @@
+"""The RAG façade: index files, search, ask with citations.
+
+    rag = RAG.build("my-index", paths=["docs/"])      # or RAG.open("my-index")
+    answer = rag.ask("What is the capital of France?")
+    answer.text, answer.citations
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ragline.config import Config
+from ragline.encode import Encoder, encoder_from_spec, load_encoder
+from ragline.errors import ConfigError, DocumentNotFoundError
+from ragline.generate.base import Generator
+from ragline.generate.citations import CitationStream, is_refusal, support
+from ragline.generate.prompts import STOP, not_found_message, rag_prompt
+from ragline.index.folder import IndexFolder
+from ragline.ingest.pipeline import IngestReport, ingest_paths
+from ragline.retrieve.retriever import Retriever, check_k
+from ragline.types import Answer, Hit
+
+log = logging.getLogger(__name__)
+
+
+def make_generator(cfg: Config) -> Generator:
+    g = cfg.generation
+    if g.backend in ("llama-cpp", "llama.cpp", "llama"):
+        from ragline.generate.llama import LlamaCppGenerator
+
+        return LlamaCppGenerator(g.model, n_ctx=g.n_ctx, n_threads=g.threads)
+    if g.backend == "openai":
+        if not g.base_url or not g.model:
+            raise ConfigError("the openai backend needs generation.base_url and generation.model")
+        from ragline.generate.openai_http import OpenAIGenerator
+
+        return OpenAIGenerator(g.base_url, g.model, api_key_env=g.api_key_env)
+    raise ConfigError(f"unknown generation backend '{g.backend}'; use 'llama-cpp' or 'openai'")
+
+
+class RAG:
+    def __init__(self, folder: IndexFolder, encoder: Encoder, config: Config | None = None,
+                 generator: Generator | None = None) -> None:
+        self.folder = folder
+        self.encoder = encoder
+        self.config = config or Config()
+        self._generator = generator
+        r = self.config.retrieval
+        self.retriever = Retriever(folder, encoder, rrf_k=r.rrf_k, candidates=r.candidates,
+                                   dense_weight=r.dense_weight)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def build(cls, path: str | Path, paths: Sequence[str | Path] = (), encoder: str | None = None,
+              config: Config | None = None, generator: Generator | None = None,
+              progress: bool = False) -> RAG:
+        """Create an index at `path` (or open the one there) and add `paths` to it."""
+        config = config or Config()
+        path = Path(path)
+        if (path / "manifest.json").exists():
+            # an existing index keeps its encoder; naming a different one is an error
+            rag = cls.open(path, config=config, generator=generator, encoder=encoder)
+        else:
+            enc = load_encoder(encoder or config.index.encoder)
+            enc.load()
+            folder = IndexFolder.create(path, enc.spec, chunk_words=config.index.chunk_words)
+            rag = cls(folder, enc, config, generator)
+        if paths:
+            rag.add(paths, progress=progress)
+        return rag
+
+    @classmethod
+    def open(cls, path: str | Path, config: Config | None = None,
+             generator: Generator | None = None, encoder: str | None = None) -> RAG:
+        """Open an existing index with the encoder its manifest names."""
+        folder = IndexFolder.open(Path(path), expect_encoder=encoder)
+        return cls(folder, encoder_from_spec(folder.encoder_spec), config, generator)
+
+    def close(self) -> None:
+        self.folder.close()
+
+    def __enter__(self) -> RAG:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = make_generator(self.config)
+        return self._generator
+
+    # ------------------------------------------------------------ writes
+
+    def add(self, paths: Sequence[str | Path], progress: bool = False) -> IngestReport:
+        with self.folder.write_lock():
+            return ingest_paths(self.folder, self.encoder, [Path(p) for p in paths],
+                                progress=progress,
+                                batch_passages=self.config.index.batch_passages)
+
+    def remove(self, target: str) -> list[str]:
+        """Remove a document by id, or every document of a source file; returns the doc ids."""
+        store = self.folder.store
+        with self.folder.write_lock():
+            if store.has_document(target):
+                doc_ids, source = [target], None
+            else:
+                source = str(Path(target).expanduser().resolve())
+                doc_ids = store.document_ids_of_source(source)
+                if not doc_ids and store.source(source) is None:
+                    raise DocumentNotFoundError(
+                        f"no document or source '{target}' in {self.folder.path}; "
+                        f"list them with: ragline info {self.folder.path} --documents")
+            with store.transaction():
+                removed = (store.delete_source(source) if source is not None
+                           else store.delete_documents(doc_ids))
+            self.folder.apply_dense(removed, [], self.encoder_empty())
+            self.folder.rebuild_sparse()
+            self.folder.persist()
+        return doc_ids
+
+    def encoder_empty(self) -> Any:
+        import numpy as np
+
+        return np.zeros((0, self.folder.encoder_spec.dim), dtype=np.float32)
+
+    # ------------------------------------------------------------ reads
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Hit]:
+        r = self.config.retrieval
+        return self.retriever.search(query, k=k or r.k, mode=mode or r.mode)
+
+    def info(self) -> dict[str, Any]:
+        m = self.folder.manifest
+        return {"path": str(self.folder.path), **{k: m[k] for k in (
+            "format", "ragline_version", "encoder", "chunking", "dense", "sparse", "counts",
+            "generation", "created", "updated")}}
+
+    def documents(self) -> list[tuple[str, str, str, int]]:
+        return self.folder.store.documents()
+
+    def ask(self, question: str, k: int | None = None, mode: str | None = None) -> Answer:
+        answer = None
+        for piece in self.ask_stream(question, k=k, mode=mode):
+            if isinstance(piece, Answer):
+                answer = piece
+        assert answer is not None
+        return answer
+
+    def ask_stream(self, question: str, k: int | None = None,
+                   mode: str | None = None) -> Iterator[str | Answer]:
+        """Yield answer text as it is generated (citation markers included), then the Answer."""
+        if k is not None:
+            check_k(k)
+        g = self.config.generation
+        t0 = time.perf_counter()
+        hits = self.search(question, k=k, mode=mode)
+        t_retrieve = time.perf_counter() - t0
+        timings = {"retrieve_s": t_retrieve}
+        best = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
+        if not hits or (g.min_relevance is not None and best is not None
+                        and best < g.min_relevance and self._gate_applies()):
+            text = not_found_message(question)
+            yield text
+            yield Answer(question, text, (), tuple(hits), answered=False,
+                         timings={**timings, "total_s": time.perf_counter() - t0})
+            return
+
+        gen = self.generator
+        gen.load()
+        prompt = rag_prompt(question, hits, gen.count_tokens,
+                            budget=max(256, g.n_ctx - g.max_tokens - 16))
+        stream = CitationStream(hits, min_support=g.min_support)
+        parts: list[str] = []
+        first: float | None = None
+        for piece in gen.stream(prompt, max_tokens=g.max_tokens, stop=STOP,
+                                temperature=g.temperature):
+            if first is None:
+                first = time.perf_counter() - t0
+            out = stream.feed(piece if parts else piece.lstrip())
+            if out:
+                parts.append(out)
+                yield out
+        tail = stream.finish()
+        if tail:
+            parts.append(tail)
+            yield tail
+        text = "".join(parts).strip()
+        timings.update(first_token_s=first or 0.0, total_s=time.perf_counter() - t0)
+        if not text or is_refusal(text) or support(text, hits) < g.min_support:
+            # refusals and answers the passages do not back are reported as "not found"
+            yield Answer(question, not_found_message(question), (), tuple(hits),
+                         answered=False, timings=timings)
+            return
+        cites = tuple(stream.citations[n] for n in sorted(stream.citations))
+        yield Answer(question, text, cites, tuple(hits), answered=True, timings=timings)
+
+    def _gate_applies(self) -> bool:
+        # the relevance threshold is calibrated for the bundled MiniLM; other encoders' score
+        # scales differ, so they are never gated by it
+        return self.folder.encoder_spec.id.endswith("all-MiniLM-L6-v2")

@@ -1,0 +1,52 @@
+"""Rank fusion as pure functions over ranked id lists.
+
+    rrf([[3, 1, 2], [1, 4]])  # {1: 1/61 + 1/62 … }  — reciprocal rank fusion (Cormack et al. 2009)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def rrf(rankings: Sequence[Sequence[int]], k: int = 60,
+        weights: Sequence[float] | None = None) -> dict[int, float]:
+    """Reciprocal rank fusion: score(d) = Σ_r w_r / (k + rank_r(d)), ranks starting at 1."""
+    weights = weights or [1.0] * len(rankings)
+    scores: dict[int, float] = {}
+    for w, ranking in zip(weights, rankings, strict=True):
+        for rank, doc in enumerate(ranking, 1):
+            scores[doc] = scores.get(doc, 0.0) + w / (k + rank)
+    return scores
+
+
+def minmax(scores: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1]; a constant list (including a single score) maps to all ones, not NaN."""
+    if len(scores) == 0:
+        return scores.astype(np.float64)
+    lo, hi = float(np.min(scores)), float(np.max(scores))
+    if hi - lo <= 1e-12:
+        return np.ones(len(scores))
+    return (scores - lo) / (hi - lo)
+
+
+def weighted(runs: Sequence[tuple[Sequence[int], np.ndarray]],
+             weights: Sequence[float]) -> dict[int, float]:
+    """Convex combination of min-max normalised scores; a doc missing from a run gets 0 there."""
+    out: dict[int, float] = {}
+    for (ids, scores), w in zip(runs, weights, strict=True):
+        for doc, s in zip(ids, minmax(np.asarray(scores, dtype=np.float64)), strict=True):
+            out[int(doc)] = out.get(int(doc), 0.0) + w * float(s)
+    return out
+
+
+def top(scores: dict[int, float], k: int) -> list[tuple[int, float]]:
+    """Highest k (id, score), ties broken by id for determinism."""
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = np.asarray(x, dtype=np.float64)
+    z = np.exp(z - z.max()) if len(z) else z
+    return z / z.sum() if len(z) else z

@@ -1,0 +1,125 @@
+"""Frozen dataclasses shared by every layer: Document, Passage, Hit, Citation, Answer.
+
+    doc = Document.from_text("Paris is the capital of France.", source="notes.txt")
+    doc.id  # content hash: the same text always gets the same id
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def content_hash(text: str) -> str:
+    """A short, stable id for a piece of text (sha256, 16 hex digits)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Document:
+    """One unit of ingestion: a file, or one row of a jsonl/csv file.
+
+    `id` is a content hash unless the source names its own ids (BEIR corpora do).
+    `meta` holds loader facts such as page offsets of a PDF; values are JSON-serialisable.
+    """
+
+    id: str
+    source: str
+    text: str
+    title: str = ""
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def from_text(
+        cls, text: str, source: str, title: str = "", meta: dict[str, Any] | None = None
+    ) -> Document:
+        return cls(id=content_hash(title + "\n" + text), source=source, text=text,
+                   title=title, meta=meta or {})
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A chunk of a document: `text == document.text[start:end]`."""
+
+    id: str
+    doc_id: str
+    text: str
+    title: str
+    start: int
+    end: int
+    position: int
+    source: str = ""
+    page: int | None = None
+
+    @property
+    def embed_text(self) -> str:
+        """What the passage encoder sees: title and text, as DPR did."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved passage with its rank-fused `score`.
+
+    `dense_score` is d(z)·q(x) when the dense index scored it; `prob` is the document
+    posterior p(z|x), a softmax over the dense scores of the returned hits.
+    """
+
+    passage: Passage
+    score: float
+    rank: int
+    dense_score: float | None = None
+    sparse_score: float | None = None
+    prob: float | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Marker `[n]` in an answer, pointing at hit number n and the span that supports it."""
+
+    marker: int
+    passage: Passage
+    score: float
+    prob: float | None
+    span: tuple[int, int]  # character span inside passage.text that supports the answer
+
+    @property
+    def quote(self) -> str:
+        return self.passage.text[self.span[0]:self.span[1]]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A generated answer with the citations it uses and every passage it was conditioned on."""
+
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    hits: tuple[Hit, ...]
+    answered: bool = True  # False when the passages did not contain an answer
+    timings: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, used by `ragline ask --json` and the HTTP API."""
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "answered": self.answered,
+            "citations": [
+                {"marker": c.marker, "passage_id": c.passage.id, "doc_id": c.passage.doc_id,
+                 "source": c.passage.source, "page": c.passage.page, "score": c.score,
+                 "prob": c.prob, "span": list(c.span), "quote": c.quote}
+                for c in self.citations
+            ],
+            "passages": [hit_to_dict(h) for h in self.hits],
+            "timings": dict(self.timings),
+        }
+
+
+def hit_to_dict(hit: Hit) -> dict[str, Any]:
+    p = hit.passage
+    return {"rank": hit.rank, "score": hit.score, "dense_score": hit.dense_score,
+            "sparse_score": hit.sparse_score, "prob": hit.prob, "passage_id": p.id,
+            "doc_id": p.doc_id, "source": p.source, "title": p.title, "position": p.position,
+            "page": p.page, "start": p.start, "end": p.end, "text": p.text}
