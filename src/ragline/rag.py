@@ -134,7 +134,8 @@ class RAG:
 
     def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Hit]:
         r = self.config.retrieval
-        return self.retriever.search(query, k=k or r.k, mode=mode or r.mode)
+        return self.retriever.search(query, k=r.k if k is None else k,
+                                     mode=r.mode if mode is None else mode)
 
     def info(self) -> dict[str, Any]:
         m = self.folder.manifest

@@ -22,10 +22,11 @@ CJK_RE = re.compile(f"[{_CJK}]")
 _RUN_RE = re.compile(f"[{_CJK}]+|[^\\W{_CJK}]+", re.UNICODE)
 _WORD_RE = re.compile(r"\w+")
 
-# Sentence ends: Western punctuation followed by whitespace, CJK punctuation anywhere,
-# or a blank line. Closing quotes/brackets stay with the sentence they close.
+# Sentence ends: Western punctuation followed by whitespace (or ! ? straight before a CJK
+# character), CJK punctuation anywhere, or a blank line. Closing quotes/brackets stay with the sentence they close.
 _SENT_END_RE = re.compile(
-    r"""(?:[.!?]+['"”’)\]]*(?=\s))|(?:[。！？；…]+[」』”’）)]*)|(?:\n\s*\n)"""
+    r"""(?:[.!?]+['"”’)\]]*(?=\s))|(?:[!?]+(?=[\u3400-\u9fff]))|"""
+    r"""(?:[。！？；…]+[」』”’）)]*)|(?:\n\s*\n)"""
 )
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st vs etc e.g i.e fig no vol al inc ltd co u.s cf approx".split()

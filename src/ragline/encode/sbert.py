@@ -63,12 +63,20 @@ class SentenceTransformerEncoder:
             raise ModelUnavailableError(
                 "sentence-transformers is not installed; pip install ragline"
             ) from None
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # "Loading weights" bars on every start
+        except ImportError:
+            pass
         path = self.path or bundled_minilm_path()
         if not path.is_dir():
             raise ModelUnavailableError(f"encoder folder not found: {path}")
         self.model = SentenceTransformer(str(path), device=pick_device(self.device),
                                          local_files_only=True)
-        dim = self.model.get_sentence_embedding_dimension()
+        get_dim = (getattr(self.model, "get_embedding_dimension", None)
+                   or self.model.get_sentence_embedding_dimension)
+        dim = get_dim()
         if dim != self.spec.dim:
             self.spec = EncoderSpec(**{**self.spec.to_dict(), "dim": int(dim)})
 

@@ -67,15 +67,15 @@ class CitationStream:
         self._sentence = ""      # text of the current sentence
         self._marked = False     # the current sentence carries a valid marker
         self._ended = False      # the sentence saw its final punctuation
-        self._held = ""          # whitespace after a sentence end, emitted at close
+        self._ws = ""            # whitespace not yet emitted: it goes out with what follows
+        self._dropped = False    # an invalid marker was just removed
 
     def feed(self, piece: str) -> str:
         self._buf += piece
         return self._drain(final=False)
 
     def finish(self) -> str:
-        out = self._drain(final=True)
-        return out + self._close() + self._held
+        return self._drain(final=True) + self._close()
 
     def _drain(self, final: bool) -> str:
         out: list[str] = []
@@ -87,20 +87,28 @@ class CitationStream:
                 if j == -1 and not final and len(buf) - i < 16:
                     break  # a marker may be arriving; wait for its end
                 if j != -1 and _MARKER_BODY.fullmatch(buf[i + 1:j]):
-                    out.append(self._marker([int(n) for n in buf[i + 1:j].split(",")]))
+                    marks = self._marker([int(n) for n in buf[i + 1:j].split(",")])
+                    if marks:  # a marker after "end." still belongs to that sentence
+                        out.append(self._ws + marks)
+                        self._ws = ""
+                    else:
+                        self._dropped = True
                     i = j + 1
                     continue
-            if ch.isspace() and self._ended:
-                self._held += ch
+            if ch.isspace() and ch != "\n":
+                self._ws += ch
                 i += 1
                 continue
             if ch in ".!?" and i + 1 >= len(buf) and not final:
                 break  # "3.14" or "e.g." — decide when the next character arrives
+            if self._dropped and ch in ".,;:!?。，；：！？":
+                self._ws = ""  # "Germany [7]." → "Germany."
+            self._dropped = False
             if self._ended:
-                out.append(self._close() + self._held)
-                self._held = ""
-            self._sentence += ch
-            out.append(ch)
+                out.append(self._close())
+            out.append(self._ws + ch)
+            self._sentence += self._ws + ch
+            self._ws = ""
             if ch == "\n" or ch in "。！？" or (ch in ".!?" and (i + 1 >= len(buf)
                                                                  or buf[i + 1].isspace())):
                 self._ended = True

@@ -44,6 +44,25 @@ def bundled_gemma_path() -> Path:
     return target
 
 
+_LOG_CALLBACK: Any = None
+
+
+def _silence_llama_cpp() -> None:
+    """llama.cpp writes notices to stderr from C even with verbose=False; route them to logging."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def _log(level: int, text: bytes, user_data: Any) -> None:
+        if level <= 2:  # GGML_LOG_LEVEL_ERROR
+            log.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+    _LOG_CALLBACK = _log  # keep a reference: C holds the pointer
+    llama_cpp.llama_log_set(_LOG_CALLBACK, None)
+
+
 class LlamaCppGenerator:
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 4096,
                  n_threads: int | None = None, seed: int = 0) -> None:
@@ -61,6 +80,7 @@ class LlamaCppGenerator:
             from llama_cpp import Llama
         except ImportError:
             raise missing_extra("llama-cpp-python", "llama") from None
+        _silence_llama_cpp()
         path = self.model_path or bundled_gemma_path()
         if not path.is_file():
             raise ModelUnavailableError(f"generator model not found: {path}")

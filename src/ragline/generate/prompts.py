@@ -23,12 +23,12 @@ _EN = """Answer the question using only the numbered passages. Quote the passage
 Question: {question}
 Answer:"""
 
-_ZH = """请只根据下面编号的段落回答问题,尽量使用段落原文,并用[1]这样的编号注明出处,回答要简短。如果段落中没有答案,请回答"不知道"。
+_ZH = """请只根据下面编号的段落回答问题，尽量使用段落原文，并用[1]这样的编号注明出处，回答要简短。如果段落中没有答案，请回答“不知道”。
 
 {passages}
 
-问题:{question}
-回答:"""
+问题：{question}
+回答："""
 
 
 def not_found_message(question: str) -> str:
@@ -63,4 +63,6 @@ def rag_prompt(question: str, hits: list[Hit],
     return prompt
 
 
-STOP = ("\n\n", "\nQuestion:", "\n问题", "Question:")
+# a base model goes on to invent the next question or passage; these end the answer there
+STOP = ("\n\n", "Question:", "\nAnswer:", "\n[", "问题\uff1a", "回答\uff1a", "问题:", "回答:",
+        "\n回答")

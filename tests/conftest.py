@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/docgen.py
+
+from ragline import RAG  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+THREE_DOCS = {
+    "france.txt": "Paris is the capital of France. The Eiffel Tower stands in Paris.",
+    "germany.txt": "Berlin is the capital of Germany. The Brandenburg Gate stands in Berlin.",
+    "china.txt": "北京是中国的首都。故宫位于北京市中心。",
+}
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    d = tmp_path / "docs"
+    d.mkdir()
+    for name, text in THREE_DOCS.items():
+        (d / name).write_text(text, encoding="utf-8")
+    return d
+
+
+@pytest.fixture
+def hash_rag(tmp_path: Path, corpus: Path) -> Iterator[RAG]:
+    rag = RAG.build(tmp_path / "idx", paths=[corpus], encoder="hash")
+    yield rag
+    rag.close()
+
+
+class ScriptedGenerator:
+    """A generator that streams a fixed reply, one character at a time, and records prompts."""
+
+    id = "scripted"
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.prompts: list[str] = []
+
+    def load(self) -> None:
+        pass
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(self, prompt: str, max_tokens: int = 256, stop: Sequence[str] = (),
+               temperature: float = 0.0) -> Iterator[str]:
+        self.prompts.append(prompt)
+        yield from self.reply

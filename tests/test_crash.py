@@ -1,0 +1,84 @@
+"""Killing a writer at any moment leaves the last committed index usable and loses nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from ragline import RAG
+
+
+def _run_and_kill(script: str, tmp_path: Path) -> int:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode
+
+
+def _consistent(rag: RAG) -> None:
+    n = rag.folder.store.counts()["passages"]
+    assert rag.folder.dense is not None and rag.folder.dense.ntotal == n
+    assert rag.folder.sparse is not None and rag.folder.sparse.ntotal == n
+
+
+def test_kill_while_embedding_keeps_old_index(hash_rag: RAG, tmp_path: Path) -> None:
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "spain.txt").write_text("Madrid is the capital of Spain.")
+    rc = _run_and_kill(f"""
+        import os, signal
+        from ragline import RAG
+        rag = RAG.open({str(hash_rag.folder.path)!r})
+        def die(*a, **k): os.kill(os.getpid(), signal.SIGKILL)
+        rag.encoder.encode_passages = die
+        rag.add([{str(new)!r}])
+    """, tmp_path)
+    assert rc == -signal.SIGKILL
+    with RAG.open(hash_rag.folder.path) as rag:
+        assert rag.folder.store.counts()["documents"] == 3
+        assert rag.search("Paris", k=1)[0].passage.source.endswith("france.txt")
+        _consistent(rag)
+
+
+def test_kill_after_commit_before_index_files_rebuilds_on_open(hash_rag: RAG,
+                                                                tmp_path: Path) -> None:
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "spain.txt").write_text("Madrid is the capital of Spain.")
+    rc = _run_and_kill(f"""
+        import os, signal
+        from ragline import RAG
+        rag = RAG.open({str(hash_rag.folder.path)!r})
+        rag.folder.persist = lambda: os.kill(os.getpid(), signal.SIGKILL)
+        rag.add([{str(new)!r}])
+    """, tmp_path)
+    assert rc == -signal.SIGKILL
+    with RAG.open(hash_rag.folder.path) as rag:  # the committed document is not lost
+        assert rag.folder.store.counts()["documents"] == 4
+        assert rag.search("Madrid Spain", k=1)[0].passage.source.endswith("spain.txt")
+        _consistent(rag)
+
+
+def test_cli_index_killed_midway_leaves_usable_index(hash_rag: RAG, tmp_path: Path) -> None:
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(3000):
+        (many / f"f{i:04d}.txt").write_text(f"Document {i} talks about topic {i % 17}. " * 20)
+    proc = subprocess.Popen([sys.executable, "-m", "ragline.cli", "-q", "index", str(many),
+                             "--index", str(hash_rag.folder.path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(3.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    with RAG.open(hash_rag.folder.path) as rag:
+        assert rag.search("capital of France Paris", k=1)[0].passage.source.endswith("france.txt")
+        _consistent(rag)
+        before = rag.folder.store.counts()["documents"]
+    # running it again finishes the job; files committed before the kill are skipped
+    with RAG.open(hash_rag.folder.path) as rag:
+        report = rag.add([many])
+        assert rag.folder.store.counts()["documents"] == 3 + 3000
+        assert len(report.unchanged) == before - 3
+        _consistent(rag)
