@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 
 from ragline import RAG
-from ragline.errors import (ConfigError, EmptyIndexError, IndexCorruptError, IndexMismatchError,
-                            IndexNotFoundError)
+from ragline.errors import (
+    ConfigError,
+    EmptyIndexError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+)
 from ragline.index.dense import FaissIndex
 from ragline.index.sparse import BM25Index
 

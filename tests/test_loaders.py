@@ -2,10 +2,11 @@ import json
 from pathlib import Path
 
 import pytest
-from docgen import make_docx, make_pdf
 
 from ragline.errors import UnreadableFileError, UnsupportedFileError
 from ragline.ingest.loaders import load_file
+
+from docgen import make_docx, make_pdf
 
 
 def _write(tmp_path: Path, name: str, data: bytes | str) -> Path:

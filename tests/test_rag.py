@@ -1,12 +1,13 @@
 from pathlib import Path
 
 import pytest
-from conftest import ScriptedGenerator
 
 from ragline import RAG, Answer
 from ragline.config import Config, GenerationConfig, load_config
 from ragline.errors import ConfigError
 from ragline.generate.prompts import NOT_FOUND
+
+from conftest import ScriptedGenerator
 
 
 def _rag(path: Path, reply: str) -> tuple[RAG, ScriptedGenerator]:

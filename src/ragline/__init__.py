@@ -8,9 +8,17 @@
 __version__ = "0.1.0"
 
 from ragline.config import Config, load_config  # noqa: E402
-from ragline.errors import (ConfigError, DocumentNotFoundError, EmptyIndexError,  # noqa: E402
-                            IndexMismatchError, IndexNotFoundError, ModelUnavailableError,
-                            RaglineError, UnreadableFileError, UnsupportedFileError)
+from ragline.errors import (  # noqa: E402
+                            ConfigError,
+                            DocumentNotFoundError,
+                            EmptyIndexError,
+                            IndexMismatchError,
+                            IndexNotFoundError,
+                            ModelUnavailableError,
+                            RaglineError,
+                            UnreadableFileError,
+                            UnsupportedFileError,
+)
 from ragline.rag import RAG  # noqa: E402
 from ragline.types import Answer, Citation, Document, Hit, Passage  # noqa: E402
 

@@ -23,7 +23,8 @@ _RUN_RE = re.compile(f"[{_CJK}]+|[^\\W{_CJK}]+", re.UNICODE)
 _WORD_RE = re.compile(r"\w+")
 
 # Sentence ends: Western punctuation followed by whitespace (or ! ? straight before a CJK
-# character), CJK punctuation anywhere, or a blank line. Closing quotes/brackets stay with the sentence they close.
+# character), CJK punctuation anywhere, or a blank line. Closing quotes and brackets stay
+# with the sentence they close.
 _SENT_END_RE = re.compile(
     r"""(?:[.!?]+['"”’)\]]*(?=\s))|(?:[!?]+(?=[\u3400-\u9fff]))|"""
     r"""(?:[。！？；…]+[」』”’）)]*)|(?:\n\s*\n)"""

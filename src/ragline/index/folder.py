@@ -28,8 +28,7 @@ import numpy as np
 
 from ragline import __version__
 from ragline.encode.base import EncoderSpec
-from ragline.errors import (IndexCorruptError, IndexMismatchError, IndexNotFoundError,
-                            RaglineError)
+from ragline.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, RaglineError
 from ragline.index.atomic import atomic_write_bytes
 from ragline.index.dense import FaissIndex
 from ragline.index.sparse import BM25Index

@@ -37,7 +37,8 @@ def decode_text(data: bytes, name: str) -> str:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return _normalize_newlines(data.decode("utf-16"))
     if b"\x00" in data[:8192]:
-        raise UnreadableFileError(f"{name}: looks like a binary file, not text; skip it or convert it to text")
+        raise UnreadableFileError(
+            f"{name}: looks like a binary file, not text; skip it or convert it to text")
     try:
         return _normalize_newlines(data.decode("utf-8-sig"))
     except UnicodeDecodeError:

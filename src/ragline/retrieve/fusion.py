@@ -31,7 +31,7 @@ def minmax(scores: np.ndarray) -> np.ndarray:
     return (scores - lo) / (hi - lo)
 
 
-def weighted(runs: Sequence[tuple[Sequence[int], np.ndarray]],
+def weighted(runs: Sequence[tuple[Sequence[int] | np.ndarray, np.ndarray]],
              weights: Sequence[float]) -> dict[int, float]:
     """Convex combination of min-max normalised scores; a doc missing from a run gets 0 there."""
     out: dict[int, float] = {}

@@ -69,17 +69,17 @@ class Retriever:
             s_scores, s_ids = sparse.search(tokenize(query), n)
 
         if mode == "dense":
-            ranked = list(zip(d_ids.tolist(), d_scores.tolist()))
+            ranked = list(zip(d_ids.tolist(), d_scores.tolist(), strict=True))
         elif mode == "bm25":
-            ranked = list(zip(s_ids.tolist(), s_scores.tolist()))
+            ranked = list(zip(s_ids.tolist(), s_scores.tolist(), strict=True))
         elif mode == "hybrid":
             ranked = top(rrf([d_ids.tolist(), s_ids.tolist()], k=self.rrf_k), k)
         else:
             w = self.dense_weight
             ranked = top(weighted([(d_ids, d_scores), (s_ids, s_scores)], [w, 1 - w]), k)
         ranked = ranked[:k]
-        return self._hits(ranked, qvec, dict(zip(d_ids.tolist(), d_scores.tolist())),
-                          dict(zip(s_ids.tolist(), s_scores.tolist())))
+        return self._hits(ranked, qvec, dict(zip(d_ids.tolist(), d_scores.tolist(), strict=True)),
+                          dict(zip(s_ids.tolist(), s_scores.tolist(), strict=True)))
 
     def _hits(self, ranked: list[tuple[int, float]], qvec: np.ndarray | None,
               dense_scores: dict[int, float], sparse_scores: dict[int, float]) -> list[Hit]:

@@ -1,0 +1,27 @@
+# The two newcomer commands (see README): `make demo` and `make test`.
+.PHONY: setup demo test lint bench
+
+setup: .venv/.ragline-installed
+
+.venv/.ragline-installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+demo: setup
+	rm -rf .ragline-demo
+	.venv/bin/ragline index examples/docs --index .ragline-demo
+	.venv/bin/ragline ask .ragline-demo "When was the Eiffel Tower completed?"
+	.venv/bin/ragline ask .ragline-demo "今天看到的长城大部分是哪个朝代修建的？"
+
+test: setup
+	.venv/bin/python -m pytest
+	.venv/bin/ruff check src tests bench
+	.venv/bin/mypy src
+
+lint: setup
+	.venv/bin/ruff check src tests bench
+	.venv/bin/mypy src
+	.venv/bin/mypy src
+
+bench: setup
+	.venv/bin/python bench/run.py

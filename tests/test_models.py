@@ -1,0 +1,52 @@
+"""End to end with the real bundled models: all-MiniLM-L6-v2 and Gemma 3 270M (llama.cpp)."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ragline import RAG
+
+pytestmark = pytest.mark.model
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "docs"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RAG]:
+    rag = RAG.build(tmp_path_factory.mktemp("demo") / "idx", paths=[EXAMPLES])
+    yield rag
+    rag.close()
+
+
+def test_every_example_file_is_indexed(demo: RAG) -> None:
+    sources = {Path(d[1]).name for d in demo.documents()}
+    assert sources == {p.name for p in EXAMPLES.iterdir()}
+
+
+def test_dense_search_finds_the_right_passage(demo: RAG) -> None:
+    hits = demo.search("how deep is the deepest point of the ocean", k=3, mode="dense")
+    assert hits[0].passage.source.endswith("ocean-report.pdf") and hits[0].passage.page == 1
+    assert "Challenger Deep" in hits[0].passage.text
+    hits = demo.search("长城是谁修建的", k=3, mode="hybrid")
+    assert hits[0].passage.source.endswith("great-wall-zh.txt")
+
+
+def test_answer_with_citation_to_the_only_passage_that_has_it(demo: RAG) -> None:
+    answer = demo.ask("When was the Eiffel Tower completed?")
+    assert answer.answered and "1889" in answer.text
+    assert answer.citations, answer.text
+    assert {Path(c.passage.source).name for c in answer.citations} == {"eiffel-tower.md"}
+    assert "1889" in answer.citations[0].quote
+    assert f"[{answer.citations[0].marker}]" in answer.text
+
+
+def test_chinese_question_gets_a_chinese_answer_with_citation(demo: RAG) -> None:
+    answer = demo.ask("今天看到的长城大部分是哪个朝代修建的？")
+    assert answer.answered and "明" in answer.text
+    assert Path(answer.citations[0].passage.source).name == "great-wall-zh.txt"
+
+
+def test_question_the_documents_cannot_answer(demo: RAG) -> None:
+    answer = demo.ask("Who won the 1998 football World Cup?")
+    assert not answer.answered and answer.citations == ()

@@ -1,0 +1,59 @@
+"""Optional dependencies stay optional: a missing one names the extra to install."""
+
+import builtins
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragline.errors import ModelUnavailableError
+from ragline.ingest.loaders import load_file
+
+from docgen import make_pdf
+
+
+def _hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    real = builtins.__import__
+
+    def fake(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.split(".")[0] in names:
+            raise ImportError(f"No module named '{name}'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+
+
+def test_pdf_without_pypdf_names_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    p = tmp_path / "a.pdf"
+    p.write_bytes(make_pdf(["text"]))
+    _hide(monkeypatch, "pypdf")
+    with pytest.raises(ModelUnavailableError, match=r"ragline\[pdf\]"):
+        load_file(p)
+
+
+def test_docx_without_python_docx_names_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    p = tmp_path / "a.docx"
+    p.write_bytes(b"PK")
+    _hide(monkeypatch, "docx")
+    with pytest.raises(ModelUnavailableError, match=r"ragline\[docx\]"):
+        load_file(p)
+
+
+def test_llama_without_llama_cpp_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragline.generate.llama import LlamaCppGenerator
+
+    _hide(monkeypatch, "llama_cpp")
+    with pytest.raises(ModelUnavailableError, match=r"ragline\[llama\]"):
+        LlamaCppGenerator().load()
+
+
+def test_import_ragline_loads_no_model_stack() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, ragline; heavy = {'torch', 'sentence_transformers', 'llama_cpp', "
+            "'faiss', 'transformers'} & set(sys.modules); print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
