@@ -21,7 +21,6 @@ test: setup
 lint: setup
 	.venv/bin/ruff check src tests bench
 	.venv/bin/mypy src
-	.venv/bin/mypy src
 
 bench: setup
 	.venv/bin/python bench/run.py
