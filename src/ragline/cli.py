@@ -102,7 +102,10 @@ def _shorten(path: str) -> str:
 
 def _where(hit_or_passage: Any) -> str:
     p = getattr(hit_or_passage, "passage", hit_or_passage)
-    where = f"{_shorten(p.source)} · passage {p.position + 1}"
+    where = _shorten(p.source)
+    if Path(p.source).suffix.lower() in (".jsonl", ".csv", ".tsv"):
+        where += f" · doc {p.doc_id}"  # a table of documents: the row's id says which
+    where += f" · passage {p.position + 1}"
     return where + (f" · page {p.page}" if p.page else "")
 
 

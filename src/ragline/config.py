@@ -49,7 +49,8 @@ class GenerationConfig:
     n_ctx: int = 4096
     threads: int | None = None
     # Skip generation when no passage's d(z)·q(x) reaches this (None: always generate).
-    # 0.25 separates on-topic from off-topic questions for all-MiniLM-L6-v2 (see README).
+    # For all-MiniLM-L6-v2, 0.25 let through 99.7% of SQuAD questions over their own
+    # paragraphs and stopped 84% of them over unrelated documents (README, "Measured").
     min_relevance: float | None = 0.25
     min_support: float = 0.5            # share of answer words the passages must contain
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ragline.config import Config
 from ragline.encode import Encoder, encoder_from_spec, load_encoder
 from ragline.errors import ConfigError, DocumentNotFoundError
@@ -120,15 +122,11 @@ class RAG:
             with store.transaction():
                 removed = (store.delete_source(source) if source is not None
                            else store.delete_documents(doc_ids))
-            self.folder.apply_dense(removed, [], self.encoder_empty())
+            no_vectors = np.zeros((0, self.folder.encoder_spec.dim), dtype=np.float32)
+            self.folder.apply_dense(removed, [], no_vectors)
             self.folder.rebuild_sparse()
             self.folder.persist()
         return doc_ids
-
-    def encoder_empty(self) -> Any:
-        import numpy as np
-
-        return np.zeros((0, self.folder.encoder_spec.dim), dtype=np.float32)
 
     # ------------------------------------------------------------ reads
 

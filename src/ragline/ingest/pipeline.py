@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ragline.encode.base import Encoder
-from ragline.errors import IngestError, UnsupportedFileError
+from ragline.errors import IngestError
 from ragline.index.folder import IndexFolder
 from ragline.index.store import SourceRecord
 from ragline.ingest.chunk import chunk_document
@@ -115,10 +115,7 @@ def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
             continue
         try:
             docs = load_file(f, data)
-        except UnsupportedFileError as e:
-            report.skipped.append((str(f), str(e).split(": ", 1)[-1]))
-            continue
-        except IngestError as e:
+        except IngestError as e:  # unsupported, empty, binary, corrupt: skip, report, go on
             report.skipped.append((str(f), str(e).split(": ", 1)[-1]))
             continue
         docs = [Document(id=d.id, source=source, text=d.text, title=d.title, meta=d.meta)
