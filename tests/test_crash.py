@@ -82,3 +82,39 @@ def test_cli_index_killed_midway_leaves_usable_index(hash_rag: RAG, tmp_path: Pa
         assert rag.folder.store.counts()["documents"] == 3 + 3000
         assert len(report.unchanged) == before - 3
         _consistent(rag)
+
+
+def test_ctrl_c_exits_130_and_keeps_the_old_index(hash_rag: RAG, tmp_path: Path) -> None:
+    import json
+
+    big = tmp_path / "big.jsonl"
+    with big.open("w") as f:
+        for i in range(40000):
+            f.write(json.dumps({"id": f"r{i}", "text": f"Row {i} is about subject {i % 97}. " * 8}) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "ragline.cli", "-q", "index", str(big),
+                             "--index", str(hash_rag.folder.path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    with RAG.open(hash_rag.folder.path) as rag:
+        assert rag.folder.store.counts()["documents"] == 3  # the big file was not half-added
+        _consistent(rag)
+
+
+def test_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
+    import json
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"text": f"Common words and item {i}."}) + "\n"
+                            for i in range(600)))
+    RAG.build(tmp_path / "i", paths=[rows], encoder="hash").close()
+    # many lines of output, of which the reader takes two and leaves
+    proc = subprocess.Popen(f"{sys.executable} -m ragline.cli search {tmp_path / 'i'} "
+                            "'common words' -k 600 | head -n 2", shell=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=60)
+    assert out.startswith("[1] ") and out.count("\n") == 2  # the command really ran
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -269,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; the index keeps everything committed before the interruption",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ragline search … | head`): stop quietly, as C tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
