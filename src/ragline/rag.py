@@ -23,7 +23,7 @@ from ragline.generate.citations import CitationStream, is_refusal, support
 from ragline.generate.prompts import STOP, not_found_message, rag_prompt
 from ragline.index.folder import IndexFolder
 from ragline.ingest.pipeline import IngestReport, ingest_paths
-from ragline.retrieve.retriever import Retriever, check_k
+from ragline.retrieve.retriever import Retriever
 from ragline.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -154,9 +154,8 @@ class RAG:
 
     def ask_stream(self, question: str, k: int | None = None,
                    mode: str | None = None) -> Iterator[str | Answer]:
-        """Yield answer text as it is generated (citation markers included), then the Answer."""
-        if k is not None:
-            check_k(k)
+        """Yield answer text as it is generated (citation markers included), then the Answer.
+        Bad arguments (k ≤ 0, an unknown mode) fail in `search`, before any generation."""
         g = self.config.generation
         t0 = time.perf_counter()
         hits = self.search(question, k=k, mode=mode)
