@@ -83,32 +83,34 @@ def bench_ingest(n_docs: int) -> None:
 
 def build_sized_index(path: Path, source: Path, size: int) -> None:
     """An index of `size` passages made of real SciFact passages and their real vectors,
-    replicated as new documents when `size` exceeds the corpus."""
+    replicated as new documents when `size` exceeds the corpus (no re-embedding)."""
+    from itertools import groupby
+
     from ragline.index.folder import IndexFolder
     from ragline.types import Document, Passage
 
     src = IndexFolder.open(source)
     dst = IndexFolder.create(path, src.encoder_spec, src.chunk_words)
     rows = src.store.con.execute(
-        "SELECT p.id, p.doc_id, p.text, d.title, p.start, p.\"end\", p.position, p.tokens, p.vector "
-        "FROM passages p JOIN documents d ON d.id = p.doc_id ORDER BY p.rowid").fetchall()
+        'SELECT p.id, p.doc_id, p.text, d.title, p.start, p."end", p.position, p.tokens, p.vector, '
+        "d.text FROM passages p JOIN documents d ON d.id = p.doc_id ORDER BY p.doc_id, p.position"
+    ).fetchall()
+    docs = [list(g) for _, g in groupby(rows, key=lambda r: r[1])]
     made = 0
     copy = 0
     with dst.store.transaction():
         while made < size:
-            for r in rows:
-                if made >= size:
+            for group in docs:
+                group = group[:size - made]
+                if not group:
                     break
-                doc_id = f"{r[1]}~{copy}"
-                if not dst.store.has_document(doc_id):
-                    dst.store.add_document(Document(doc_id, "bench", r[2], r[3]), [], np.zeros((0, 1)), [])
-                p = Passage(f"{r[0]}~{copy}", doc_id, r[2], r[3], r[4], r[5], r[6])
-                vec = np.frombuffer(r[8], dtype=np.float32)[None, :]
-                dst.store.con.execute(
-                    'INSERT INTO passages(id, doc_id, position, start, "end", page, text, tokens, vector) '
-                    "VALUES(?,?,?,?,?,?,?,?,?)",
-                    (p.id, doc_id, p.position, p.start, p.end, None, p.text, r[7], vec.tobytes()))
-                made += 1
+                doc = Document(f"{group[0][1]}~{copy}", "bench", group[0][9], group[0][3])
+                passages = [Passage(f"{r[0]}~{copy}", doc.id, r[2], r[3], r[4], r[5], r[6])
+                            for r in group]
+                vecs = np.stack([np.frombuffer(r[8], dtype=np.float32) for r in group])
+                tokens = [r[7].split("\t") if r[7] else [] for r in group]
+                dst.store.add_document(doc, passages, vecs, tokens)
+                made += len(group)
             copy += 1
     dst.rebuild()
     dst.persist()

@@ -21,6 +21,7 @@ from typing import Any
 from ragline import __version__
 from ragline.config import Config, load_config, override
 from ragline.errors import RaglineError
+from ragline.ingest.loaders import TABLE_SUFFIXES
 from ragline.retrieve.retriever import MODES
 from ragline.types import Answer, Hit, hit_to_dict
 
@@ -103,7 +104,7 @@ def _shorten(path: str) -> str:
 def _where(hit_or_passage: Any) -> str:
     p = getattr(hit_or_passage, "passage", hit_or_passage)
     where = _shorten(p.source)
-    if Path(p.source).suffix.lower() in (".jsonl", ".csv", ".tsv"):
+    if Path(p.source).suffix.lower() in TABLE_SUFFIXES:
         where += f" · doc {p.doc_id}"  # a table of documents: the row's id says which
     where += f" · passage {p.position + 1}"
     return where + (f" · page {p.page}" if p.page else "")

@@ -13,8 +13,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ragline.config import Config
 from ragline.encode import Encoder, encoder_from_spec, load_encoder
 from ragline.errors import ConfigError, DocumentNotFoundError
@@ -122,8 +120,7 @@ class RAG:
             with store.transaction():
                 removed = (store.delete_source(source) if source is not None
                            else store.delete_documents(doc_ids))
-            no_vectors = np.zeros((0, self.folder.encoder_spec.dim), dtype=np.float32)
-            self.folder.apply_dense(removed, [], no_vectors)
+            self.folder.apply_dense(removed)
             self.folder.rebuild_sparse()
             self.folder.persist()
         return doc_ids

@@ -183,10 +183,15 @@ class IndexFolder:
         atomic_write_bytes(self.path / MANIFEST,
                            json.dumps(self.manifest, indent=2, ensure_ascii=False).encode())
 
-    def apply_dense(self, removed: list[int], added_ids: list[int], added_vecs: np.ndarray) -> None:
+    def apply_dense(self, removed: list[int], added_ids: list[int] | None = None,
+                    added_vecs: np.ndarray | None = None) -> None:
+        """Mirror a committed store change in the in-memory dense index."""
         assert self.dense is not None
         self.dense.remove(np.asarray(removed, dtype=np.int64))
-        self.dense.add(np.asarray(added_ids, dtype=np.int64), added_vecs)
+        if added_ids:
+            if added_vecs is None:
+                raise ValueError("apply_dense: added_ids given without added_vecs")
+            self.dense.add(np.asarray(added_ids, dtype=np.int64), added_vecs)
 
     # ------------------------------------------------------------ writer lock
 

@@ -289,6 +289,9 @@ def load_csv(data: bytes, name: str) -> list[Document]:
     return _rows_to_documents(rows, name)
 
 
+# formats whose rows are separate documents (a citation names the row's document id)
+TABLE_SUFFIXES = (".jsonl", ".csv", ".tsv")
+
 LOADERS: dict[str, Loader] = {
     ".txt": load_txt, ".text": load_txt,
     ".md": load_markdown, ".markdown": load_markdown,
