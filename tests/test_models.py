@@ -50,3 +50,24 @@ def test_chinese_question_gets_a_chinese_answer_with_citation(demo: RAG) -> None
 def test_question_the_documents_cannot_answer(demo: RAG) -> None:
     answer = demo.ask("Who won the 1998 football World Cup?")
     assert not answer.answered and answer.citations == ()
+
+
+# ---------------------------------------------------------------- the RAG model (torch Gemma)
+
+@pytest.mark.parametrize("model", ["rag-token", "rag-sequence"])
+def test_rag_models_answer_and_cite_the_passage_that_explains_the_answer(demo: RAG,
+                                                                          model: str) -> None:
+    answer = demo.ask("When was the Eiffel Tower completed?", model=model, k=3, mode="dense")
+    assert answer.model == model
+    assert answer.answered and "1889" in answer.text, answer.text
+    best = max(answer.citations, key=lambda c: c.prob or 0)
+    assert Path(best.passage.source).name == "eiffel-tower.md"
+    assert best.prob is not None and 0 < best.prob <= 1
+
+
+def test_right_answer_is_likelier_than_a_wrong_one_under_every_model(demo: RAG) -> None:
+    q = "When was the Eiffel Tower completed?"
+    right = demo.score(q, "1889", k=3, mode="dense")
+    wrong = demo.score(q, "1925", k=3, mode="dense")
+    for name in ("concat", "rag-token", "rag-sequence"):
+        assert right[name] > wrong[name] + 1.0, (name, right, wrong)

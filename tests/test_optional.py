@@ -57,3 +57,14 @@ def test_import_ragline_loads_no_model_stack() -> None:
             "'faiss', 'transformers'} & set(sys.modules); print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_torch_generator_without_gguf_names_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    from ragline.model import lm
+
+    monkeypatch.setenv("RAGLINE_CACHE", str(tmp_path))  # nothing converted yet
+    monkeypatch.setattr("ragline.generate.llama.bundled_gemma_path", lambda: tmp_path / "g.gguf")
+    _hide(monkeypatch, "gguf")
+    with pytest.raises(ModelUnavailableError, match=r"ragline\[llama\]"):
+        lm.bundled_torch_gemma()

@@ -1,4 +1,4 @@
-"""The `ragline` command: index · search · ask · rm · info.
+"""The `ragline` command: index · search · ask · score · train · rm · info.
 
     ragline index docs/ --index my-index
     ragline ask my-index "What is the capital of France?"
@@ -15,12 +15,13 @@ import logging
 import os
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ragline import __version__
-from ragline.config import Config, load_config, override
-from ragline.errors import RaglineError
+from ragline.config import MODELS, Config, load_config, override
+from ragline.errors import ConfigError, RaglineError
 from ragline.ingest.loaders import TABLE_SUFFIXES
 from ragline.retrieve.retriever import MODES
 from ragline.types import Answer, Hit, hit_to_dict
@@ -66,10 +67,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=_positive_int, help="passages to condition on (default 5)")
     s.add_argument("--mode", choices=MODES, help="retrieval mode (default hybrid)")
     s.add_argument("--json", action="store_true", help="print the answer as JSON")
-    s.add_argument("--model", help="GGUF file (llama-cpp) or model name (openai backend)")
+    s.add_argument("--model", choices=MODELS,
+                   help="concat: all passages in one prompt (default); rag-token / rag-sequence: "
+                        "the RAG model, marginalizing over passages")
+    s.add_argument("--beams", type=_positive_int, help="beam size of the RAG models (default 4)")
+    s.add_argument("--fast", action="store_true", help="RAG-Sequence fast decoding")
+    s.add_argument("--llm", help="concat's generator: GGUF file (llama-cpp) or model name (openai)")
     s.add_argument("--backend", choices=("llama-cpp", "openai"))
     s.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
     s.add_argument("--max-tokens", type=_positive_int)
+
+    s = sub.add_parser("score", help="log p(answer | question) under each model")
+    s.add_argument("index", type=Path, metavar="DIR")
+    s.add_argument("question")
+    s.add_argument("answer")
+    s.add_argument("-k", type=_positive_int, help="passages to condition on (default 5)")
+    s.add_argument("--mode", choices=MODES, help="retrieval mode (default hybrid)")
+    s.add_argument("--model", choices=MODELS, action="append", help="only this model (repeatable)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("train", help="fine-tune the question encoder and the generator end to end")
+    s.add_argument("index", type=Path, metavar="DIR")
+    s.add_argument("--data", required=True, type=Path,
+                   help='jsonl rows {"question": ..., "answers": [...]} or SQuAD-format JSON')
+    s.add_argument("--model", choices=("rag-sequence", "rag-token"), default="rag-sequence")
+    s.add_argument("--steps", type=_positive_int, default=100, help="total optimizer steps")
+    s.add_argument("-k", type=_positive_int, default=4, help="passages per question")
+    s.add_argument("--batch-size", type=_positive_int, default=2)
+    s.add_argument("--lr", type=float, default=2e-5, help="generator learning rate")
+    s.add_argument("--lr-question-encoder", type=float, default=1e-5)
+    s.add_argument("--held-out", type=float, default=0.2,
+                   help="share of articles kept out for evaluation (default 0.2)")
+    s.add_argument("--eval-every", type=_positive_int, default=50)
+    s.add_argument("--eval-questions", type=_positive_int, default=50)
+    s.add_argument("--save-every", type=_positive_int, default=50)
+    s.add_argument("--freeze-question-encoder", action="store_true",
+                   help="train the generator only")
+    s.add_argument("--restart", action="store_true",
+                   help="start from the base models instead of resuming the last checkpoint")
 
     s = sub.add_parser("rm", help="remove a document (by id) or a source file from an index")
     s.add_argument("index", type=Path, metavar="DIR")
@@ -168,13 +203,15 @@ def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
 def cmd_ask(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.rag import RAG
 
-    gen = override(cfg.generation, model=args.model, backend=args.backend,
+    gen = override(cfg.generation, model=args.llm, backend=args.backend,
                    base_url=args.base_url, max_tokens=args.max_tokens)
-    cfg = Config(index=cfg.index, retrieval=cfg.retrieval, generation=gen)
+    model = override(cfg.model, thorough=False if args.fast else None)
+    cfg = replace(cfg, generation=gen, model=model)
     answer: Answer | None = None
     streamed = ""
     with RAG.open(args.index, config=cfg) as rag:
-        for piece in rag.ask_stream(args.question, k=args.k, mode=args.mode):
+        for piece in rag.ask_stream(args.question, k=args.k, mode=args.mode, model=args.model,
+                                    beams=args.beams):
             if isinstance(piece, Answer):
                 answer = piece
             elif not args.json:
@@ -196,13 +233,60 @@ def cmd_ask(args: argparse.Namespace, cfg: Config) -> int:
         return 0
     _out("\nSources:")
     for c in answer.citations:
-        prob = f"  p(z|x)={c.prob:.2f}" if c.prob is not None else ""
+        what = "p(z|x)" if (args.model or cfg.model.kind) == "concat" else "p(z|x,y)"
+        prob = f"  {what}={c.prob:.2f}" if c.prob is not None else ""
         _out(f"  [{c.marker}] {_where(c.passage)}{prob}")
         quote = " ".join(c.quote.split())
         _out(textwrap.indent(textwrap.fill(f"“{quote[:300]}”", width=96), "      "))
     t = answer.timings
     log.info("retrieval %.2fs, first token %.2fs, total %.2fs", t.get("retrieve_s", 0),
              t.get("first_token_s", 0), t.get("total_s", 0))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.rag import RAG
+
+    with RAG.open(args.index, config=cfg) as rag:
+        scores = rag.score(args.question, args.answer, k=args.k, mode=args.mode,
+                           models=args.model or MODELS)
+    if args.json:
+        _out(json.dumps({"question": args.question, "answer": args.answer,
+                         "log_prob": scores}, ensure_ascii=False, indent=2))
+        return 0
+    for name, lp in scores.items():
+        _out(f"{name:<13} log p(y|x) = {lp:9.3f}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.eval.qa_data import read_qa
+    from ragline.model.train import TrainConfig
+    from ragline.rag import RAG
+
+    if not 0 <= args.held_out < 1:
+        raise ConfigError(f"--held-out must be in [0, 1), got {args.held_out}")
+    if not (args.lr > 0 and args.lr_question_encoder > 0):
+        raise ConfigError("learning rates must be > 0")
+    examples = read_qa(args.data)
+    tc = TrainConfig(model=args.model, k=args.k, steps=args.steps, batch_size=args.batch_size,
+                     lr=args.lr, lr_question_encoder=args.lr_question_encoder,
+                     held_out=args.held_out, eval_every=args.eval_every,
+                     eval_questions=args.eval_questions, save_every=args.save_every,
+                     train_question_encoder=not args.freeze_question_encoder)
+    with RAG.open(args.index, config=cfg) as rag:
+        done = (rag.folder.manifest.get("trained") or {}).get("step", 0)
+        if done >= args.steps and not args.restart:
+            _out(f"{args.index} is already trained for {done} steps; ask for more with "
+                 f"--steps N (N > {done}) or start over with --restart")
+            return 0
+        result = rag.train(examples, tc, progress=not args.quiet, restart=args.restart)
+    for ev in result.evals:
+        _out(f"step {int(ev['step'])}: held-out exact match {100 * ev['em']:.1f}, "
+             f"F1 {100 * ev['f1']:.1f} ({int(ev['questions'])} questions)")
+    if result.losses:
+        _out(f"trained to step {result.step}; loss {result.losses[0]:.3f} → {result.losses[-1]:.3f}; "
+             f"checkpoint {result.checkpoint}")
     return 0
 
 
@@ -249,8 +333,8 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "rm": cmd_rm,
-            "info": cmd_info}
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "score": cmd_score,
+            "train": cmd_train, "rm": cmd_rm, "info": cmd_info}
 
 
 def main(argv: list[str] | None = None) -> int:

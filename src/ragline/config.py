@@ -55,11 +55,34 @@ class GenerationConfig:
     min_support: float = 0.5            # share of answer words the passages must contain
 
 
+# concat: all passages in one prompt (llama.cpp); the RAG models marginalize over passages
+MODELS: tuple[str, ...] = ("concat", "rag-token", "rag-sequence")
+
+
+def check_model(model: str) -> str:
+    if model not in MODELS:
+        raise ConfigError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
+    return model
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The RAG model (torch generator): how `ask --model rag-token|rag-sequence` decodes."""
+
+    kind: str = "concat"                # concat | rag-token | rag-sequence
+    beams: int = 4
+    thorough: bool = True               # RAG-Sequence decoding: thorough or fast
+    max_passage_tokens: int = 192
+    max_new_tokens: int = 32
+    device: str | None = None           # None: cuda when present, else cpu
+
+
 @dataclass(frozen=True)
 class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
 
 def _section(cls: type, data: Any, name: str) -> Any:
@@ -82,13 +105,14 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML ({e})") from None
-    unknown = set(data) - {"index", "retrieval", "generation"}
+    unknown = set(data) - {"index", "retrieval", "generation", "model"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
     return Config(
         index=_section(IndexConfig, data.get("index", {}), "index"),
         retrieval=_section(RetrievalConfig, data.get("retrieval", {}), "retrieval"),
         generation=_section(GenerationConfig, data.get("generation", {}), "generation"),
+        model=_section(ModelConfig, data.get("model", {}), "model"),
     )
 
 

@@ -11,18 +11,24 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ragline.config import Config
-from ragline.encode import Encoder, encoder_from_spec, load_encoder
-from ragline.errors import ConfigError, DocumentNotFoundError
+from ragline.config import MODELS, Config, check_model
+from ragline.encode import Encoder, SentenceTransformerEncoder, encoder_from_spec, load_encoder
+from ragline.errors import ConfigError, DocumentNotFoundError, IndexCorruptError
 from ragline.generate.base import Generator
-from ragline.generate.citations import CitationStream, is_refusal, support
+from ragline.generate.citations import CitationStream, best_span, is_refusal, support
 from ragline.generate.prompts import STOP, not_found_message, rag_prompt
 from ragline.index.folder import IndexFolder
 from ragline.ingest.pipeline import IngestReport, ingest_paths
 from ragline.retrieve.retriever import Retriever
-from ragline.types import Answer, Hit
+from ragline.text import tokenize
+from ragline.types import Answer, Citation, Hit
+
+if TYPE_CHECKING:  # torch loads only when the RAG model is used
+    from ragline.eval.qa_data import QAExample
+    from ragline.model.rag_model import RagModel
+    from ragline.model.train import TrainConfig, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +50,16 @@ def make_generator(cfg: Config) -> Generator:
 
 class RAG:
     def __init__(self, folder: IndexFolder, encoder: Encoder, config: Config | None = None,
-                 generator: Generator | None = None) -> None:
+                 generator: Generator | None = None, rag_model: RagModel | None = None) -> None:
         self.folder = folder
         self.encoder = encoder
         self.config = config or Config()
         self._generator = generator
+        self._rag_model = rag_model
         r = self.config.retrieval
         self.retriever = Retriever(folder, encoder, rrf_k=r.rrf_k, candidates=r.candidates,
-                                   dense_weight=r.dense_weight)
+                                   dense_weight=r.dense_weight,
+                                   query_encoder=self._trained_question_encoder())
 
     # ------------------------------------------------------------ lifecycle
 
@@ -76,10 +84,11 @@ class RAG:
 
     @classmethod
     def open(cls, path: str | Path, config: Config | None = None,
-             generator: Generator | None = None, encoder: str | None = None) -> RAG:
+             generator: Generator | None = None, encoder: str | None = None,
+             rag_model: RagModel | None = None) -> RAG:
         """Open an existing index with the encoder its manifest names."""
         folder = IndexFolder.open(Path(path), expect_encoder=encoder)
-        return cls(folder, encoder_from_spec(folder.encoder_spec), config, generator)
+        return cls(folder, encoder_from_spec(folder.encoder_spec), config, generator, rag_model)
 
     def close(self) -> None:
         self.folder.close()
@@ -89,6 +98,38 @@ class RAG:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _trained_question_encoder(self) -> Encoder | None:
+        """The question encoder `ragline train` left in the index, if any (the manifest names it;
+        the passage side is always the index's own encoder)."""
+        trained = (self.folder.manifest.get("trained") or {}).get("question_encoder")
+        if not trained:
+            return None
+        path = self.folder.path / trained["path"]
+        if not path.is_dir():
+            raise IndexCorruptError(f"{path}: the trained question encoder named in the manifest "
+                                    "is missing; retrain or remove 'trained' from manifest.json")
+        spec = self.folder.encoder_spec
+        return SentenceTransformerEncoder(path=path, model_id=f"{spec.id}+{trained['path']}",
+                                          dim=spec.dim, query_prefix=spec.query_prefix,
+                                          passage_prefix=spec.passage_prefix,
+                                          device=self.config.model.device)
+
+    @property
+    def rag_model(self) -> RagModel:
+        """The torch RAG model: the generator `ragline train` left in the index, else the
+        bundled Gemma 3 270M. Loaded on first use."""
+        if self._rag_model is None:
+            from ragline.model.lm import CausalLM
+            from ragline.model.rag_model import RagModel
+
+            m = self.config.model
+            trained = (self.folder.manifest.get("trained") or {}).get("generator")
+            lm = (CausalLM.from_folder(self.folder.path / trained["path"], device=m.device)
+                  if trained else CausalLM.bundled(device=m.device))
+            self._rag_model = RagModel(lm, max_passage_tokens=m.max_passage_tokens,
+                                       max_new_tokens=m.max_new_tokens)
+        return self._rag_model
 
     @property
     def generator(self) -> Generator:
@@ -141,19 +182,27 @@ class RAG:
     def documents(self) -> list[tuple[str, str, str, int]]:
         return self.folder.store.documents()
 
-    def ask(self, question: str, k: int | None = None, mode: str | None = None) -> Answer:
+    def ask(self, question: str, k: int | None = None, mode: str | None = None,
+            model: str | None = None, beams: int | None = None) -> Answer:
+        """Answer with citations. model: concat (all passages in one prompt, llama.cpp; the
+        default), rag-token or rag-sequence (the torch RAG model, see `rag_model`)."""
         answer = None
-        for piece in self.ask_stream(question, k=k, mode=mode):
+        for piece in self.ask_stream(question, k=k, mode=mode, model=model, beams=beams):
             if isinstance(piece, Answer):
                 answer = piece
         assert answer is not None
         return answer
 
-    def ask_stream(self, question: str, k: int | None = None,
-                   mode: str | None = None) -> Iterator[str | Answer]:
+    def ask_stream(self, question: str, k: int | None = None, mode: str | None = None,
+                   model: str | None = None, beams: int | None = None) -> Iterator[str | Answer]:
         """Yield answer text as it is generated (citation markers included), then the Answer.
-        Bad arguments (k ≤ 0, an unknown mode) fail in `search`, before any generation."""
+        Bad arguments (k ≤ 0, an unknown mode or model) fail before any generation. The RAG
+        models decode with beam search and yield their text once, at the end."""
         g = self.config.generation
+        model = self.config.model.kind if model is None else model
+        check_model(model)
+        if beams is not None and beams < 1:
+            raise ConfigError(f"beams must be ≥ 1, got {beams}")
         t0 = time.perf_counter()
         hits = self.search(question, k=k, mode=mode)
         t_retrieve = time.perf_counter() - t0
@@ -167,6 +216,11 @@ class RAG:
                          timings={**timings, "total_s": time.perf_counter() - t0})
             return
 
+        if model != "concat":
+            answer = self._ask_rag_model(question, hits, model, beams, timings, t0)
+            yield answer.text
+            yield answer
+            return
         gen = self.generator
         gen.load()
         prompt = rag_prompt(question, hits, gen.count_tokens,
@@ -195,6 +249,74 @@ class RAG:
             return
         cites = tuple(stream.citations[n] for n in sorted(stream.citations))
         yield Answer(question, text, cites, tuple(hits), answered=True, timings=timings)
+
+    def _ask_rag_model(self, question: str, hits: list[Hit], model: str, beams: int | None,
+                       timings: dict[str, float], t0: float) -> Answer:
+        m = self.config.model
+        gen = self.rag_model.generate(question, hits, model, beams=beams or m.beams,
+                                      thorough=m.thorough)
+        timings = {**timings, "total_s": time.perf_counter() - t0}
+        text = gen.text
+        if not text or is_refusal(text) or support(text, hits) < self.config.generation.min_support:
+            return Answer(question, not_found_message(question), (), tuple(hits),
+                          answered=False, timings=timings, model=model)
+        # cite the passages that explain the answer: p(z|x,y) ≥ 0.2, the best one always
+        order = sorted(range(len(hits)), key=lambda i: -gen.posterior[i])
+        chosen = [i for i in order if gen.posterior[i] >= 0.2][:3] or order[:1]
+        claim = tokenize(text)
+        cites = []
+        for i in sorted(chosen):
+            span, _ = best_span(claim, hits[i].passage.text)
+            cites.append(Citation(i + 1, hits[i].passage, hits[i].score, gen.posterior[i], span))
+        text = text + " " + "".join(f"[{c.marker}]" for c in cites)
+        return Answer(question, text, tuple(cites), tuple(hits), answered=True, timings=timings,
+                      model=model)
+
+    def score(self, question: str, answer: str, k: int | None = None,
+              mode: str | None = None, models: Sequence[str] = MODELS) -> dict[str, float]:
+        """log p(y|x) of a given answer under each model, over the same retrieved passages."""
+        hits = self.search(question, k=k, mode=mode)
+        if not hits:
+            raise ConfigError("nothing was retrieved for the question")
+        for name in models:
+            check_model(name)
+        return {name: self.rag_model.score(question, hits, answer, name) for name in models}
+
+    def train(self, examples: list[QAExample], cfg: TrainConfig | None = None,
+              progress: bool = True, restart: bool = False) -> TrainResult:
+        """Fine-tune the question encoder and the generator end to end (see ragline.model.train);
+        resumes from the index's last checkpoint unless `restart`."""
+        from ragline.model.lm import CausalLM
+        from ragline.model.qencoder import QuestionEncoder
+        from ragline.model.train import TrainConfig, Trainer, run_training
+
+        cfg = cfg or TrainConfig()
+        trained = self.folder.manifest.get("trained") or {}
+        m = self.config.model
+        resume = bool(trained) and not restart
+        if resume and self._rag_model is None:
+            lm = CausalLM.from_folder(self.folder.path / trained["generator"]["path"], m.device)
+        elif resume:
+            lm = self.rag_model.lm
+        else:
+            lm = self._rag_model.lm if self._rag_model is not None else CausalLM.bundled(m.device)
+        qenc = None
+        if cfg.train_question_encoder:
+            query_side = self.retriever.query_encoder if resume else self.encoder
+            qenc = QuestionEncoder.from_encoder(query_side)
+        trainer = Trainer(self, lm, qenc, cfg, max_passage_tokens=m.max_passage_tokens,
+                          max_new_tokens=m.max_new_tokens)
+        if resume:
+            checkpoint = self.folder.path / trained["path"]
+            if (checkpoint / "optimizer.safetensors").is_file():
+                trainer.load_optimizer(checkpoint)
+        with self.folder.write_lock():
+            result = run_training(trainer, examples, progress=progress)
+        # use what was trained from now on
+        self.retriever.query_encoder = self._trained_question_encoder() or self.encoder
+        lm.model.eval()
+        self._rag_model = trainer.model
+        return result
 
     def _gate_applies(self) -> bool:
         # the relevance threshold is calibrated for the bundled MiniLM; other encoders' score

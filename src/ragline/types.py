@@ -99,6 +99,9 @@ class Answer:
     hits: tuple[Hit, ...]
     answered: bool = True  # False when the passages did not contain an answer
     timings: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+    # concat: one prompt, citations' prob is p(z|x); rag-token / rag-sequence: the RAG model,
+    # citations' prob is the passage's share of the answer, p(z|x,y)
+    model: str = "concat"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, used by `ragline ask --json` and the HTTP API."""
@@ -106,6 +109,7 @@ class Answer:
             "question": self.question,
             "answer": self.text,
             "answered": self.answered,
+            "model": self.model,
             "citations": [
                 {"marker": c.marker, "passage_id": c.passage.id, "doc_id": c.passage.doc_id,
                  "source": c.passage.source, "page": c.passage.page, "score": c.score,

@@ -66,3 +66,15 @@ def rag_prompt(question: str, hits: list[Hit],
 # a base model goes on to invent the next question or passage; these end the answer there
 STOP = ("\n\n", "Question:", "\nAnswer:", "\n[", "问题\uff1a", "回答\uff1a", "问题:", "回答:",
         "\n回答")
+
+
+# The RAG model conditions the generator on one passage at a time (Lewis et al. 2020): the
+# passage, then the question, then the answer on the same line. Training uses the same layout.
+_PASSAGE_EN = ("\n\nQuestion: {question}\nAnswer:", " ")
+_PASSAGE_ZH = ("\n\n问题：{question}\n回答：", "")
+
+
+def passage_prompt_parts(question: str) -> tuple[str, str]:
+    """(text after the passage, prefix of the answer) for a question's language."""
+    tail, prefix = _PASSAGE_ZH if has_cjk(question) else _PASSAGE_EN
+    return tail.format(question=question.strip()), prefix

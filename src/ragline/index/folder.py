@@ -180,6 +180,10 @@ class IndexFolder:
                               "sha256": _file_sha256(dense_path)}},
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
+        self.save_manifest()
+
+    def save_manifest(self) -> None:
+        """Rewrite manifest.json alone (atomically), e.g. to record a trained model."""
         atomic_write_bytes(self.path / MANIFEST,
                            json.dumps(self.manifest, indent=2, ensure_ascii=False).encode())
 

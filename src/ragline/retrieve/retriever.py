@@ -15,7 +15,7 @@ from ragline.errors import ConfigError, EmptyIndexError
 from ragline.index.folder import IndexFolder
 from ragline.retrieve.fusion import rrf, softmax, top, weighted
 from ragline.text import tokenize
-from ragline.types import Hit
+from ragline.types import Hit, Passage
 
 Mode = Literal["dense", "bm25", "hybrid", "weighted"]
 MODES: tuple[str, ...] = ("dense", "bm25", "hybrid", "weighted")
@@ -32,16 +32,18 @@ class Retriever:
 
     def __init__(self, folder: IndexFolder, encoder: Encoder, rrf_k: int = 60,
                  candidates: int = 100, dense_weight: float = 0.5,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, query_encoder: Encoder | None = None) -> None:
         self.folder = folder
         self.encoder = encoder
+        # a fine-tuned question encoder (ragline train) replaces the passage encoder's query side
+        self.query_encoder = query_encoder or encoder
         self.rrf_k = rrf_k
         self.candidates = candidates
         self.dense_weight = dense_weight
         self.temperature = temperature  # of the softmax that turns d(z)·q(x) into p(z|x)
 
     def encode_query(self, query: str) -> np.ndarray:
-        return self.encoder.encode_queries([query])[0]
+        return self.query_encoder.encode_queries([query])[0]
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         check_k(k)
@@ -81,9 +83,29 @@ class Retriever:
         return self._hits(ranked, qvec, dict(zip(d_ids.tolist(), d_scores.tolist(), strict=True)),
                           dict(zip(s_ids.tolist(), s_scores.tolist(), strict=True)))
 
+    def dense_hits(self, qvecs: np.ndarray, k: int) -> list[tuple[list[Hit], np.ndarray]]:
+        """Dense top-k for a batch of query vectors (B, d): each question's hits and their
+        passage vectors (k', d), so that d(z)·q(x) can be recomputed in torch (training)."""
+        check_k(k)
+        dense = self.folder.dense
+        assert dense is not None
+        if dense.ntotal == 0:
+            raise EmptyIndexError(f"{self.folder.path} has no passages yet")
+        scores, ids = dense.search(qvecs, k)
+        rows = self.folder.store.passages_by_rowid(sorted({int(i) for i in ids.ravel() if i >= 0}))
+        out = []
+        for q, sc, row in zip(qvecs, scores, ids, strict=True):
+            ranked = [(int(i), float(s)) for i, s in zip(row, sc, strict=True) if int(i) in rows]
+            hits = self._hits(ranked, q, dict(ranked), {}, rows)
+            vecs = np.stack([rows[i][1] for i, _ in ranked]) if ranked else np.zeros((0, len(q)))
+            out.append((hits, vecs.astype(np.float32)))
+        return out
+
     def _hits(self, ranked: list[tuple[int, float]], qvec: np.ndarray | None,
-              dense_scores: dict[int, float], sparse_scores: dict[int, float]) -> list[Hit]:
-        rows = self.folder.store.passages_by_rowid([i for i, _ in ranked])
+              dense_scores: dict[int, float], sparse_scores: dict[int, float],
+              rows: dict[int, tuple[Passage, np.ndarray]] | None = None) -> list[Hit]:
+        if rows is None:
+            rows = self.folder.store.passages_by_rowid([i for i, _ in ranked])
         ranked = [(i, s) for i, s in ranked if i in rows]  # a stale id never becomes a hit
         # d(z)·q(x) for every returned passage, from its stored vector, so p(z|x) is defined
         # for hybrid and BM25 hits too (a passage BM25 found may be outside the dense top-n).

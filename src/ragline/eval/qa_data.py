@@ -1,0 +1,115 @@
+"""Question-answer data: jsonl rows {"question": ..., "answers": [...]} or SQuAD-format JSON.
+
+    examples = read_qa(Path("squad-dev-v1.1-part-a.json"))
+    train, held_out = split_by_group(examples, held_out=0.2)   # by article: no leakage
+
+SQuAD-format files also yield their paragraphs (`paragraphs_of`), to index as the corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class QAExample:
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    group: str = ""        # SQuAD: the article title; used to split without leakage
+    context: str = ""      # SQuAD: the paragraph the question was written on
+
+
+def _bad(path: Path, why: str) -> ConfigError:
+    return ConfigError(f"{path}: {why}; expected jsonl rows "
+                       '{"question": "...", "answers": ["..."]} or SQuAD-format JSON')
+
+
+def read_qa(path: Path) -> list[QAExample]:
+    try:
+        text = path.read_text("utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"QA data not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read QA data {path}: {e}") from None
+    stripped = text.lstrip()
+    if stripped.startswith("{") and '"data"' in stripped[:2000]:
+        try:
+            return _squad(json.loads(text), path)
+        except json.JSONDecodeError as e:
+            raise _bad(path, f"invalid JSON ({e})") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise _bad(path, f"line {n} is not JSON") from None
+        if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+            raise _bad(path, f"line {n} has no 'question' string")
+        answers = row.get("answers", row.get("answer"))
+        if isinstance(answers, str):
+            answers = [answers]
+        if (not isinstance(answers, list) or not answers
+                or not all(isinstance(a, str) and a.strip() for a in answers)):
+            raise _bad(path, f"line {n} needs 'answers': a non-empty list of strings")
+        out.append(QAExample(str(row.get("id", n)), row["question"].strip(),
+                             tuple(a.strip() for a in answers), str(row.get("group", ""))))
+    if not out:
+        raise _bad(path, "no questions")
+    return out
+
+
+def _squad(data: Any, path: Path) -> list[QAExample]:
+    out = []
+    try:
+        for article in data["data"]:
+            for para in article["paragraphs"]:
+                for qa in para["qas"]:
+                    answers = tuple(dict.fromkeys(a["text"].strip() for a in qa["answers"]
+                                                  if a["text"].strip()))
+                    if answers:
+                        out.append(QAExample(str(qa["id"]), qa["question"].strip(), answers,
+                                             article.get("title", ""), para["context"]))
+    except (KeyError, TypeError) as e:
+        raise _bad(path, f"SQuAD structure broken near {e!s}") from None
+    if not out:
+        raise _bad(path, "no questions with answers")
+    return out
+
+
+def paragraphs_of(path: Path) -> list[dict[str, str]]:
+    """The paragraphs of a SQuAD-format file as corpus rows {"id", "title", "text"}."""
+    data = json.loads(path.read_text("utf-8-sig"))
+    rows = []
+    for article in data["data"]:
+        for i, para in enumerate(article["paragraphs"]):
+            rows.append({"id": f"{article.get('title', '')}#{i}", "title": article.get("title", ""),
+                         "text": para["context"]})
+    return rows
+
+
+def split_by_group(examples: list[QAExample], held_out: float = 0.2,
+                   ) -> tuple[list[QAExample], list[QAExample]]:
+    """Deterministic split by group (article), so no held-out article is seen in training.
+    Examples without a group are split by id."""
+    if not 0 <= held_out < 1:
+        raise ConfigError(f"held-out share must be in [0, 1), got {held_out}")
+
+    groups = sorted({e.group or e.id for e in examples},
+                    key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    n_test = math.ceil(held_out * len(groups)) if held_out > 0 else 0
+    if held_out > 0 and n_test >= len(groups):
+        raise ConfigError(f"only {len(groups)} group(s): nothing would be left to train on")
+    test_groups = set(groups[:n_test])
+    train = [e for e in examples if (e.group or e.id) not in test_groups]
+    test = [e for e in examples if (e.group or e.id) in test_groups]
+    return train, test

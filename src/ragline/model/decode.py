@@ -1,0 +1,162 @@
+"""Decoding for RAG-Token, RAG-Sequence (thorough and fast) and a single-context baseline.
+
+All searches share one batched beam search over P independent problems, each holding R context
+rows decoded in lock step (RAG-Token: the k passages of a question; RAG-Sequence: one passage per
+problem). Scores are plain log-probabilities, never length-normalized, so a decoded candidate's
+score equals what `CausalLM.target_logprobs(..., end=True)` gives it and the two can be compared.
+
+An answer ends at any stop token (end of text or a line break); "the answer ends here" is one
+event whose probability is the sum over stop tokens, both in search and in scoring.
+
+    cands = rag_token_search(lm, contexts, doc_lp, beams=4)
+    cands = rag_sequence_search(lm, contexts, doc_lp, beams=4, thorough=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ragline.model.lm import CausalLM
+from ragline.model.marginal import token_next
+
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    tokens: tuple[int, ...]
+    score: float            # log p(y, end | x) under the model that produced it
+    finished: bool = True   # False: cut at max_new_tokens, score has no end term
+
+
+def _beam_search(lm: CausalLM, contexts: Sequence[Sequence[int]], problems: int, rows: int,
+                 combine: Callable[[Tensor], Tensor], beams: int,
+                 max_new_tokens: int) -> list[list[Candidate]]:
+    """contexts: P*R token lists, problem-major. combine maps next-token log-probs of shape
+    (P, b, R, V) to one distribution per beam (P, b, V). Returns up to `beams` candidates per
+    problem, best first."""
+    tok = lm.tokenizer
+    stop = torch.tensor(sorted(tok.stop_ids), device=lm.device)
+    # padding and begin-of-text are never part of an answer
+    banned = torch.tensor(sorted({tok.pad_id} | ({tok.bos_id} if tok.bos_id is not None else set())
+                                 - tok.stop_ids), device=lm.device)
+    state, lp = lm.prefill(contexts)  # lp (P*R, V)
+    n_beams = 1
+    scores = torch.zeros((problems, 1), device=lm.device)  # (P, b) alive beam scores
+    seqs: list[list[tuple[int, ...]]] = [[()] for _ in range(problems)]
+    finished: list[list[Candidate]] = [[] for _ in range(problems)]
+    done = [False] * problems
+    for t in range(max_new_tokens + 1):  # step t finishes answers of t tokens
+        vocab = lp.shape[-1]
+        comb = combine(lp.view(problems, n_beams, rows, vocab))  # (P, b, V)
+        total = scores[:, :, None] + comb
+        end = torch.logsumexp(total.index_select(-1, stop), dim=-1)  # (P, b) answer ends here
+        total = total.index_fill(-1, stop, NEG_INF)  # continuing needs a non-stop token
+        total = total.index_fill(-1, banned, NEG_INF)
+        width = min(beams, n_beams * vocab)
+        top_s, top_i = total.view(problems, -1).topk(width, dim=-1)  # (P, width)
+        parents = top_i // vocab
+        tokens = top_i % vocab
+        end_l, top_l, par_l, tok_l = end.tolist(), top_s.tolist(), parents.tolist(), tokens.tolist()
+        for p in range(problems):
+            if done[p]:
+                continue
+            for b in range(n_beams):
+                if seqs[p][b] and end_l[p][b] > NEG_INF:  # an empty answer is not an answer
+                    finished[p].append(Candidate(seqs[p][b], end_l[p][b]))
+            finished[p].sort(key=lambda c: -c.score)
+            del finished[p][beams:]
+            # log-probs only fall as an answer grows: once the best alive beam cannot beat the
+            # worst kept finished one, this problem's search is exact and over
+            if len(finished[p]) == beams and top_l[p][0] <= finished[p][-1].score:
+                done[p] = True
+        if all(done) or t == max_new_tokens:
+            break
+        seqs = [[seqs[p][par_l[p][j]] + (tok_l[p][j],) for j in range(width)]
+                for p in range(problems)]
+        # rows of the chosen parents, for every context row of the problem: (P, beams, R)
+        base = (torch.arange(problems, device=lm.device)[:, None] * n_beams + parents) * rows
+        select = (base[:, :, None] + torch.arange(rows, device=lm.device)).reshape(-1)
+        state.select(select)
+        scores = top_s
+        n_beams = width
+        lp = lm.step(state, tokens[:, :, None].expand(problems, width, rows).reshape(-1))
+    out = []
+    for p in range(problems):
+        cands = list(finished[p])
+        if not done[p]:  # cut by the length limit: keep the alive beams too, marked unfinished
+            cands += [Candidate(seqs[p][b], float(scores[p, b]), finished=False)
+                      for b in range(n_beams) if seqs[p][b] and float(scores[p, b]) > NEG_INF]
+        cands.sort(key=lambda c: -c.score)
+        out.append(cands[:beams])
+    return out
+
+
+def rag_token_search(lm: CausalLM, contexts: Sequence[Sequence[int]], doc_lp: Tensor,
+                     beams: int = 1, max_new_tokens: int = 32) -> list[Candidate]:
+    """RAG-Token: greedy (beams=1) or beam search on Σ_z p(z|x) p(y_i|x,z,y_<i); doc_lp (k,)."""
+    k = len(contexts)
+    prior = doc_lp.to(lm.device).float().view(1, k)
+
+    def mix(lp: Tensor) -> Tensor:  # (1, b, k, V) → (1, b, V)
+        return token_next(prior.expand(lp.shape[1], k), lp[0])[None]
+
+    return _beam_search(lm, contexts, 1, k, mix, beams, max_new_tokens)[0]
+
+
+def beam_search_each(lm: CausalLM, contexts: Sequence[Sequence[int]], beams: int = 1,
+                     max_new_tokens: int = 32) -> list[list[Candidate]]:
+    """An independent beam search per context, batched: scores are log p(y, end | context)."""
+    return _beam_search(lm, contexts, len(contexts), 1, lambda lp: lp[:, :, 0, :], beams,
+                        max_new_tokens)
+
+
+def score_under_each(lm: CausalLM, contexts: Sequence[Sequence[int]],
+                     cands: Sequence[Candidate], batch_rows: int = 32) -> Tensor:
+    """log p(y, end | x, z) of every candidate under every context: (C, k), teacher-forced."""
+    pairs = [(c, z) for c in range(len(cands)) for z in range(len(contexts))]
+    out = torch.empty(len(pairs))
+    with torch.no_grad():
+        for s in range(0, len(pairs), batch_rows):
+            chunk = pairs[s:s + batch_rows]
+            lp, _ = lm.target_logprobs([contexts[z] for _, z in chunk],
+                                       [cands[c].tokens for c, _ in chunk],
+                                       end=[cands[c].finished for c, _ in chunk])
+            out[s:s + len(chunk)] = lp.sum(-1).cpu()
+    return out.view(len(cands), len(contexts))
+
+
+def rag_sequence_search(lm: CausalLM, contexts: Sequence[Sequence[int]], doc_lp: Tensor,
+                        beams: int = 4, max_new_tokens: int = 32,
+                        thorough: bool = True) -> list[Candidate]:
+    """RAG-Sequence: beam search under each passage, pool the candidates, score each by
+    log Σ_z p(z|x) p(y|x,z). Thorough decoding computes p(y|x,z) for every pooled candidate
+    under every passage (one more forward pass per pair); fast decoding takes p(y|x,z) = 0
+    where y did not come out of passage z's beam."""
+    doc_lp = doc_lp.detach().cpu().float()
+    per_passage = beam_search_each(lm, contexts, beams, max_new_tokens)
+    pooled: dict[tuple[int, ...], Candidate] = {}
+    fast: dict[tuple[int, ...], list[float]] = {}
+    for z, cands in enumerate(per_passage):
+        for c in cands:
+            pooled.setdefault(c.tokens, c)
+            fast.setdefault(c.tokens, []).append(float(doc_lp[z]) + c.score)
+    if not pooled:
+        return []
+    cands = list(pooled.values())
+    if thorough:
+        seq_lp = score_under_each(lm, contexts, cands)  # (C, k)
+        totals = torch.logsumexp(doc_lp[None, :] + seq_lp, dim=-1).tolist()
+    else:
+        totals = [float(torch.logsumexp(torch.tensor(fast[c.tokens]), 0)) for c in cands]
+    ranked = sorted((Candidate(c.tokens, s, c.finished) for c, s in zip(cands, totals, strict=True)),
+                    key=lambda c: -c.score)
+    return ranked[:beams]
+
+
+__all__ = ["Candidate", "beam_search_each", "rag_sequence_search", "rag_token_search",
+           "score_under_each"]

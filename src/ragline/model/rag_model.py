@@ -1,0 +1,145 @@
+"""The RAG model over retrieved hits: RAG-Token and RAG-Sequence generation and scoring, the
+all-passages-in-one-prompt baseline ("concat"), and the training loss.
+
+    rm = RagModel(CausalLM.bundled())
+    gen = rm.generate(question, hits, model="rag-token", beams=4)
+    gen.text, gen.score, gen.posterior            # posterior: p(z|x,y) per hit
+    rm.score(question, hits, "Paris", model="rag-sequence")   # log p(y|x)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ragline.config import check_model
+from ragline.errors import ConfigError
+from ragline.generate.prompts import passage_prompt_parts, rag_prompt
+from ragline.model.decode import (
+    Candidate,
+    beam_search_each,
+    rag_sequence_search,
+    rag_token_search,
+    score_under_each,
+)
+from ragline.model.lm import CausalLM
+from ragline.model.marginal import doc_log_prior, sequence_logprob, token_logprob
+from ragline.types import Hit
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    score: float                    # log p(y, end | x) under the model that decoded it
+    posterior: tuple[float, ...]    # p(z|x,y) for each hit, in hit order (concat: the prior)
+    tokens: tuple[int, ...]
+    finished: bool                  # False when cut by max_new_tokens
+
+
+class RagModel:
+    """Conditions a `CausalLM` on retrieved hits. Cheap to build; the LM is loaded already."""
+
+    def __init__(self, lm: CausalLM, max_passage_tokens: int = 192, max_new_tokens: int = 32,
+                 temperature: float = 1.0) -> None:
+        self.lm = lm
+        self.max_passage_tokens = max_passage_tokens
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+
+    # ------------------------------------------------------------ inputs
+
+    def _bos(self) -> list[int]:
+        bos = self.lm.tokenizer.bos_id
+        return [bos] if bos is not None else []
+
+    def passage_context(self, question: str, hit: Hit) -> list[int]:
+        """bos, title, passage (cut to max_passage_tokens), question, answer cue."""
+        tok = self.lm.tokenizer
+        p = hit.passage
+        head = tok.encode(p.title + "\n") if p.title else []
+        body = tok.encode(p.text)[: self.max_passage_tokens]
+        tail, _ = passage_prompt_parts(question)
+        return self._bos() + head + body + tok.encode(tail)
+
+    def concat_context(self, question: str, hits: Sequence[Hit]) -> list[int]:
+        return self._bos() + self.lm.tokenizer.encode(rag_prompt(question, list(hits)))
+
+    def answer_tokens(self, question: str, answer: str) -> list[int]:
+        _, prefix = passage_prompt_parts(question)
+        return self.lm.tokenizer.encode(prefix + answer.strip())
+
+    def doc_log_prior(self, hits: Sequence[Hit]) -> Tensor:
+        """log p(z|x) from the hits' d(z)·q(x); hits without a dense score are an error."""
+        if any(h.dense_score is None for h in hits):
+            raise ConfigError("the RAG models need d(z)·q(x) for every hit; retrieval mode "
+                              "'bm25' has no question encoder, use dense or hybrid")
+        scores = torch.tensor([float(h.dense_score) for h in hits])  # type: ignore[arg-type]
+        return doc_log_prior(scores, self.temperature)
+
+    # ------------------------------------------------------------ generation
+
+    def generate(self, question: str, hits: Sequence[Hit], model: str = "rag-token",
+                 beams: int = 1, thorough: bool = True) -> Generation:
+        check_model(model)
+        if not hits:
+            raise ConfigError("generation needs at least one retrieved passage")
+        if beams < 1:
+            raise ConfigError(f"beams must be ≥ 1, got {beams}")
+        doc_lp = self.doc_log_prior(hits)
+        contexts = [self.passage_context(question, h) for h in hits]
+        cands: list[Candidate]
+        if model == "rag-token":
+            cands = rag_token_search(self.lm, contexts, doc_lp, beams, self.max_new_tokens)
+        elif model == "rag-sequence":
+            cands = rag_sequence_search(self.lm, contexts, doc_lp, beams, self.max_new_tokens,
+                                        thorough=thorough)
+        else:
+            cands = beam_search_each(self.lm, [self.concat_context(question, hits)], beams,
+                                     self.max_new_tokens)[0]
+        if not cands:
+            return Generation("", float("-inf"), tuple(doc_lp.exp().tolist()), (), False)
+        best = cands[0]
+        if model == "concat":
+            posterior = doc_lp.exp()
+        else:
+            # which passage explains the answer: p(z|x,y) ∝ p(z|x) p(y|x,z)
+            seq_lp = score_under_each(self.lm, contexts, [best])[0]  # (k,)
+            posterior = torch.softmax(doc_lp + seq_lp, dim=-1)
+        text = self.lm.tokenizer.decode(best.tokens).strip()
+        return Generation(text, best.score, tuple(posterior.tolist()), best.tokens, best.finished)
+
+    # ------------------------------------------------------------ scoring and training
+
+    def log_likelihood(self, questions: Sequence[str], hits: Sequence[Sequence[Hit]],
+                       answers: Sequence[str], doc_scores: Tensor, model: str) -> Tensor:
+        """log p(y|x) for a batch, differentiable in the generator and in doc_scores (B, k),
+        the d(z)·q(x) of each question's k hits. All questions need the same k."""
+        check_model(model)
+        b, k = doc_scores.shape
+        targets = [self.answer_tokens(q, a) for q, a in zip(questions, answers, strict=True)]
+        if model == "concat":
+            ctx = [self.concat_context(q, hs) for q, hs in zip(questions, hits, strict=True)]
+            lp, _ = self.lm.target_logprobs(ctx, targets, end=True)
+            return lp.sum(-1)  # (B,)
+        contexts = [self.passage_context(q, h) for q, hs in zip(questions, hits, strict=True)
+                    for h in hs]  # B*k rows, question-major
+        lp, mask = self.lm.target_logprobs(contexts, [t for t in targets for _ in range(k)],
+                                           end=True)
+        tok_lp = lp.view(b, k, -1)  # (B, k, T+1)
+        mask = mask.view(b, k, -1)[:, 0, :]  # (B, T+1): the same answer under every passage
+        doc_lp = doc_log_prior(doc_scores.to(tok_lp.device), self.temperature)  # (B, k)
+        if model == "rag-sequence":
+            return sequence_logprob(doc_lp, tok_lp, mask)
+        return token_logprob(doc_lp, tok_lp, mask)
+
+    @torch.no_grad()
+    def score(self, question: str, hits: Sequence[Hit], answer: str, model: str) -> float:
+        """log p(y|x) of a given answer (followed by the end of the answer) under `model`."""
+        if not answer.strip():
+            raise ConfigError("the answer to score is empty")
+        doc_lp = self.doc_log_prior(hits) if model != "concat" else torch.zeros(len(hits))
+        return float(self.log_likelihood([question], [list(hits)], [answer],
+                                         doc_lp[None, :], model)[0])

@@ -1,0 +1,282 @@
+"""End-to-end fine-tuning of the RAG model on (question, answer) pairs (Lewis et al. 2020, §2.4).
+
+The question encoder q(x) and the generator learn by minimizing the negative marginal
+log-likelihood -log p(y|x) (RAG-Sequence or RAG-Token); the passage encoder and the index stay
+frozen, so nothing has to be re-embedded. Checkpoints are folders of safetensors inside the
+index (model/step-NNNNNN/), recorded in its manifest, which `ask` then uses.
+
+    result = train(rag, examples, TrainConfig(model="rag-token", steps=200))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ragline.config import check_model
+from ragline.errors import ConfigError
+from ragline.eval.metrics import exact_match, f1_score
+from ragline.eval.qa_data import QAExample, split_by_group
+from ragline.model.lm import CausalLM
+from ragline.model.qencoder import QuestionEncoder
+from ragline.model.rag_model import RagModel
+from ragline.types import Hit
+
+if TYPE_CHECKING:
+    from ragline.rag import RAG
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "model"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "rag-sequence"        # the marginalization trained: rag-sequence | rag-token
+    k: int = 4                         # passages per question
+    steps: int = 100                   # optimizer steps in total (a resumed run continues)
+    batch_size: int = 2                # questions per step
+    lr: float = 2e-5                   # generator
+    lr_question_encoder: float = 1e-5
+    held_out: float = 0.2              # share of articles (groups) kept out for evaluation
+    eval_every: int = 50
+    eval_questions: int = 50
+    save_every: int = 50
+    seed: int = 0
+    train_question_encoder: bool = True
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class TrainResult:
+    step: int
+    losses: list[float] = field(default_factory=list)      # one per step of this run
+    evals: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+def _check(cfg: TrainConfig) -> None:
+    check_model(cfg.model)
+    if cfg.model == "concat":
+        raise ConfigError("training needs a RAG model: --model rag-sequence or rag-token")
+    for name in ("k", "steps", "batch_size", "eval_every", "save_every"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be ≥ 1, got {getattr(cfg, name)}")
+
+
+def _batch_indices(n: int, step: int, batch: int, seed: int) -> list[int]:
+    """The examples of optimizer step `step`: epochs of seeded permutations laid end to end,
+    so a resumed run sees exactly the batches an uninterrupted one would."""
+    out = []
+    for pos in range(step * batch, (step + 1) * batch):
+        epoch, i = divmod(pos, n)
+        out.append(int(np.random.default_rng(seed + epoch).permutation(n)[i]))
+    return out
+
+
+class Trainer:
+    """Holds the trainable pieces; `RAG.train` is the usual entry point."""
+
+    def __init__(self, rag: RAG, lm: CausalLM, qenc: QuestionEncoder | None,
+                 cfg: TrainConfig, max_passage_tokens: int = 160,
+                 max_new_tokens: int = 24) -> None:
+        _check(cfg)
+        self.rag = rag
+        self.cfg = cfg
+        self.lm = lm
+        self.qenc = qenc.to(lm.device) if qenc is not None else None
+        self.model = RagModel(lm, max_passage_tokens=max_passage_tokens,
+                              max_new_tokens=max_new_tokens)
+        # The token embedding (tied to the output projection) stays frozen: it holds most of a
+        # small model's weights (170M of Gemma 3 270M's 268M, a 262k vocabulary) and a few
+        # thousand answers cannot train it, while its Adam state would triple the memory.
+        emb = lm.model.get_input_embeddings()
+        emb.weight.requires_grad_(False)
+        groups = [{"params": [p for p in lm.model.parameters() if p.requires_grad],
+                   "lr": cfg.lr}]
+        if self.qenc is not None:
+            groups.append({"params": list(self.qenc.parameters()),
+                           "lr": cfg.lr_question_encoder})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+        self.step = 0
+
+    # ------------------------------------------------------------ one step
+
+    def _encode(self, questions: Sequence[str]) -> torch.Tensor:
+        if self.qenc is not None:
+            return self.qenc(questions)  # (B, d), carries the gradient
+        vecs = self.rag.retriever.query_encoder.encode_queries(list(questions))
+        return torch.from_numpy(vecs).to(self.lm.device)
+
+    def _retrieve(self, q: torch.Tensor) -> tuple[list[list[Hit]], torch.Tensor]:
+        # Maximum inner product search is not differentiable: retrieve with a detached copy of
+        # q(x), then recompute d(z)·q(x) in torch from the retrieved (frozen) passage vectors
+        # so that the gradient of the marginal likelihood reaches the question encoder through
+        # p(z|x) (Lewis et al. 2020, §2.4; the passage side stays fixed, like the index).
+        found = self.rag.retriever.dense_hits(q.detach().float().cpu().numpy(), self.cfg.k)
+        k = min(len(h) for h, _ in found)
+        if k == 0:
+            raise ConfigError("the index returned no passages; is it empty?")
+        hits = [h[:k] for h, _ in found]
+        vecs = torch.from_numpy(np.stack([v[:k] for _, v in found])).to(q.device)  # (B, k, d)
+        scores = torch.einsum("bd,bkd->bk", q, vecs)  # (B, k), differentiable in q
+        return hits, scores
+
+    def loss(self, batch: Sequence[QAExample]) -> torch.Tensor:
+        questions = [e.question for e in batch]
+        hits, scores = self._retrieve(self._encode(questions))
+        # train on the first gold answer, as the paper did for multi-answer QA sets
+        ll = self.model.log_likelihood(questions, hits, [e.answers[0] for e in batch], scores,
+                                       self.cfg.model)  # (B,)
+        return -ll.mean()
+
+    def train_step(self, batch: Sequence[QAExample]) -> float:
+        self.lm.model.train()
+        if self.qenc is not None:
+            self.qenc.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(batch)
+        loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.step += 1
+        return float(loss.detach())
+
+    # ------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def answer(self, questions: Sequence[str], beams: int = 1) -> list[str]:
+        """Greedy answers with the current weights and dense retrieval (as trained)."""
+        self.lm.model.eval()
+        if self.qenc is not None:
+            self.qenc.eval()
+        hits, _ = self._retrieve(self._encode(questions))
+        return [self.model.generate(q, h, self.cfg.model, beams=beams).text
+                for q, h in zip(questions, hits, strict=True)]
+
+    def evaluate(self, examples: Sequence[QAExample], progress: bool = False) -> dict[str, float]:
+        em = f1 = 0.0
+        t0 = time.perf_counter()
+        for ex in tqdm(examples, desc="evaluating", unit="q", disable=not progress, leave=False):
+            pred = self.answer([ex.question])[0]
+            em += exact_match(pred, ex.answers)
+            f1 += f1_score(pred, ex.answers)
+        n = max(1, len(examples))
+        return {"em": em / n, "f1": f1 / n, "questions": float(len(examples)),
+                "seconds_per_question": (time.perf_counter() - t0) / n}
+
+    # ------------------------------------------------------------ checkpoints
+
+    def save(self, metrics: dict[str, float] | None = None) -> Path:
+        """Write model/step-N/ beside the index, then point the manifest at it (last, so a
+        kill leaves the previous checkpoint in force), then drop older checkpoints."""
+        folder = self.rag.folder
+        root = folder.path / CHECKPOINTS
+        name = f"step-{self.step:06d}"
+        tmp = root / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.lm.save(tmp / "generator")
+        if self.qenc is not None:
+            self.qenc.save(tmp / "question-encoder")
+        _save_optimizer(self.optimizer, tmp / "optimizer.safetensors")
+        (tmp / "state.json").write_text(json.dumps(
+            {"step": self.step, "config": asdict(self.cfg)}, indent=2))
+        final = root / name
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        prev = folder.manifest.get("trained") or {}
+        folder.manifest["trained"] = {
+            "path": f"{CHECKPOINTS}/{name}", "step": self.step, "model": self.cfg.model,
+            "generator": {"path": f"{CHECKPOINTS}/{name}/generator",
+                          "base": prev.get("generator", {}).get("base", self.lm.name)},
+            "question_encoder": (
+                {"path": f"{CHECKPOINTS}/{name}/question-encoder",
+                 "base": folder.encoder_spec.id} if self.qenc is not None
+                else prev.get("question_encoder")),
+            "metrics": metrics or prev.get("metrics", {}),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        folder.save_manifest()
+        for old in root.glob("step-*"):
+            if old.name != name:
+                keep = (folder.manifest["trained"]["question_encoder"] or {}).get("path", "")
+                if not keep.startswith(f"{CHECKPOINTS}/{old.name}/"):
+                    shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load_optimizer(self, checkpoint: Path) -> None:
+        state = json.loads((checkpoint / "state.json").read_text())
+        _load_optimizer(self.optimizer, checkpoint / "optimizer.safetensors")
+        self.step = int(state["step"])
+
+
+def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    """Optimizer state as safetensors (tensors) plus its hyper-parameters in the metadata."""
+    from safetensors.torch import save_file
+
+    sd = opt.state_dict()
+    tensors = {f"{pid}.{key}": (v if isinstance(v, torch.Tensor) else torch.tensor(v)).contiguous()
+               for pid, st in sd["state"].items() for key, v in st.items()}
+    groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
+    save_file({k: v.cpu() for k, v in tensors.items()}, str(path),
+              metadata={"param_groups": json.dumps(groups)})
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    from safetensors import safe_open
+
+    state: dict[int, dict[str, Any]] = {}
+    with safe_open(str(path), framework="pt") as f:
+        groups = json.loads(f.metadata()["param_groups"])
+        for name in f.keys():
+            pid, key = name.split(".", 1)
+            state.setdefault(int(pid), {})[key] = f.get_tensor(name)
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def run_training(trainer: Trainer, examples: list[QAExample], progress: bool = True,
+                 on_eval: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+    """Train to `cfg.steps` total steps from wherever the trainer stands (resume)."""
+    cfg = trainer.cfg
+    train_set, held_out = split_by_group(examples, cfg.held_out)
+    if not train_set:
+        raise ConfigError("no training questions left after the held-out split")
+    held_out = held_out[: cfg.eval_questions]
+    result = TrainResult(step=trainer.step)
+    bar = tqdm(total=cfg.steps, initial=trainer.step, desc="training", unit="step",
+               disable=not progress)
+    avg: float | None = None
+    while trainer.step < cfg.steps:
+        batch = [train_set[i] for i in _batch_indices(len(train_set), trainer.step,
+                                                      cfg.batch_size, cfg.seed)]
+        loss = trainer.train_step(batch)
+        if not math.isfinite(loss):
+            raise ConfigError(f"the loss became {loss} at step {trainer.step}; lower --lr")
+        result.losses.append(loss)
+        avg = loss if avg is None else 0.9 * avg + 0.1 * loss
+        bar.update(1)
+        bar.set_postfix(loss=f"{avg:.3f}")
+        metrics = None
+        if held_out and (trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps):
+            metrics = trainer.evaluate(held_out, progress=progress)
+            result.evals.append({"step": float(trainer.step), **metrics})
+            if on_eval:
+                on_eval(trainer.step, metrics)
+        if trainer.step % cfg.save_every == 0 or trainer.step == cfg.steps:
+            result.checkpoint = trainer.save(metrics)
+    bar.close()
+    result.step = trainer.step
+    return result

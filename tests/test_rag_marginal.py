@@ -1,0 +1,180 @@
+"""RAG-Sequence and RAG-Token against brute-force enumeration, decoding against exhaustive
+search, and padding across passages of different lengths."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from ragline.model.decode import beam_search_each, rag_sequence_search, rag_token_search, score_under_each
+from ragline.model.marginal import doc_log_prior, sequence_logprob, token_logprob, token_next
+
+from toymodels import abc_lm
+
+V, T, K = 3, 3, 3
+
+
+def _tables(seed: int) -> tuple[torch.Tensor, dict]:
+    """p(z|x) and, for every passage and prefix, a next-token distribution over V tokens."""
+    g = torch.Generator().manual_seed(seed)
+    prior = torch.softmax(torch.randn(K, generator=g), 0)
+    table = {}
+    for z in range(K):
+        for n in range(T):
+            for prefix in itertools.product(range(V), repeat=n):
+                table[z, prefix] = torch.softmax(2 * torch.randn(V, generator=g), 0)
+    return prior, table
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_marginals_equal_brute_force_enumeration(seed: int) -> None:
+    prior, table = _tables(seed)
+    seqs = list(itertools.product(range(V), repeat=T))
+    # tok_lp[y, z, i] = log p(y_i | x, z, y_<i)
+    tok_lp = torch.stack([torch.stack([torch.stack([table[z, y[:i]][y[i]].log() for i in range(T)])
+                                       for z in range(K)]) for y in seqs])  # (|Y|, K, T)
+    doc_lp = prior.log().expand(len(seqs), K)
+    mask = torch.ones(len(seqs), T)
+    seq = sequence_logprob(doc_lp, tok_lp, mask).exp()
+    tok = token_logprob(doc_lp, tok_lp, mask).exp()
+    for j, y in enumerate(seqs):
+        want_seq = sum(prior[z] * torch.prod(torch.stack([table[z, y[:i]][y[i]] for i in range(T)]))
+                       for z in range(K))
+        want_tok = torch.prod(torch.stack([sum(prior[z] * table[z, y[:i]][y[i]] for z in range(K))
+                                           for i in range(T)]))
+        assert seq[j].item() == pytest.approx(float(want_seq), rel=1e-5)
+        assert tok[j].item() == pytest.approx(float(want_tok), rel=1e-5)
+    # both are distributions over answers of length T: a wrong axis breaks this
+    assert seq.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert tok.sum().item() == pytest.approx(1.0, abs=1e-5)
+    # the two models differ in general (mixing per token is not mixing per sequence)
+    assert not torch.allclose(seq, tok)
+
+
+def test_token_next_is_the_prior_weighted_mixture() -> None:
+    prior, table = _tables(3)
+    nxt = torch.stack([table[z, ()] for z in range(K)]).log()[None]  # (1, K, V)
+    mixed = token_next(prior.log()[None], nxt).exp()[0]
+    want = sum(prior[z] * table[z, ()] for z in range(K))
+    assert torch.allclose(mixed, want, atol=1e-6)
+    assert mixed.sum().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_masked_positions_do_not_count() -> None:
+    doc_lp = torch.log_softmax(torch.randn(2, K), -1)
+    tok_lp = -torch.rand(2, K, 4)
+    mask = torch.tensor([[1.0, 1, 0, 0], [1, 1, 1, 1]])
+    short = tok_lp[:1, :, :2]
+    assert torch.allclose(sequence_logprob(doc_lp, tok_lp, mask)[0],
+                          sequence_logprob(doc_lp[:1], short, torch.ones(1, 2))[0])
+    assert torch.allclose(token_logprob(doc_lp, tok_lp, mask)[0],
+                          token_logprob(doc_lp[:1], short, torch.ones(1, 2))[0])
+
+
+# ---------------------------------------------------------------- with a real (tiny) transformer
+
+def _contexts() -> list[list[int]]:
+    lm = abc_lm()
+    tok = lm.tokenizer
+    return [[1] + tok.encode("abcab"), [1] + tok.encode("cc"), [1] + tok.encode("babcacbba")]
+
+
+def test_padding_gives_each_passage_the_same_logprobs_as_alone() -> None:
+    lm = abc_lm()
+    ctx = _contexts()
+    targets = [[3, 4], [5], [4, 4, 3]]
+    with torch.no_grad():
+        lp, mask = lm.target_logprobs(ctx, targets, end=True)
+        assert lp.shape == mask.shape == (3, 4)  # longest target + the end column
+        assert mask.tolist() == [[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
+        for r in range(3):
+            alone, _ = lm.target_logprobs([ctx[r]], [targets[r]], end=True)
+            n = len(targets[r]) + 1
+            assert torch.allclose(lp[r, :n], alone[0, :n], atol=1e-5)
+            assert (lp[r, n:] == 0).all()
+
+
+def _all_answers(max_len: int) -> list[tuple[tuple[int, ...], bool]]:
+    out = []
+    for n in range(1, max_len + 1):
+        for y in itertools.product((3, 4, 5), repeat=n):
+            out.append((y, True))
+            if n == max_len:
+                out.append((y, False))  # cut by the length limit, no end event
+    return out
+
+
+def _brute(lm, ctx, doc_lp, model: str) -> tuple[tuple[int, ...], float]:
+    best: tuple[tuple[int, ...], float] = ((), float("-inf"))
+    with torch.no_grad():
+        for y, ended in _all_answers(3):
+            lp, mask = lm.target_logprobs(ctx, [list(y)] * len(ctx), end=ended)
+            fn = sequence_logprob if model == "rag-sequence" else token_logprob
+            s = float(fn(doc_lp[None], lp[None], mask[:1])[0])
+            if s > best[1]:
+                best = (y, s)
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exhaustive_beam_search_finds_the_brute_force_best(seed: int) -> None:
+    lm = abc_lm(seed)
+    ctx = _contexts()
+    doc_lp = doc_log_prior(torch.tensor([0.2, -0.4, 0.9]))
+    # 40 beams hold every answer of up to 3 tokens: the search is exhaustive
+    tok = rag_token_search(lm, ctx, doc_lp, beams=40, max_new_tokens=3)[0]
+    want = _brute(lm, ctx, doc_lp, "rag-token")
+    assert tok.tokens == want[0] and tok.score == pytest.approx(want[1], abs=1e-4)
+    seq = rag_sequence_search(lm, ctx, doc_lp, beams=40, max_new_tokens=3, thorough=True)[0]
+    want = _brute(lm, ctx, doc_lp, "rag-sequence")
+    assert seq.tokens == want[0] and seq.score == pytest.approx(want[1], abs=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_thorough_decoding_scores_at_least_fast_decoding(seed: int) -> None:
+    lm = abc_lm(seed)
+    ctx = _contexts()
+    doc_lp = doc_log_prior(torch.tensor([0.5, 0.1, -0.3]))
+    fast = rag_sequence_search(lm, ctx, doc_lp, beams=2, max_new_tokens=4, thorough=False)
+    thorough = rag_sequence_search(lm, ctx, doc_lp, beams=2, max_new_tokens=4, thorough=True)
+    assert thorough[0].score >= fast[0].score - 1e-4
+    # the same candidate gets at least its fast score once every passage's share is added
+    by_tokens = {c.tokens: c.score for c in thorough}
+    for c in fast:
+        if c.tokens in by_tokens:
+            assert by_tokens[c.tokens] >= c.score - 1e-4
+
+
+def test_decoded_scores_equal_teacher_forced_scores() -> None:
+    lm = abc_lm(1)
+    ctx = _contexts()
+    doc_lp = doc_log_prior(torch.tensor([0.3, 0.0, -0.2]))
+    for c in rag_token_search(lm, ctx, doc_lp, beams=3, max_new_tokens=5):
+        with torch.no_grad():
+            lp, mask = lm.target_logprobs(ctx, [list(c.tokens)] * 3, end=c.finished)
+        assert c.score == pytest.approx(float(token_logprob(doc_lp[None], lp[None], mask[:1])),
+                                        abs=1e-4)
+    per = beam_search_each(lm, ctx, beams=2, max_new_tokens=5)
+    for z, cands in enumerate(per):
+        got = score_under_each(lm, ctx, cands)[:, z]
+        assert torch.allclose(got, torch.tensor([c.score for c in cands]), atol=1e-4)
+
+
+def test_with_one_passage_both_models_are_plain_conditional_generation() -> None:
+    lm = abc_lm(2)
+    ctx = _contexts()[:1]
+    doc_lp = doc_log_prior(torch.tensor([0.7]))
+    assert doc_lp.item() == pytest.approx(0.0)  # p(z|x) = 1
+    plain = beam_search_each(lm, ctx, beams=3, max_new_tokens=4)[0]
+    tok = rag_token_search(lm, ctx, doc_lp, beams=3, max_new_tokens=4)
+    seq = rag_sequence_search(lm, ctx, doc_lp, beams=3, max_new_tokens=4)
+    for other in (tok, seq):
+        assert [c.tokens for c in other] == [c.tokens for c in plain]
+        assert [c.score for c in other] == pytest.approx([c.score for c in plain], abs=1e-4)
+    with torch.no_grad():
+        lp, mask = lm.target_logprobs(ctx, [[3, 5, 4]], end=True)
+    plain_lp = lp.sum()
+    assert sequence_logprob(doc_lp[None], lp[None], mask).item() == pytest.approx(plain_lp.item(), abs=1e-5)
+    assert token_logprob(doc_lp[None], lp[None], mask).item() == pytest.approx(plain_lp.item(), abs=1e-5)
