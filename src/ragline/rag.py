@@ -275,11 +275,11 @@ class RAG:
     def score(self, question: str, answer: str, k: int | None = None,
               mode: str | None = None, models: Sequence[str] = MODELS) -> dict[str, float]:
         """log p(y|x) of a given answer under each model, over the same retrieved passages."""
+        for name in models:
+            check_model(name)
         hits = self.search(question, k=k, mode=mode)
         if not hits:
             raise ConfigError("nothing was retrieved for the question")
-        for name in models:
-            check_model(name)
         return {name: self.rag_model.score(question, hits, answer, name) for name in models}
 
     def train(self, examples: list[QAExample], cfg: TrainConfig | None = None,

@@ -62,23 +62,6 @@ class HFTokenizer:
         return str(self.tok.decode(list(ids), skip_special_tokens=True))
 
 
-class ByteTokenizer:
-    """UTF-8 bytes as tokens (ids 3..258); 0 pad, 1 bos, 2 eos. For small models and tests."""
-
-    vocab_size = 259
-
-    def __init__(self) -> None:
-        self.pad_id, self.bos_id, self.eos_id = 0, 1, 2
-        self.newline_id = 3 + ord("\n")
-        self.stop_ids = frozenset({self.eos_id, self.newline_id})
-
-    def encode(self, text: str) -> list[int]:
-        return [3 + b for b in text.encode("utf-8")]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return bytes(i - 3 for i in ids if i >= 3).decode("utf-8", "replace")
-
-
 @dataclass
 class DecodeState:
     """KV cache and bookkeeping for N rows being decoded together."""
