@@ -140,6 +140,17 @@ def test_cli_score_and_ask_with_the_trained_models(index: Path, capsys) -> None:
                  "-k", "2", "--beams", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["question"] == "What is the capital of France?"
+    # `ragline train` resumes from the checkpoint the index records (step 2 → 3)
+    data = index.parent / "qa.jsonl"
+    data.write_text("\n".join(json.dumps({"question": e.question, "answers": list(e.answers),
+                                          "group": e.group}) for e in QA))
+    assert main(["-q", "train", str(index), "--data", str(data), "--steps", "3", "-k", "2",
+                 "--held-out", "0.25", "--eval-every", "1", "--eval-questions", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "step 3: held-out exact match" in printed and "trained to step 3" in printed
+    assert json.loads((index / "manifest.json").read_text())["trained"]["step"] == 3
+    assert main(["train", str(index), "--data", str(data), "--steps", "3"]) == 0
+    assert "already trained for 3 steps" in capsys.readouterr().out
     assert out["model"] == "rag-sequence"
     assert len(out["passages"]) == 2 and all(h["prob"] is not None for h in out["passages"])
 
