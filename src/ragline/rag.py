@@ -213,7 +213,7 @@ class RAG:
             text = not_found_message(question)
             yield text
             yield Answer(question, text, (), tuple(hits), answered=False,
-                         timings={**timings, "total_s": time.perf_counter() - t0})
+                         timings={**timings, "total_s": time.perf_counter() - t0}, model=model)
             return
 
         if model != "concat":
