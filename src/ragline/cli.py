@@ -21,7 +21,7 @@ from typing import Any
 
 from ragline import __version__
 from ragline.config import MODELS, Config, load_config, override
-from ragline.errors import ConfigError, RaglineError
+from ragline.errors import RaglineError
 from ragline.ingest.loaders import TABLE_SUFFIXES
 from ragline.retrieve.retriever import MODES
 from ragline.types import Answer, Hit, hit_to_dict
@@ -264,16 +264,12 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.model.train import TrainConfig
     from ragline.rag import RAG
 
-    if not 0 <= args.held_out < 1:
-        raise ConfigError(f"--held-out must be in [0, 1), got {args.held_out}")
-    if not (args.lr > 0 and args.lr_question_encoder > 0):
-        raise ConfigError("learning rates must be > 0")
-    examples = read_qa(args.data)
     tc = TrainConfig(model=args.model, k=args.k, steps=args.steps, batch_size=args.batch_size,
                      lr=args.lr, lr_question_encoder=args.lr_question_encoder,
                      held_out=args.held_out, eval_every=args.eval_every,
                      eval_questions=args.eval_questions, save_every=args.save_every,
                      train_question_encoder=not args.freeze_question_encoder)
+    examples = read_qa(args.data)
     with RAG.open(args.index, config=cfg) as rag:
         done = (rag.folder.manifest.get("trained") or {}).get("step", 0)
         if done >= args.steps and not args.restart:

@@ -56,6 +56,7 @@ class RAG:
         self.config = config or Config()
         self._generator = generator
         self._rag_model = rag_model
+        self._given_rag_model = rag_model  # what `train(restart=True)` starts from (trained in place)
         r = self.config.retrieval
         self.retriever = Retriever(folder, encoder, rrf_k=r.rrf_k, candidates=r.candidates,
                                    dense_weight=r.dense_weight,
@@ -242,8 +243,7 @@ class RAG:
             yield tail
         text = "".join(parts).strip()
         timings.update(first_token_s=first or 0.0, total_s=time.perf_counter() - t0)
-        if not text or is_refusal(text) or support(text, hits) < g.min_support:
-            # refusals and answers the passages do not back are reported as "not found"
+        if not self._backed(text, hits):
             yield Answer(question, not_found_message(question), (), tuple(hits),
                          answered=False, timings=timings)
             return
@@ -257,7 +257,7 @@ class RAG:
                                       thorough=m.thorough)
         timings = {**timings, "total_s": time.perf_counter() - t0}
         text = gen.text
-        if not text or is_refusal(text) or support(text, hits) < self.config.generation.min_support:
+        if not self._backed(text, hits):
             return Answer(question, not_found_message(question), (), tuple(hits),
                           answered=False, timings=timings, model=model)
         # cite the passages that explain the answer: p(z|x,y) ≥ 0.2, the best one always
@@ -271,6 +271,11 @@ class RAG:
         text = text + " " + "".join(f"[{c.marker}]" for c in cites)
         return Answer(question, text, tuple(cites), tuple(hits), answered=True, timings=timings,
                       model=model)
+
+    def _backed(self, text: str, hits: list[Hit]) -> bool:
+        """Refusals and answers the passages do not back are reported as "not found"."""
+        return bool(text) and not is_refusal(text) and (
+            support(text, hits) >= self.config.generation.min_support)
 
     def score(self, question: str, answer: str, k: int | None = None,
               mode: str | None = None, models: Sequence[str] = MODELS) -> dict[str, float]:
@@ -294,12 +299,12 @@ class RAG:
         trained = self.folder.manifest.get("trained") or {}
         m = self.config.model
         resume = bool(trained) and not restart
-        if resume and self._rag_model is None:
-            lm = CausalLM.from_folder(self.folder.path / trained["generator"]["path"], m.device)
-        elif resume:
+        if resume:  # the generator the manifest records
             lm = self.rag_model.lm
-        else:
-            lm = self._rag_model.lm if self._rag_model is not None else CausalLM.bundled(m.device)
+        elif self._given_rag_model is not None:
+            lm = self._given_rag_model.lm
+        else:  # never a trained generator loaded earlier by `ask`: restart means the base model
+            lm = CausalLM.bundled(m.device)
         qenc = None
         if cfg.train_question_encoder:
             query_side = self.retriever.query_encoder if resume else self.encoder

@@ -26,7 +26,7 @@ from ragline.model.decode import (
     score_under_each,
 )
 from ragline.model.lm import CausalLM
-from ragline.model.marginal import doc_log_prior, sequence_logprob, token_logprob
+from ragline.model.marginal import doc_log_prior, doc_posterior, sequence_logprob, token_logprob
 from ragline.types import Hit
 
 
@@ -71,13 +71,17 @@ class RagModel:
         _, prefix = passage_prompt_parts(question)
         return self.lm.tokenizer.encode(prefix + answer.strip())
 
-    def doc_log_prior(self, hits: Sequence[Hit]) -> Tensor:
-        """log p(z|x) from the hits' d(z)·q(x); hits without a dense score are an error."""
+    @staticmethod
+    def doc_scores(hits: Sequence[Hit]) -> Tensor:
+        """d(z)·q(x) of the hits, (k,); hits without a dense score are an error."""
         if any(h.dense_score is None for h in hits):
             raise ConfigError("the RAG models need d(z)·q(x) for every hit; retrieval mode "
                               "'bm25' has no question encoder, use dense or hybrid")
-        scores = torch.tensor([float(h.dense_score) for h in hits])  # type: ignore[arg-type]
-        return doc_log_prior(scores, self.temperature)
+        return torch.tensor([float(h.dense_score) for h in hits])  # type: ignore[arg-type]
+
+    def doc_log_prior(self, hits: Sequence[Hit]) -> Tensor:
+        """log p(z|x) from the hits' d(z)·q(x)."""
+        return doc_log_prior(self.doc_scores(hits), self.temperature)
 
     # ------------------------------------------------------------ generation
 
@@ -106,8 +110,8 @@ class RagModel:
             posterior = doc_lp.exp()
         else:
             # which passage explains the answer: p(z|x,y) ∝ p(z|x) p(y|x,z)
-            seq_lp = score_under_each(self.lm, contexts, [best])[0]  # (k,)
-            posterior = torch.softmax(doc_lp + seq_lp, dim=-1)
+            seq_lp = score_under_each(self.lm, contexts, [best])  # (1, k)
+            posterior = doc_posterior(doc_lp[None], seq_lp)[0]
         text = self.lm.tokenizer.decode(best.tokens).strip()
         return Generation(text, best.score, tuple(posterior.tolist()), best.tokens, best.finished)
 
@@ -140,6 +144,6 @@ class RagModel:
         """log p(y|x) of a given answer (followed by the end of the answer) under `model`."""
         if not answer.strip():
             raise ConfigError("the answer to score is empty")
-        doc_lp = self.doc_log_prior(hits) if model != "concat" else torch.zeros(len(hits))
-        return float(self.log_likelihood([question], [list(hits)], [answer],
-                                         doc_lp[None, :], model)[0])
+        scores = self.doc_scores(hits) if model != "concat" else torch.zeros(len(hits))
+        return float(self.log_likelihood([question], [list(hits)], [answer], scores[None, :],
+                                         model)[0])

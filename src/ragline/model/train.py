@@ -57,6 +57,18 @@ class TrainConfig:
     train_question_encoder: bool = True
     max_grad_norm: float = 1.0
 
+    def __post_init__(self) -> None:
+        check_model(self.model)
+        if self.model == "concat":
+            raise ConfigError("training needs a RAG model: --model rag-sequence or rag-token")
+        for name in ("k", "steps", "batch_size", "eval_every", "eval_questions", "save_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if not 0 <= self.held_out < 1:
+            raise ConfigError(f"held_out must be in [0, 1), got {self.held_out}")
+        if not (self.lr > 0 and self.lr_question_encoder > 0):
+            raise ConfigError("learning rates must be > 0")
+
 
 @dataclass
 class TrainResult:
@@ -64,15 +76,6 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)      # one per step of this run
     evals: list[dict[str, float]] = field(default_factory=list)
     checkpoint: Path | None = None
-
-
-def _check(cfg: TrainConfig) -> None:
-    check_model(cfg.model)
-    if cfg.model == "concat":
-        raise ConfigError("training needs a RAG model: --model rag-sequence or rag-token")
-    for name in ("k", "steps", "batch_size", "eval_every", "save_every"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be ≥ 1, got {getattr(cfg, name)}")
 
 
 def _batch_indices(n: int, step: int, batch: int, seed: int) -> list[int]:
@@ -91,7 +94,6 @@ class Trainer:
     def __init__(self, rag: RAG, lm: CausalLM, qenc: QuestionEncoder | None,
                  cfg: TrainConfig, max_passage_tokens: int = 160,
                  max_new_tokens: int = 24) -> None:
-        _check(cfg)
         self.rag = rag
         self.cfg = cfg
         self.lm = lm
@@ -210,11 +212,11 @@ class Trainer:
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         folder.save_manifest()
+        # an older checkpoint goes, unless a frozen question encoder still lives in it
+        keep = (folder.manifest["trained"]["question_encoder"] or {}).get("path", "")
         for old in root.glob("step-*"):
-            if old.name != name:
-                keep = (folder.manifest["trained"]["question_encoder"] or {}).get("path", "")
-                if not keep.startswith(f"{CHECKPOINTS}/{old.name}/"):
-                    shutil.rmtree(old, ignore_errors=True)
+            if old.name != name and not keep.startswith(f"{CHECKPOINTS}/{old.name}/"):
+                shutil.rmtree(old, ignore_errors=True)
         return final
 
     def load_optimizer(self, checkpoint: Path) -> None:

@@ -80,8 +80,7 @@ class Retriever:
             w = self.dense_weight
             ranked = top(weighted([(d_ids, d_scores), (s_ids, s_scores)], [w, 1 - w]), k)
         ranked = ranked[:k]
-        return self._hits(ranked, qvec, dict(zip(d_ids.tolist(), d_scores.tolist(), strict=True)),
-                          dict(zip(s_ids.tolist(), s_scores.tolist(), strict=True)))
+        return self._hits(ranked, qvec, dict(zip(s_ids.tolist(), s_scores.tolist(), strict=True)))
 
     def dense_hits(self, qvecs: np.ndarray, k: int) -> list[tuple[list[Hit], np.ndarray]]:
         """Dense top-k for a batch of query vectors (B, d): each question's hits and their
@@ -96,13 +95,13 @@ class Retriever:
         out = []
         for q, sc, row in zip(qvecs, scores, ids, strict=True):
             ranked = [(int(i), float(s)) for i, s in zip(row, sc, strict=True) if int(i) in rows]
-            hits = self._hits(ranked, q, dict(ranked), {}, rows)
+            hits = self._hits(ranked, q, {}, rows)
             vecs = np.stack([rows[i][1] for i, _ in ranked]) if ranked else np.zeros((0, len(q)))
             out.append((hits, vecs.astype(np.float32)))
         return out
 
     def _hits(self, ranked: list[tuple[int, float]], qvec: np.ndarray | None,
-              dense_scores: dict[int, float], sparse_scores: dict[int, float],
+              sparse_scores: dict[int, float],
               rows: dict[int, tuple[Passage, np.ndarray]] | None = None) -> list[Hit]:
         if rows is None:
             rows = self.folder.store.passages_by_rowid([i for i, _ in ranked])
