@@ -20,13 +20,16 @@ THREE_DOCS = {
 }
 
 
+def write_docs(folder: Path, docs: dict[str, str]) -> Path:
+    folder.mkdir()
+    for name, text in docs.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    d = tmp_path / "docs"
-    d.mkdir()
-    for name, text in THREE_DOCS.items():
-        (d / name).write_text(text, encoding="utf-8")
-    return d
+    return write_docs(tmp_path / "docs", THREE_DOCS)
 
 
 @pytest.fixture

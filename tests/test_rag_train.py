@@ -18,6 +18,7 @@ from ragline.model.qencoder import QuestionEncoder
 from ragline.model.rag_model import RagModel
 from ragline.model.train import TrainConfig, Trainer
 
+from conftest import write_docs
 from toymodels import hf_tiny_lm
 
 DOCS = {
@@ -38,10 +39,7 @@ QA = [QAExample(str(i), q, (a,), group=g) for i, (q, a, g) in enumerate([
 
 @pytest.fixture
 def index(tmp_path: Path) -> Path:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text, encoding="utf-8")
+    docs = write_docs(tmp_path / "docs", DOCS)
     RAG.build(tmp_path / "idx", paths=[docs], encoder="minilm").close()
     return tmp_path / "idx"
 
