@@ -27,6 +27,7 @@ class IndexConfig:
     encoder: str = "minilm"
     chunk_words: int = 100
     batch_passages: int = 256
+    dense: str = "flat"                 # flat | hnsw | ivfpq, for new indexes (see index.dense)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class RetrievalConfig:
     rrf_k: int = 60
     candidates: int = 100
     dense_weight: float = 0.5
+    rerank: str | None = None           # query-likelihood | cross-encoder:PATH (None: off)
+    rerank_depth: int = 20              # first-stage passages the reranker reorders
 
 
 @dataclass(frozen=True)

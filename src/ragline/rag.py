@@ -19,8 +19,10 @@ from ragline.errors import ConfigError, DocumentNotFoundError, IndexCorruptError
 from ragline.generate.base import Generator
 from ragline.generate.citations import CitationStream, best_span, is_refusal, support
 from ragline.generate.prompts import STOP, not_found_message, rag_prompt
+from ragline.index.dense import DenseSpec
 from ragline.index.folder import IndexFolder
 from ragline.ingest.pipeline import IngestReport, ingest_paths
+from ragline.retrieve.rerank import load_reranker
 from ragline.retrieve.retriever import Retriever
 from ragline.text import tokenize
 from ragline.types import Answer, Citation, Hit
@@ -58,9 +60,11 @@ class RAG:
         self._rag_model = rag_model
         self._given_rag_model = rag_model  # what `train(restart=True)` starts from (trained in place)
         r = self.config.retrieval
+        reranker = load_reranker(r.rerank, device=self.config.model.device) if r.rerank else None
         self.retriever = Retriever(folder, encoder, rrf_k=r.rrf_k, candidates=r.candidates,
                                    dense_weight=r.dense_weight,
-                                   query_encoder=self._trained_question_encoder())
+                                   query_encoder=self._trained_question_encoder(),
+                                   reranker=reranker, rerank_depth=r.rerank_depth)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -77,7 +81,8 @@ class RAG:
         else:
             enc = load_encoder(encoder or config.index.encoder)
             enc.load()
-            folder = IndexFolder.create(path, enc.spec, chunk_words=config.index.chunk_words)
+            folder = IndexFolder.create(path, enc.spec, chunk_words=config.index.chunk_words,
+                                        dense=DenseSpec(config.index.dense))
             rag = cls(folder, enc, config, generator)
         if paths:
             rag.add(paths, progress=progress)
@@ -169,10 +174,28 @@ class RAG:
 
     # ------------------------------------------------------------ reads
 
-    def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Hit]:
+    def search(self, query: str, k: int | None = None, mode: str | None = None,
+               rerank: bool = True) -> list[Hit]:
+        """Top-k passages; a reranker set in the config reorders them unless `rerank=False`."""
         r = self.config.retrieval
         return self.retriever.search(query, k=r.k if k is None else k,
-                                     mode=r.mode if mode is None else mode)
+                                     mode=r.mode if mode is None else mode, rerank=rerank)
+
+    def search_many(self, queries: Sequence[str], k: int | None = None, mode: str | None = None,
+                    rerank: bool = True, progress: bool = False) -> list[list[Hit]]:
+        """`search` for many queries, their vectors encoded in one batch."""
+        r = self.config.retrieval
+        return self.retriever.search_many(queries, k=r.k if k is None else k,
+                                          mode=r.mode if mode is None else mode, rerank=rerank,
+                                          progress=progress)
+
+    def reindex(self, dense: DenseSpec | None = None, progress: bool = False) -> None:
+        """Rebuild the search indexes from the store, the dense one as `dense` if given (e.g.
+        to switch a grown corpus to HNSW or IVF-PQ, or to retrain IVF-PQ on all of it)."""
+        with self.folder.write_lock():
+            self.folder.rebuild_dense(dense)
+            self.folder.rebuild_sparse(progress)
+            self.folder.persist()
 
     def info(self) -> dict[str, Any]:
         m = self.folder.manifest

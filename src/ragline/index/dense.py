@@ -1,22 +1,77 @@
-"""Dense vector index over passage row ids: maximum inner product search with FAISS.
+"""Dense vector indexes over passage row ids: maximum inner product search with FAISS.
 
-    index = FaissIndex(dim=384); index.add(ids, vecs)
+Three kinds, chosen per index and recorded in the manifest (`DenseSpec`):
+
+  flat   exact search (IndexFlatIP); 4·dim bytes per vector; the default
+  hnsw   graph search (HNSW, M links per node); flat vectors plus ≈ 8·M bytes of links; fast
+         queries at millions of vectors, slow to build, no in-place removal (rebuilt instead)
+  ivfpq  inverted lists + product quantization: ≈ pq_m bytes per vector (48 for 384-d), the
+         choice when vectors no longer fit in memory; trained on the corpus, so below
+         `IVFPQIndex.MIN_TRAIN` vectors it stays exact until there is enough to train on
+
+The approximate kinds return candidates that the retriever rescores exactly from the vectors
+kept in the store (`DenseSpec.refine`), so a coarse code costs little recall.
+
+    index = make_dense(DenseSpec("hnsw"), dim=384); index.add(ids, vecs)
     scores, ids = index.search(q, k=5)        # (n_queries, k) each; id -1 = no result
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from ragline.errors import IndexCorruptError, missing_extra
+from ragline.errors import ConfigError, IndexCorruptError, missing_extra
 from ragline.index.atomic import temp_path_beside
+
+log = logging.getLogger(__name__)
+
+DENSE_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    """How the dense index is built and searched; stored in manifest.json under "dense"."""
+
+    kind: str = "flat"
+    hnsw_m: int = 32              # links per node
+    ef_construction: int = 80
+    ef_search: int = 128          # candidates explored per query (recall ↔ latency)
+    nlist: int = 0                # inverted lists; 0: ≈ √n (a power of two) at training time
+    pq_m: int = 0                 # sub-quantizers of 8 bits; 0: dim / 8 (48 bytes for 384-d)
+    nprobe: int = 32              # lists visited per query
+    refine: int = 4               # approximate kinds: rescore refine·k candidates exactly
+
+    def __post_init__(self) -> None:
+        if self.kind not in DENSE_KINDS:
+            raise ConfigError(f"unknown dense index kind '{self.kind}'; choose one of "
+                              f"{', '.join(DENSE_KINDS)}")
+        for name in ("hnsw_m", "ef_construction", "ef_search", "nprobe", "refine"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"dense.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.nlist < 0 or self.pq_m < 0:
+            raise ConfigError("dense.nlist and dense.pq_m must be ≥ 0 (0 = automatic)")
+
+    @property
+    def exact(self) -> bool:
+        return self.kind == "flat"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "metric": "inner_product"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DenseSpec:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 class VectorIndex(Protocol):
     dim: int
+    supports_remove: bool
 
     @property
     def ntotal(self) -> int: ...
@@ -29,6 +84,8 @@ class VectorIndex(Protocol):
 
     def save(self, path: Path) -> None: ...
 
+    def describe(self) -> str: ...
+
 
 def _faiss() -> Any:
     try:
@@ -38,15 +95,29 @@ def _faiss() -> Any:
     return faiss
 
 
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _i64(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.int64)
+
+
 class FaissIndex:
-    """Exact inner-product search (IndexFlatIP) under an id map, so ids are store row ids."""
+    """Exact inner-product search (IndexFlatIP) under an id map, so ids are store row ids.
+    The base of the other kinds: they differ in the FAISS index inside and its search knobs."""
 
     kind = "flat"
+    supports_remove = True
 
-    def __init__(self, dim: int, index: Any = None) -> None:
+    def __init__(self, dim: int, index: Any = None, spec: DenseSpec | None = None) -> None:
         self.dim = dim
+        self.spec = spec or DenseSpec(self.kind)
+        self._index = index if index is not None else self._empty()
+
+    def _empty(self) -> Any:
         faiss = _faiss()
-        self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
 
     @property
     def ntotal(self) -> int:
@@ -54,21 +125,27 @@ class FaissIndex:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
-            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
-                                     np.ascontiguousarray(ids, dtype=np.int64))
+            self._index.add_with_ids(_f32(vectors), _i64(ids))
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids):
-            self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+            self._index.remove_ids(_i64(ids))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        # FAISS pads with id -1 when k exceeds the number of vectors
-        k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         if self.ntotal == 0:
             n = len(queries)
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
-        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        # FAISS pads with id -1 when k exceeds what it can return; callers drop those
+        k = max(1, min(k, self.ntotal))
+        self._set_search_params()
+        scores, ids = self._index.search(_f32(queries), k)
         return scores, ids
+
+    def _set_search_params(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "flat (exact)"
 
     def save(self, path: Path) -> None:
         tmp = temp_path_beside(path)
@@ -79,12 +156,101 @@ class FaissIndex:
             tmp.unlink(missing_ok=True)
             raise
 
-    @classmethod
-    def load(cls, path: Path, dim: int) -> FaissIndex:
-        try:
-            index = _faiss().read_index(str(path))
-        except RuntimeError as e:
-            raise IndexCorruptError(f"{path}: unreadable FAISS index ({e})") from None
-        if index.d != dim:
-            raise IndexCorruptError(f"{path}: vectors have dim {index.d}, manifest says {dim}")
-        return cls(dim, index)
+
+class HNSWIndex(FaissIndex):
+    """HNSW graph over flat vectors. FAISS cannot delete from the graph, so the index folder
+    rebuilds it from the store after a removal (`supports_remove = False`)."""
+
+    kind = "hnsw"
+    supports_remove = False
+
+    def _empty(self) -> Any:
+        faiss = _faiss()
+        hnsw = faiss.IndexHNSWFlat(self.dim, self.spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = self.spec.ef_construction
+        return faiss.IndexIDMap2(hnsw)
+
+    def remove(self, ids: np.ndarray) -> None:
+        if len(ids):
+            raise NotImplementedError("HNSW cannot remove vectors; rebuild it from the store")
+
+    def _set_search_params(self) -> None:
+        _faiss().downcast_index(self._index.index).hnsw.efSearch = self.spec.ef_search
+
+    def describe(self) -> str:
+        return (f"hnsw (M={self.spec.hnsw_m}, efConstruction={self.spec.ef_construction}, "
+                f"efSearch={self.spec.ef_search})")
+
+
+class IVFPQIndex(FaissIndex):
+    """IVF with product-quantized codes. Untrained (too few vectors to learn the codebooks) it
+    is an exact flat index; `train` learns lists and codebooks from a sample of the corpus and
+    moves every vector over. Its vectors are kept in the store, so nothing is lost to the codes."""
+
+    kind = "ivfpq"
+    MIN_TRAIN = 39 * 256  # FAISS wants ≥ 39 points per centroid; PQ has 256 per sub-quantizer
+    MAX_TRAIN = 64 * 1024
+
+    @property
+    def trained(self) -> bool:
+        return self._is_ivf()
+
+    def _is_ivf(self) -> bool:
+        faiss = _faiss()
+        return isinstance(faiss.downcast_index(self._index), faiss.IndexIVF)
+
+    def nlist_for(self, n: int) -> int:
+        if self.spec.nlist:
+            return self.spec.nlist
+        # ≈ √n lists (FAISS's rule of thumb is 4√n–16√n; fewer lists train faster on 2 cores
+        # and nprobe makes up the recall), at least 39 training points per list
+        nlist = 2 ** round(math.log2(max(16.0, math.sqrt(n))))
+        return int(max(16, min(nlist, n // 39)))
+
+    def train(self, sample: np.ndarray, n_total: int) -> None:
+        """Learn the coarse lists and PQ codebooks from `sample`, then re-add every vector."""
+        faiss = _faiss()
+        if len(sample) < self.MIN_TRAIN:
+            raise ValueError(f"IVF-PQ needs ≥ {self.MIN_TRAIN} training vectors, got {len(sample)}")
+        pq_m = self.spec.pq_m or max(1, self.dim // 8)
+        if self.dim % pq_m:
+            raise ConfigError(f"dense.pq_m={pq_m} must divide the vector dimension {self.dim}")
+        nlist = self.nlist_for(n_total)
+        ivf = faiss.IndexIVFPQ(faiss.IndexFlatIP(self.dim), self.dim, nlist, pq_m, 8,
+                               faiss.METRIC_INNER_PRODUCT)
+        ivf.train(_f32(sample))
+        old = self._index
+        self._index = ivf
+        if old.ntotal:  # vectors held while untrained: an IndexIDMap2 over a flat index
+            ids = faiss.vector_to_array(old.id_map).astype(np.int64)
+            self.add(ids, faiss.downcast_index(old.index).reconstruct_n(0, old.ntotal))
+        log.info("IVF-PQ trained on %d vectors: %d lists, %d-byte codes", len(sample), nlist, pq_m)
+
+    def _set_search_params(self) -> None:
+        if self._is_ivf():
+            faiss = _faiss()
+            faiss.downcast_index(self._index).nprobe = min(self.spec.nprobe,
+                                                          faiss.downcast_index(self._index).nlist)
+
+    def describe(self) -> str:
+        if not self._is_ivf():
+            return f"ivfpq (untrained: exact until {self.MIN_TRAIN:,} passages)"
+        ivf = _faiss().downcast_index(self._index)
+        return f"ivfpq (nlist={ivf.nlist}, {ivf.pq.M}-byte codes, nprobe={self.spec.nprobe})"
+
+
+_KINDS: dict[str, type[FaissIndex]] = {"flat": FaissIndex, "hnsw": HNSWIndex, "ivfpq": IVFPQIndex}
+
+
+def make_dense(spec: DenseSpec, dim: int) -> FaissIndex:
+    return _KINDS[spec.kind](dim, spec=spec)
+
+
+def load_dense(path: Path, spec: DenseSpec, dim: int) -> FaissIndex:
+    try:
+        index = _faiss().read_index(str(path))
+    except RuntimeError as e:
+        raise IndexCorruptError(f"{path}: unreadable FAISS index ({e})") from None
+    if index.d != dim:
+        raise IndexCorruptError(f"{path}: vectors have dim {index.d}, manifest says {dim}")
+    return _KINDS[spec.kind](dim, index, spec)

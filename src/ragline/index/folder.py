@@ -30,7 +30,7 @@ from ragline import __version__
 from ragline.encode.base import EncoderSpec
 from ragline.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, RaglineError
 from ragline.index.atomic import atomic_write_bytes
-from ragline.index.dense import FaissIndex
+from ragline.index.dense import DenseSpec, FaissIndex, IVFPQIndex, load_dense, make_dense
 from ragline.index.sparse import BM25Index
 from ragline.index.store import Store
 
@@ -65,13 +65,18 @@ class IndexFolder:
         return EncoderSpec.from_dict(self.manifest["encoder"])
 
     @property
+    def dense_spec(self) -> DenseSpec:
+        return DenseSpec.from_dict(self.manifest["dense"])
+
+    @property
     def chunk_words(self) -> int:
         return int(self.manifest["chunking"]["words"])
 
     # ------------------------------------------------------------ create / open
 
     @classmethod
-    def create(cls, path: Path, encoder: EncoderSpec, chunk_words: int = 100) -> IndexFolder:
+    def create(cls, path: Path, encoder: EncoderSpec, chunk_words: int = 100,
+               dense: DenseSpec | None = None) -> IndexFolder:
         if (path / MANIFEST).exists():
             raise RaglineError(f"{path} already holds an index; open it instead")
         if path.exists() and not path.is_dir():
@@ -85,13 +90,13 @@ class IndexFolder:
             "format": FORMAT_VERSION, "ragline_version": __version__,
             "encoder": encoder.to_dict(),
             "chunking": {"words": chunk_words, "unit": "word; 2 CJK characters = 1 word"},
-            "dense": {"kind": FaissIndex.kind, "metric": "inner_product"},
+            "dense": (dense or DenseSpec()).to_dict(),
             "sparse": {"kind": "bm25s", "k1": 1.5, "b": 0.75, "tokenizer": TOKENIZER_ID},
             "generation": -1, "counts": {}, "files": {}, "created": now, "updated": now,
         }
         folder = cls(path, manifest)
         folder.store.open()
-        folder.dense = FaissIndex(encoder.dim)
+        folder.dense = make_dense(folder.dense_spec, encoder.dim)
         folder.sparse = BM25Index.build([], [])
         folder.persist()
         return folder
@@ -134,7 +139,7 @@ class IndexFolder:
         gen = self.store.generation
         if self.manifest.get("generation") == gen:
             try:
-                self.dense = FaissIndex.load(self.path / DENSE, spec.dim)
+                self.dense = load_dense(self.path / DENSE, self.dense_spec, spec.dim)
                 self.sparse = BM25Index.load(self.path / SPARSE)
                 if self.dense.ntotal == self.sparse.ntotal == self.store.counts()["passages"]:
                     return
@@ -151,11 +156,34 @@ class IndexFolder:
 
     def rebuild(self, progress: bool = False) -> None:
         """Recreate the dense and BM25 indexes from the store (vectors and tokens kept there)."""
-        dense = FaissIndex(self.encoder_spec.dim)
+        self.rebuild_dense()
+        self.rebuild_sparse(progress)
+
+    def rebuild_dense(self, spec: DenseSpec | None = None) -> None:
+        """Recreate the dense index from the store's vectors, optionally as another kind (the
+        manifest records it at the next `persist`). IVF-PQ is trained on a sample of the whole
+        corpus first, so its lists fit the corpus rather than its first batch."""
+        if spec is not None:
+            self.manifest["dense"] = spec.to_dict()
+        dense = make_dense(self.dense_spec, self.encoder_spec.dim)
+        if isinstance(dense, IVFPQIndex):
+            n = self.store.counts()["passages"]
+            if n >= dense.MIN_TRAIN:
+                dense.train(self._sample_vectors(n, dense.MAX_TRAIN), n)
         for ids, vecs in self.store.iter_vectors():
             dense.add(ids, vecs)
         self.dense = dense
-        self.rebuild_sparse(progress)
+
+    def _sample_vectors(self, n: int, size: int) -> np.ndarray:
+        """An evenly strided sample of about `size` of the store's n vectors."""
+        stride = max(1, n // size)
+        parts = []
+        seen = 0
+        for _, vecs in self.store.iter_vectors():
+            first = (-seen) % stride  # keep rows whose global position is a multiple of stride
+            parts.append(vecs[first::stride])
+            seen += len(vecs)
+        return np.concatenate(parts)[:size]
 
     def rebuild_sparse(self, progress: bool = False) -> None:
         rowids: list[int] = []
@@ -191,11 +219,21 @@ class IndexFolder:
                     added_vecs: np.ndarray | None = None) -> None:
         """Mirror a committed store change in the in-memory dense index."""
         assert self.dense is not None
+        if removed and not self.dense.supports_remove:
+            self.rebuild_dense()  # the store already holds the change, additions included
+            return
         self.dense.remove(np.asarray(removed, dtype=np.int64))
         if added_ids:
             if added_vecs is None:
                 raise ValueError("apply_dense: added_ids given without added_vecs")
             self.dense.add(np.asarray(added_ids, dtype=np.int64), added_vecs)
+        self._maybe_train()
+
+    def _maybe_train(self) -> None:
+        """An untrained IVF-PQ index trains once the corpus is large enough."""
+        dense = self.dense
+        if isinstance(dense, IVFPQIndex) and not dense.trained and dense.ntotal >= dense.MIN_TRAIN:
+            self.rebuild_dense()
 
     # ------------------------------------------------------------ writer lock
 

@@ -194,6 +194,17 @@ class Store:
                 out[rowid] = (passage, np.frombuffer(r[10], dtype=np.float32))
         return out
 
+    def vectors_by_rowid(self, rowids: Sequence[int]) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        ids = [int(i) for i in rowids]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for rowid, vec in self.con.execute(
+                    f"SELECT rowid, vector FROM passages WHERE rowid IN ({marks})", chunk):
+                out[rowid] = np.frombuffer(vec, dtype=np.float32)
+        return out
+
     def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(row ids, vectors) of every passage, in row-id order, `batch` rows at a time."""
         last = -1

@@ -1,24 +1,31 @@
-"""Dense, BM25 and hybrid retrieval over an IndexFolder, returning Hits with p(z|x).
+"""Dense, BM25 and hybrid retrieval over an IndexFolder, with optional reranking, returning
+Hits with p(z|x).
 
     r = Retriever(folder, encoder)
     hits = r.search("capital of France", k=5, mode="hybrid")
+    runs = r.search_many(questions, k=100, mode="dense")    # queries encoded in one batch
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from tqdm import tqdm
 
 from ragline.encode.base import Encoder
 from ragline.errors import ConfigError, EmptyIndexError
 from ragline.index.folder import IndexFolder
 from ragline.retrieve.fusion import rrf, softmax, top, weighted
+from ragline.retrieve.rerank import Reranker
 from ragline.text import tokenize
 from ragline.types import Hit, Passage
 
 Mode = Literal["dense", "bm25", "hybrid", "weighted"]
 MODES: tuple[str, ...] = ("dense", "bm25", "hybrid", "weighted")
+
+_Ranked = list[tuple[int, float]]  # (passage row id, score), best first
 
 
 def check_k(k: int) -> int:
@@ -27,12 +34,24 @@ def check_k(k: int) -> int:
     return k
 
 
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"unknown retrieval mode '{mode}'; choose one of {', '.join(MODES)}")
+    return mode
+
+
 class Retriever:
-    """k larger than the corpus returns what exists (never an error, never padding)."""
+    """k larger than the corpus returns what exists (never an error, never padding).
+
+    Hybrid modes fuse the top `candidates` of each side. With a reranker, the top
+    `rerank_depth` first-stage passages (at least k) are reordered by its scores."""
 
     def __init__(self, folder: IndexFolder, encoder: Encoder, rrf_k: int = 60,
                  candidates: int = 100, dense_weight: float = 0.5,
-                 temperature: float = 1.0, query_encoder: Encoder | None = None) -> None:
+                 temperature: float = 1.0, query_encoder: Encoder | None = None,
+                 reranker: Reranker | None = None, rerank_depth: int = 20) -> None:
+        if not 0.0 <= dense_weight <= 1.0:
+            raise ConfigError(f"dense_weight must be in [0, 1], got {dense_weight}")
         self.folder = folder
         self.encoder = encoder
         # a fine-tuned question encoder (ragline train) replaces the passage encoder's query side
@@ -41,70 +60,115 @@ class Retriever:
         self.candidates = candidates
         self.dense_weight = dense_weight
         self.temperature = temperature  # of the softmax that turns d(z)·q(x) into p(z|x)
+        self.reranker = reranker
+        self.rerank_depth = check_k(rerank_depth)
 
     def encode_query(self, query: str) -> np.ndarray:
         return self.query_encoder.encode_queries([query])[0]
 
-    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 5, mode: str = "hybrid",
+               rerank: bool = True) -> list[Hit]:
+        return self.search_many([query], k=k, mode=mode, rerank=rerank)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 5, mode: str = "hybrid",
+                    rerank: bool = True, progress: bool = False) -> list[list[Hit]]:
+        """Top-k hits for each query. Query vectors are encoded and searched in one batch;
+        `rerank=False` skips a configured reranker."""
         check_k(k)
-        if mode not in MODES:
-            raise ConfigError(f"unknown retrieval mode '{mode}'; choose one of {', '.join(MODES)}")
-        if not query.strip():
+        check_mode(mode)
+        if any(not q.strip() for q in queries):
             raise ConfigError("the query is empty")
-        dense, sparse = self.folder.dense, self.folder.sparse
-        assert dense is not None and sparse is not None
+        self._check_not_empty()
+        reranker = self.reranker if rerank else None
+        depth = max(k, self.rerank_depth) if reranker else k
+        n = max(depth, self.candidates) if mode in ("hybrid", "weighted") else depth
+        qvecs = (self.query_encoder.encode_queries(list(queries)) if mode != "bm25"
+                 else [None] * len(queries))
+        dense = self._dense(np.asarray(qvecs), n) if mode != "bm25" else [[]] * len(queries)
+
+        out = []
+        bar = tqdm(total=len(queries), desc=f"search ({mode})", unit="query",
+                   disable=not progress, dynamic_ncols=True)
+        for query, qvec, d in zip(queries, qvecs, dense, strict=True):
+            s: _Ranked = []
+            if mode != "dense":
+                s_scores, s_ids = self.folder.sparse.search(tokenize(query), n)  # type: ignore[union-attr]
+                s = list(zip(s_ids.tolist(), s_scores.tolist(), strict=True))
+            ranked = self._fuse(mode, d, s, depth)
+            rows = self.folder.store.passages_by_rowid([i for i, _ in ranked])
+            if reranker is not None and ranked:
+                ranked = self._rerank(reranker, query, ranked, rows)
+            out.append(self._hits(ranked[:k], qvec, dict(s), rows))
+            bar.update()
+        bar.close()
+        return out
+
+    def _check_not_empty(self) -> None:
+        dense = self.folder.dense
+        assert dense is not None and self.folder.sparse is not None
         if dense.ntotal == 0:
             raise EmptyIndexError(f"{self.folder.path} has no passages yet; add documents with: "
                                   f"ragline index FILES --index {self.folder.path}")
-        n = max(k, self.candidates) if mode in ("hybrid", "weighted") else k
-        qvec = self.encode_query(query) if mode != "bm25" else None
 
-        d_ids: np.ndarray = np.zeros(0, np.int64)
-        d_scores: np.ndarray = np.zeros(0, np.float32)
-        s_ids: np.ndarray = np.zeros(0, np.int64)
-        s_scores: np.ndarray = np.zeros(0, np.float32)
-        if qvec is not None:
-            sc, ids = dense.search(qvec[None, :], n)
-            keep = ids[0] >= 0
-            d_ids, d_scores = ids[0][keep], sc[0][keep]
-        if mode != "dense":
-            s_scores, s_ids = sparse.search(tokenize(query), n)
+    def _dense(self, qvecs: np.ndarray, n: int) -> list[_Ranked]:
+        """Dense top-n per query vector (B, d). Approximate indexes return refine·n candidates
+        that are rescored exactly against the vectors in the store."""
+        dense = self.folder.dense
+        assert dense is not None
+        spec = self.folder.dense_spec
+        scores, ids = dense.search(qvecs, n if spec.exact else n * spec.refine)
+        if spec.exact:
+            return [[(int(i), float(s)) for i, s in zip(row, sc, strict=True) if i >= 0]
+                    for row, sc in zip(ids, scores, strict=True)]
+        vecs = self.folder.store.vectors_by_rowid(sorted({int(i) for i in ids.ravel() if i >= 0}))
+        out = []
+        for q, row in zip(qvecs, ids, strict=True):
+            cand = [int(i) for i in row if int(i) in vecs]
+            if not cand:
+                out.append([])
+                continue
+            exact = np.stack([vecs[i] for i in cand]) @ q  # (n·refine,) exact d(z)·q(x)
+            order = np.argsort(-exact, kind="stable")[:n]
+            out.append([(cand[j], float(exact[j])) for j in order])
+        return out
 
+    def _fuse(self, mode: str, d: _Ranked, s: _Ranked, n: int) -> _Ranked:
         if mode == "dense":
-            ranked = list(zip(d_ids.tolist(), d_scores.tolist(), strict=True))
-        elif mode == "bm25":
-            ranked = list(zip(s_ids.tolist(), s_scores.tolist(), strict=True))
-        elif mode == "hybrid":
-            ranked = top(rrf([d_ids.tolist(), s_ids.tolist()], k=self.rrf_k), k)
-        else:
-            w = self.dense_weight
-            ranked = top(weighted([(d_ids, d_scores), (s_ids, s_scores)], [w, 1 - w]), k)
-        ranked = ranked[:k]
-        return self._hits(ranked, qvec, dict(zip(s_ids.tolist(), s_scores.tolist(), strict=True)))
+            return d[:n]
+        if mode == "bm25":
+            return s[:n]
+        if mode == "hybrid":
+            return top(rrf([[i for i, _ in d], [i for i, _ in s]], k=self.rrf_k), n)
+        w = self.dense_weight
+        return top(weighted([([i for i, _ in d], np.array([x for _, x in d])),
+                             ([i for i, _ in s], np.array([x for _, x in s]))], [w, 1 - w]), n)
+
+    @staticmethod
+    def _rerank(reranker: Reranker, query: str, ranked: _Ranked,
+                rows: dict[int, tuple[Passage, np.ndarray]]) -> _Ranked:
+        ids = [i for i, _ in ranked if i in rows]
+        scores = reranker.score(query, [rows[i][0] for i in ids])
+        # stable sort: equal reranker scores keep the first-stage order
+        order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+        return [(ids[j], float(scores[j])) for j in order]
 
     def dense_hits(self, qvecs: np.ndarray, k: int) -> list[tuple[list[Hit], np.ndarray]]:
         """Dense top-k for a batch of query vectors (B, d): each question's hits and their
         passage vectors (k', d), so that d(z)·q(x) can be recomputed in torch (training)."""
         check_k(k)
-        dense = self.folder.dense
-        assert dense is not None
-        if dense.ntotal == 0:
-            raise EmptyIndexError(f"{self.folder.path} has no passages yet")
-        scores, ids = dense.search(qvecs, k)
-        rows = self.folder.store.passages_by_rowid(sorted({int(i) for i in ids.ravel() if i >= 0}))
+        self._check_not_empty()
+        ranked_all = self._dense(qvecs, k)
+        rows = self.folder.store.passages_by_rowid(sorted({i for r in ranked_all for i, _ in r}))
         out = []
-        for q, sc, row in zip(qvecs, scores, ids, strict=True):
-            ranked = [(int(i), float(s)) for i, s in zip(row, sc, strict=True) if int(i) in rows]
+        for q, ranked in zip(qvecs, ranked_all, strict=True):
             hits = self._hits(ranked, q, {}, rows)
-            vecs = np.stack([rows[i][1] for i, _ in ranked]) if ranked else np.zeros((0, len(q)))
+            kept = [rows[i][1] for i, _ in ranked if i in rows]  # the hits' order
+            vecs = np.stack(kept) if kept else np.zeros((0, len(q)))
             out.append((hits, vecs.astype(np.float32)))
         return out
 
-    def _hits(self, ranked: list[tuple[int, float]], qvec: np.ndarray | None,
-              sparse_scores: dict[int, float],
-              rows: dict[int, tuple[Passage, np.ndarray]] | None = None) -> list[Hit]:
-        if rows is None:
-            rows = self.folder.store.passages_by_rowid([i for i, _ in ranked])
+    def _hits(self, ranked: _Ranked, qvec: np.ndarray | None, sparse_scores: dict[int, float],
+              rows: dict[int, tuple[Passage, np.ndarray]]) -> list[Hit]:
         ranked = [(i, s) for i, s in ranked if i in rows]  # a stale id never becomes a hit
         # d(z)·q(x) for every returned passage, from its stored vector, so p(z|x) is defined
         # for hybrid and BM25 hits too (a passage BM25 found may be outside the dense top-n).
