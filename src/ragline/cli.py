@@ -1,4 +1,4 @@
-"""The `ragline` command: index · search · ask · score · train · rm · info.
+"""The `ragline` command: index · search · ask · score · train · eval · reindex · rm · info.
 
     ragline index docs/ --index my-index
     ragline ask my-index "What is the capital of France?"
@@ -21,7 +21,9 @@ from typing import Any
 
 from ragline import __version__
 from ragline.config import MODELS, Config, load_config, override
-from ragline.errors import RaglineError
+from ragline.errors import ConfigError, RaglineError
+from ragline.eval.ranking import DEFAULT_METRICS
+from ragline.index.dense import DENSE_KINDS
 from ragline.ingest.loaders import TABLE_SUFFIXES
 from ragline.retrieve.retriever import MODES
 from ragline.types import Answer, Hit, hit_to_dict
@@ -53,12 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index", "-i", required=True, type=Path, metavar="DIR")
     s.add_argument("--encoder", help="minilm (default), hash[:DIM], or a sentence-transformers folder")
     s.add_argument("--chunk-words", type=_positive_int, help="passage size in words (default 100)")
+    s.add_argument("--dense", choices=DENSE_KINDS,
+                   help="dense index of a new index: flat (exact, default), hnsw or ivfpq")
 
     s = sub.add_parser("search", help="retrieve passages for a query")
     s.add_argument("index", type=Path, metavar="DIR")
     s.add_argument("query")
     s.add_argument("-k", type=_positive_int, help="number of passages (default 5)")
     s.add_argument("--mode", choices=MODES, help="retrieval mode (default hybrid)")
+    _rerank_args(s)
     s.add_argument("--json", action="store_true", help="print JSON")
 
     s = sub.add_parser("ask", help="answer a question from the index, with citations")
@@ -66,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("question")
     s.add_argument("-k", type=_positive_int, help="passages to condition on (default 5)")
     s.add_argument("--mode", choices=MODES, help="retrieval mode (default hybrid)")
+    _rerank_args(s)
     s.add_argument("--json", action="store_true", help="print the answer as JSON")
     s.add_argument("--model", choices=MODELS,
                    help="concat: all passages in one prompt (default); rag-token / rag-sequence: "
@@ -106,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--restart", action="store_true",
                    help="start from the base models instead of resuming the last checkpoint")
 
+    _eval_parser(sub)
+
+    s = sub.add_parser("reindex", help="rebuild the search indexes from the store, e.g. as "
+                                       "HNSW or IVF-PQ for a large corpus")
+    s.add_argument("index", type=Path, metavar="DIR")
+    s.add_argument("--dense", choices=DENSE_KINDS, help="switch the dense index to this kind")
+    s.add_argument("--hnsw-m", type=_positive_int, help="HNSW links per node (default 32)")
+    s.add_argument("--ef-search", type=_positive_int, help="HNSW candidates per query (default 128)")
+    s.add_argument("--nlist", type=_positive_int, help="IVF lists (default ≈ √passages)")
+    s.add_argument("--nprobe", type=_positive_int, help="IVF lists visited per query (default 32)")
+    s.add_argument("--refine", type=_positive_int,
+                   help="approximate kinds: rescore refine·k candidates exactly (default 4)")
+
     s = sub.add_parser("rm", help="remove a document (by id) or a source file from an index")
     s.add_argument("index", type=Path, metavar="DIR")
     s.add_argument("targets", nargs="+", metavar="DOC")
@@ -117,11 +136,63 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _rerank_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--rerank", metavar="RERANKER",
+                   help="rerank the top passages: query-likelihood (the bundled generator "
+                        "scores log p(query | passage)) or cross-encoder:PATH")
+    s.add_argument("--rerank-depth", type=_positive_int,
+                   help="first-stage passages to rerank (default 20)")
+
+
+def _eval_parser(sub: Any) -> None:
+    s = sub.add_parser("eval", help="measure retrieval (BEIR data) or question answering "
+                                    "(SQuAD-format or QA jsonl)")
+    ev = s.add_subparsers(dest="what", required=True, metavar="WHAT")
+    r = ev.add_parser("retrieval", help="nDCG@10, recall@k, MRR@10 per retrieval mode")
+    r.add_argument("index", type=Path, metavar="DIR",
+                   help="the index; built from the corpus first if DIR has none")
+    r.add_argument("--beir", type=Path, metavar="FOLDER",
+                   help="BEIR data folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)")
+    r.add_argument("--split", default="test", help="qrels split in a BEIR folder (default test)")
+    r.add_argument("--queries", type=Path, help="BEIR queries.jsonl (instead of --beir)")
+    r.add_argument("--qrels", type=Path, help="BEIR qrels .tsv (instead of --beir)")
+    r.add_argument("--corpus", type=Path, help="corpus.jsonl to build DIR from if it has no index")
+    r.add_argument("--modes", default="bm25,dense,hybrid",
+                   help=f"comma-separated, of {', '.join(MODES)} (default bm25,dense,hybrid)")
+    r.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help="comma-separated ndcg@K, recall@K, mrr@K")
+    _rerank_args(r)
+    r.add_argument("--chunk-words", type=_positive_int,
+                   help="passage size when building (default 100; BEIR scores whole documents: "
+                        "use a size above the longest, e.g. 100000, to index them unsplit)")
+    r.add_argument("--dense", choices=DENSE_KINDS, help="dense index kind when building")
+    r.add_argument("--json", action="store_true", help="print JSON")
+
+    q = ev.add_parser("qa", help="retrieval hit@k, exact match, F1 and seconds per question")
+    q.add_argument("index", type=Path, metavar="DIR",
+                   help="the index; for SQuAD-format data built from its paragraphs if DIR has none")
+    q.add_argument("--data", required=True, type=Path,
+                   help='SQuAD-format JSON or jsonl rows {"question": ..., "answers": [...]}')
+    q.add_argument("-k", type=_positive_int, default=5, help="passages to answer from (default 5)")
+    q.add_argument("--mode", choices=MODES, help="retrieval mode (default hybrid)")
+    _rerank_args(q)
+    q.add_argument("--model", choices=MODELS, help="generator model (default concat)")
+    q.add_argument("--limit", type=_positive_int,
+                   help="evaluate N questions, evenly spread over the file")
+    q.add_argument("--retrieval-only", action="store_true", help="hit@k only, no generation")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.add_argument("--out", type=Path, help="write every question's answer and scores as jsonl")
+
+
 def _config(args: argparse.Namespace) -> Config:
     path = args.config
     if path is None and Path("ragline.toml").is_file():
         path = Path("ragline.toml")
-    return load_config(path)
+    cfg = load_config(path)
+    if getattr(args, "rerank", None) or getattr(args, "rerank_depth", None):
+        cfg = replace(cfg, retrieval=override(cfg.retrieval, rerank=args.rerank,
+                                              rerank_depth=args.rerank_depth))
+    return cfg
 
 
 def _out(text: str = "") -> None:
@@ -151,10 +222,14 @@ def _where(hit_or_passage: Any) -> str:
 def cmd_index(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.rag import RAG
 
-    cfg = Config(index=override(cfg.index, encoder=args.encoder, chunk_words=args.chunk_words),
-                 retrieval=cfg.retrieval, generation=cfg.generation)
+    cfg = replace(cfg, index=override(cfg.index, encoder=args.encoder,
+                                      chunk_words=args.chunk_words, dense=args.dense))
     rag = RAG.build(args.index, config=cfg, encoder=args.encoder)
     with rag:
+        have = rag.folder.dense_spec.kind
+        if args.dense and args.dense != have:
+            raise ConfigError(f"{args.index} already has a {have} dense index; switch it with: "
+                              f"ragline reindex {args.index} --dense {args.dense}")
         report = rag.add(args.paths, progress=not args.quiet)
         counts = rag.folder.store.counts()
     for path in report.missing:
@@ -286,6 +361,135 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths], *rows]:
+        _out("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+
+
+def _open_or_build(path: Path, cfg: Config, corpus: list[Path], progress: bool) -> Any:
+    """Open the index at `path`, or build it from `corpus` when there is none yet."""
+    from ragline.rag import RAG
+
+    if (path / "manifest.json").exists() or not corpus:
+        return RAG.open(path, config=cfg)
+    missing = [c for c in corpus if not c.exists()]
+    if missing:
+        raise ConfigError(f"corpus not found: {missing[0]}")
+    log.warning("building %s from %s", path, ", ".join(str(c) for c in corpus))
+    rag = RAG.build(path, config=cfg)
+    report = rag.add(corpus, progress=progress)
+    if report.failed:
+        rag.close()
+        raise ConfigError(f"could not index {corpus[0]}: {report.skipped[0][1] if report.skipped else ''}")
+    return rag
+
+
+def cmd_eval(args: argparse.Namespace, cfg: Config) -> int:
+    if args.what == "retrieval":
+        return _eval_retrieval(args, cfg)
+    return _eval_qa(args, cfg)
+
+
+def _eval_retrieval(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.eval.beir import BeirData
+    from ragline.eval.ranking import parse_metric
+    from ragline.eval.retrieval import evaluate_retrieval
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in MODES:
+            raise ConfigError(f"unknown retrieval mode '{m}'; choose from {', '.join(MODES)}")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    for m in metrics:
+        try:
+            parse_metric(m)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    if args.beir is not None:
+        if args.queries or args.qrels:
+            raise ConfigError("give either --beir FOLDER or --queries and --qrels, not both")
+        data = BeirData.from_folder(args.beir, args.split)
+    elif args.queries and args.qrels:
+        data = BeirData.from_files(args.queries, args.qrels)
+    else:
+        raise ConfigError("say what to evaluate on: --beir FOLDER, or --queries Q --qrels R")
+    corpus = args.corpus or data.corpus
+    cfg = replace(cfg, index=override(cfg.index, chunk_words=args.chunk_words, dense=args.dense))
+    with _open_or_build(args.index, cfg, [corpus] if corpus else [], not args.quiet) as rag:
+        results = evaluate_retrieval(rag, data, modes, metrics, progress=not args.quiet)
+        if cfg.retrieval.rerank:
+            results += evaluate_retrieval(rag, data, modes, metrics, rerank=True,
+                                          progress=not args.quiet)
+    if args.json:
+        _out(json.dumps({"index": str(args.index), "queries": len(data.queries),
+                         "results": [r.to_dict() for r in results]}, indent=2))
+        return 0
+    _out(f"{len(data.queries)} queries, {sum(len(r) for r in data.qrels.values())} judgements")
+    _table(["mode", *metrics, "ms/query"],
+           [[r.name, *[f"{r.metrics[m]:.4f}" for m in metrics], f"{1000 * r.seconds_per_query:.1f}"]
+            for r in results])
+    return 0
+
+
+def _eval_qa(args: argparse.Namespace, cfg: Config) -> int:
+    import tempfile
+
+    from ragline.eval.qa import evaluate_qa
+    from ragline.eval.qa_data import paragraphs_of, read_qa
+
+    examples = read_qa(args.data)
+    if args.limit and args.limit < len(examples):
+        stride = len(examples) / args.limit  # evenly spread: the file is ordered by article
+        examples = [examples[int(i * stride)] for i in range(args.limit)]
+    with tempfile.TemporaryDirectory(prefix="ragline-eval-") as tmp:
+        corpus: list[Path] = []
+        if not (args.index / "manifest.json").exists():
+            if not any(e.context for e in examples):
+                raise ConfigError(f"no index at {args.index}, and {args.data} has no paragraphs "
+                                  "to build one from; index your corpus first")
+            corpus = [Path(tmp) / f"{args.data.stem}-paragraphs.jsonl"]
+            corpus[0].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                         for r in paragraphs_of(args.data)), "utf-8")
+        with _open_or_build(args.index, cfg, corpus, not args.quiet) as rag:
+            report = evaluate_qa(rag, examples, k=args.k, mode=args.mode, model=args.model,
+                                 generate=not args.retrieval_only, progress=not args.quiet)
+    if args.out:
+        args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report.rows),
+                            "utf-8")
+    if args.json:
+        _out(json.dumps(report.to_dict(), indent=2))
+        return 0
+    _out(f"{report.questions} questions")
+    _table(["metric", "value"],
+           [[f"hit@{k}", f"{100 * v:.1f}"] for k, v in report.hit_at.items()]
+           + [["retrieval ms/question", f"{1000 * report.retrieval_seconds:.1f}"]]
+           + ([[f"exact match ({report.model}, k={args.k})", f"{100 * report.em:.1f}"],
+               ["F1", f"{100 * (report.f1 or 0):.1f}"],
+               ["answered", f"{100 * (report.answered or 0):.1f}"],
+               ["s/question", f"{report.seconds_per_question:.2f}"]]
+              if report.em is not None else []))
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.index.dense import DenseSpec
+    from ragline.rag import RAG
+
+    with RAG.open(args.index, config=cfg) as rag:
+        old = rag.folder.dense_spec
+        spec = DenseSpec.from_dict({**old.to_dict(), **{k: v for k, v in {
+            "kind": args.dense, "hnsw_m": args.hnsw_m, "ef_search": args.ef_search,
+            "nlist": args.nlist, "nprobe": args.nprobe, "refine": args.refine}.items()
+            if v is not None}})
+        rag.reindex(spec, progress=not args.quiet)
+        assert rag.folder.dense is not None
+        _out(f"{args.index}: dense index {rag.folder.dense.describe()}, "
+             f"{rag.folder.dense.ntotal} passages")
+    return 0
+
+
 def cmd_rm(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.rag import RAG
 
@@ -319,7 +523,7 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
     _out(f"encoder    {enc['id']}  dim={enc['dim']} pooling={enc['pooling']} "
          f"normalized={enc['normalized']}")
     _out(f"chunking   {info['chunking']['words']} words per passage")
-    _out(f"dense      {info['dense']['kind']} ({info['dense']['metric']})   "
+    _out(f"dense      {info['dense_index']} ({info['dense']['metric']})   "
          f"sparse {info['sparse']['kind']} k1={info['sparse']['k1']} b={info['sparse']['b']}")
     _out(f"contents   {c.get('sources', 0)} files, {c.get('documents', 0)} documents, "
          f"{c.get('passages', 0)} passages")
@@ -330,7 +534,8 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "score": cmd_score,
-            "train": cmd_train, "rm": cmd_rm, "info": cmd_info}
+            "train": cmd_train, "eval": cmd_eval, "reindex": cmd_reindex, "rm": cmd_rm,
+            "info": cmd_info}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -201,7 +201,8 @@ class RAG:
         m = self.folder.manifest
         return {"path": str(self.folder.path), **{k: m[k] for k in (
             "format", "ragline_version", "encoder", "chunking", "dense", "sparse", "counts",
-            "generation", "created", "updated")}}
+            "generation", "created", "updated")},
+                "dense_index": self.folder.dense.describe() if self.folder.dense else ""}
 
     def documents(self) -> list[tuple[str, str, str, int]]:
         return self.folder.store.documents()

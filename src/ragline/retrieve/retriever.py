@@ -44,7 +44,8 @@ class Retriever:
     """k larger than the corpus returns what exists (never an error, never padding).
 
     Hybrid modes fuse the top `candidates` of each side. With a reranker, the top
-    `rerank_depth` first-stage passages (at least k) are reordered by its scores."""
+    `rerank_depth` first-stage passages are reordered by its scores (their `score` becomes the
+    reranker's); any passages below them follow in first-stage order with their own scores."""
 
     def __init__(self, folder: IndexFolder, encoder: Encoder, rrf_k: int = 60,
                  candidates: int = 100, dense_weight: float = 0.5,
@@ -97,7 +98,8 @@ class Retriever:
             ranked = self._fuse(mode, d, s, depth)
             rows = self.folder.store.passages_by_rowid([i for i, _ in ranked])
             if reranker is not None and ranked:
-                ranked = self._rerank(reranker, query, ranked, rows)
+                head = [(i, x) for i, x in ranked[:self.rerank_depth] if i in rows]
+                ranked = self._rerank(reranker, query, head, rows) + ranked[self.rerank_depth:]
             out.append(self._hits(ranked[:k], qvec, dict(s), rows))
             bar.update()
         bar.close()
@@ -121,7 +123,7 @@ class Retriever:
             return [[(int(i), float(s)) for i, s in zip(row, sc, strict=True) if i >= 0]
                     for row, sc in zip(ids, scores, strict=True)]
         vecs = self.folder.store.vectors_by_rowid(sorted({int(i) for i in ids.ravel() if i >= 0}))
-        out = []
+        out: list[_Ranked] = []
         for q, row in zip(qvecs, ids, strict=True):
             cand = [int(i) for i in row if int(i) in vecs]
             if not cand:
@@ -146,7 +148,7 @@ class Retriever:
     @staticmethod
     def _rerank(reranker: Reranker, query: str, ranked: _Ranked,
                 rows: dict[int, tuple[Passage, np.ndarray]]) -> _Ranked:
-        ids = [i for i, _ in ranked if i in rows]
+        ids = [i for i, _ in ranked]
         scores = reranker.score(query, [rows[i][0] for i in ids])
         # stable sort: equal reranker scores keep the first-stage order
         order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
