@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ragline import RAG
 from ragline.text import tokenize
+
 from conftest import write_docs
 
 ZH = {

@@ -18,6 +18,7 @@ from ragline.retrieve.rerank import (
     load_reranker,
 )
 from ragline.types import Passage
+
 from toymodels import abc_lm
 
 

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-words", type=_positive_int, help="passage size in words (default 100)")
     s.add_argument("--dense", choices=DENSE_KINDS,
                    help="dense index of a new index: flat (exact, default), hnsw or ivfpq")
+    s.add_argument("--query-prefix", help='encoder prefix for queries, e.g. "query: " (default: '
+                                          "what the model's config names; kept in the manifest)")
+    s.add_argument("--passage-prefix", help='encoder prefix for passages, e.g. "passage: "')
 
     s = sub.add_parser("search", help="retrieve passages for a query")
     s.add_argument("index", type=Path, metavar="DIR")
@@ -223,13 +226,22 @@ def cmd_index(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.rag import RAG
 
     cfg = replace(cfg, index=override(cfg.index, encoder=args.encoder,
-                                      chunk_words=args.chunk_words, dense=args.dense))
+                                      chunk_words=args.chunk_words, dense=args.dense,
+                                      query_prefix=args.query_prefix,
+                                      passage_prefix=args.passage_prefix))
     rag = RAG.build(args.index, config=cfg, encoder=args.encoder)
     with rag:
         have = rag.folder.dense_spec.kind
         if args.dense and args.dense != have:
             raise ConfigError(f"{args.index} already has a {have} dense index; switch it with: "
                               f"ragline reindex {args.index} --dense {args.dense}")
+        spec = rag.folder.encoder_spec
+        for flag, given, have_prefix in (("--query-prefix", args.query_prefix, spec.query_prefix),
+                                         ("--passage-prefix", args.passage_prefix,
+                                          spec.passage_prefix)):
+            if given is not None and given != have_prefix:
+                raise ConfigError(f"{args.index} was built with {flag} {have_prefix!r}; a "
+                                  "different prefix needs a new index")
         report = rag.add(args.paths, progress=not args.quiet)
         counts = rag.folder.store.counts()
     for path in report.missing:

@@ -28,6 +28,10 @@ class IndexConfig:
     chunk_words: int = 100
     batch_passages: int = 256
     dense: str = "flat"                 # flat | hnsw | ivfpq, for new indexes (see index.dense)
+    # text put before queries / passages by encoders trained with them (E5: "query: ",
+    # "passage: "); empty takes what the model's own config names. Kept in the manifest.
+    query_prefix: str = ""
+    passage_prefix: str = ""
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,9 @@ class RAG:
             # an existing index keeps its encoder; naming a different one is an error
             rag = cls.open(path, config=config, generator=generator, encoder=encoder)
         else:
-            enc = load_encoder(encoder or config.index.encoder)
+            ic = config.index
+            enc = load_encoder(encoder or ic.encoder, query_prefix=ic.query_prefix,
+                               passage_prefix=ic.passage_prefix)
             enc.load()
             folder = IndexFolder.create(path, enc.spec, chunk_words=config.index.chunk_words,
                                         dense=DenseSpec(config.index.dense))
@@ -116,10 +118,12 @@ class RAG:
             raise IndexCorruptError(f"{path}: the trained question encoder named in the manifest "
                                     "is missing; retrain or remove 'trained' from manifest.json")
         spec = self.folder.encoder_spec
-        return SentenceTransformerEncoder(path=path, model_id=f"{spec.id}+{trained['path']}",
-                                          dim=spec.dim, query_prefix=spec.query_prefix,
-                                          passage_prefix=spec.passage_prefix,
-                                          device=self.config.model.device)
+        enc = SentenceTransformerEncoder(path=path, model_id=f"{spec.id}+{trained['path']}",
+                                         dim=spec.dim, query_prefix=spec.query_prefix,
+                                         passage_prefix=spec.passage_prefix,
+                                         device=self.config.model.device)
+        enc.prefixes_from_model = False  # the manifest's prefixes, even when they are empty
+        return enc
 
     @property
     def rag_model(self) -> RagModel:

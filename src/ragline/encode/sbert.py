@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ class SentenceTransformerEncoder:
                                 dim=dim, pooling="mean", normalized=True,
                                 query_prefix=query_prefix, passage_prefix=passage_prefix)
         self.model: Any = None
+        # a new index takes the prefixes the model's own config names (sentence-transformers
+        # "prompts"); an opened index takes them from its manifest (`encoder_from_spec`)
+        self.prefixes_from_model = not (query_prefix or passage_prefix)
 
     def load(self) -> None:
         if self.model is not None:
@@ -78,14 +82,23 @@ class SentenceTransformerEncoder:
                    or self.model.get_sentence_embedding_dimension)
         dim = get_dim()
         if dim != self.spec.dim:
-            self.spec = EncoderSpec(**{**self.spec.to_dict(), "dim": int(dim)})
+            self.spec = replace(self.spec, dim=int(dim))
+        prompts = getattr(self.model, "prompts", None) or {}
+        if self.prefixes_from_model and prompts:
+            query = prompts.get("query", "")
+            passage = prompts.get("passage", prompts.get("document", ""))
+            if query or passage:
+                self.spec = replace(self.spec, query_prefix=query, passage_prefix=passage)
+                log.info("encoder prefixes from the model's config: query %r, passage %r",
+                         query, passage)
 
     def _encode(self, texts: list[str], prefix: str, batch_size: int, progress: bool) -> np.ndarray:
         self.load()
         if prefix:
             texts = [prefix + t for t in texts]
+        # prefixes are added here, from the spec, never by the model's own prompt defaults
         vecs = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
-                                 convert_to_numpy=True, normalize_embeddings=True)
+                                 convert_to_numpy=True, normalize_embeddings=True, prompt="")
         return l2_normalize(np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1))
 
     def encode_queries(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
