@@ -21,9 +21,9 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str | None = None,
     """Make (not load) the encoder a name or manifest id refers to. Prefixes given here win
     over those a sentence-transformers folder names in its config."""
     key = name.strip().lower()
-    prefixes = {"query_prefix": query_prefix, "passage_prefix": passage_prefix}
     if key in _MINILM_ALIASES:
-        return SentenceTransformerEncoder(device=device, **prefixes)
+        return SentenceTransformerEncoder(device=device, query_prefix=query_prefix,
+                                          passage_prefix=passage_prefix)
     if key == "hash" or key.startswith(("hash:", "hash-")):
         dim_s = key[5:] or "256"
         if not dim_s.isdigit() or int(dim_s) < 1:
@@ -31,7 +31,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, device: str | None = None,
         return HashEncoder(dim=int(dim_s))
     if Path(name).expanduser().is_dir():
         return SentenceTransformerEncoder(path=Path(name).expanduser().resolve(), device=device,
-                                          **prefixes)
+                                          query_prefix=query_prefix, passage_prefix=passage_prefix)
     raise ConfigError(
         f"unknown encoder '{name}'; use 'minilm', 'hash[:DIM]' or a sentence-transformers folder"
     )
