@@ -24,3 +24,4 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/run.py
+	.venv/bin/python bench/retrieval.py --only bm25

@@ -25,5 +25,5 @@ if ! ls "$WH"/llama_cpp_python-$LLAMA-*.whl >/dev/null 2>&1; then
 fi
 $PIP install -q "$WH"/llama_cpp_python-$LLAMA-*.whl
 
-$PIP install -q -e ".[all,dev]"
+$PIP install -q -e ".[all,dev,bench]"
 echo "ragline is installed in .venv ($(.venv/bin/ragline --version))"
