@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -157,10 +158,10 @@ def bench_dense(vectors_index: Path, sizes: list[int], n_queries: int) -> None:
         exact = make_dense(DenseSpec("flat"), vecs.shape[1])
         exact.add(ids, vecs)
         _, truth = exact.search(queries, 10)
-        for kind in ("flat", "hnsw", "ivfpq"):
-            spec = DenseSpec(kind)
+        for kind, variants in (("flat", [{}]), ("hnsw", [{}, {"ef_search": 512}]),
+                               ("ivfpq", [{}, {"nprobe": 128, "refine": 10}])):
             t0 = time.perf_counter()
-            index = make_dense(spec, vecs.shape[1]) if kind != "flat" else exact
+            index = make_dense(DenseSpec(kind), vecs.shape[1]) if kind != "flat" else exact
             if isinstance(index, IVFPQIndex):
                 stride = max(1, n // index.MAX_TRAIN)
                 index.train(vecs[::stride][:index.MAX_TRAIN], n)
@@ -171,24 +172,28 @@ def bench_dense(vectors_index: Path, sizes: list[int], n_queries: int) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 index.save(Path(tmp) / "d.faiss")
                 size = (Path(tmp) / "d.faiss").stat().st_size
-            lat = []
-            found = []
-            for q in queries:
-                t0 = time.perf_counter()
-                _, f = index.search(q[None, :], 10 * (1 if spec.exact else spec.refine))
-                lat.append(time.perf_counter() - t0)
-                found.append(f[0])
-            raw = np.mean([len(set(t) & set(f[:10])) / 10 for t, f in zip(truth, found, strict=True)])
-            refined = []
-            for q, t, f in zip(queries, truth, found, strict=True):
-                f = f[f >= 0]
-                best = f[np.argsort(-(vecs[f] @ q))[:10]]  # what the retriever does from the store
-                refined.append(len(set(t) & set(best)) / 10)
-            lat.sort()
-            rows.append([f"{n:,}", index.describe(), round(build, 1), f"{size / n:.0f}",
-                         f"{size / 2**20:.0f}", 1000 * statistics.median(lat),
-                         1000 * lat[int(0.95 * (len(lat) - 1))], raw, float(np.mean(refined))])
-            print(rows[-1], flush=True)
+            for change in variants:
+                index.spec = spec = replace(index.spec, **change)  # search-time knobs only
+                lat, found = [], []
+                for q in queries:
+                    t0 = time.perf_counter()
+                    _, f = index.search(q[None, :], 10 * (1 if spec.exact else spec.refine))
+                    lat.append(time.perf_counter() - t0)
+                    found.append(f[0])
+                raw = np.mean([len(set(t) & set(f[:10])) / 10
+                               for t, f in zip(truth, found, strict=True)])
+                refined = []
+                for q, t, f in zip(queries, truth, found, strict=True):
+                    f = f[f >= 0]
+                    best = f[np.argsort(-(vecs[f] @ q))[:10]]  # the retriever's exact rescoring
+                    refined.append(len(set(t) & set(best)) / 10)
+                lat.sort()
+                rows.append([f"{n:,}", index.describe() + (f", refine={spec.refine}"
+                                                           if not spec.exact else ""),
+                             round(build, 1), f"{size / n:.0f}", f"{size / 2**20:.0f}",
+                             1000 * statistics.median(lat), 1000 * lat[int(0.95 * (len(lat) - 1))],
+                             raw, float(np.mean(refined))])
+                print(rows[-1], flush=True)
             if index is not exact:
                 del index
         del exact, vecs

@@ -77,6 +77,9 @@ def test_beir_readers(tmp_path: Path) -> None:
     assert read_qrels(folder / "qrels" / "test.tsv")["q3"] == {"d-beijing": 2}
     data = BeirData.from_folder(folder)
     assert set(data.queries) == {"q1", "q2", "q3"}  # only judged queries are evaluated
+    two = data.spread(2)
+    assert list(two.queries) == ["q1", "q2"] and set(two.qrels) == {"q1", "q2"}
+    assert data.spread(10) is data
     trec = tmp_path / "qrels.trec"
     trec.write_text("q1 0 d-paris 1\n")
     assert read_qrels(trec) == {"q1": {"d-paris": 1}}

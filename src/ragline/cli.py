@@ -165,6 +165,8 @@ def _eval_parser(sub: Any) -> None:
     r.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
                    help="comma-separated ndcg@K, recall@K, mrr@K")
     _rerank_args(r)
+    r.add_argument("--limit", type=_positive_int,
+                   help="evaluate N queries, evenly spread (e.g. to try a slow reranker)")
     r.add_argument("--chunk-words", type=_positive_int,
                    help="passage size when building (default 100; BEIR scores whole documents: "
                         "use a size above the longest, e.g. 100000, to index them unsplit)")
@@ -427,6 +429,8 @@ def _eval_retrieval(args: argparse.Namespace, cfg: Config) -> int:
         data = BeirData.from_files(args.queries, args.qrels)
     else:
         raise ConfigError("say what to evaluate on: --beir FOLDER, or --queries Q --qrels R")
+    if args.limit:
+        data = data.spread(args.limit)
     corpus = args.corpus or data.corpus
     cfg = replace(cfg, index=override(cfg.index, chunk_words=args.chunk_words, dense=args.dense))
     with _open_or_build(args.index, cfg, [corpus] if corpus else [], not args.quiet) as rag:

@@ -70,6 +70,16 @@ class BeirData:
     qrels: dict[str, dict[str, int]]
     corpus: Path | None = None
 
+    def spread(self, n: int) -> BeirData:
+        """n queries evenly spread over the judged ones (all when n ≥ their number)."""
+        qids = list(self.queries)
+        if n >= len(qids):
+            return self
+        step = len(qids) / n
+        keep = [qids[int(i * step)] for i in range(n)]
+        return BeirData({q: self.queries[q] for q in keep}, {q: self.qrels[q] for q in keep},
+                        self.corpus)
+
     @classmethod
     def from_files(cls, queries: Path, qrels: Path, corpus: Path | None = None) -> BeirData:
         q = read_queries(queries)
