@@ -88,7 +88,8 @@ class Retriever:
         dense = self._dense(np.asarray(qvecs), n) if mode != "bm25" else [[]] * len(queries)
 
         out = []
-        bar = tqdm(total=len(queries), desc=f"search ({mode}{'+rerank' if reranker else ''})", unit="query",
+        name = mode + ("+rerank" if reranker else "")
+        bar = tqdm(total=len(queries), desc=f"search ({name})", unit="query",
                    disable=not progress, dynamic_ncols=True)
         for query, qvec, d in zip(queries, qvecs, dense, strict=True):
             s: _Ranked = []
