@@ -13,7 +13,6 @@ removed, with SQuAD normalization (English) or character F1 (Chinese).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
@@ -58,7 +57,7 @@ def main() -> None:
 
     from ragline import RAG
     from ragline.config import Config
-    from ragline.eval.qa_data import paragraphs_of, read_qa, split_by_group
+    from ragline.eval.qa_data import read_qa, split_by_group, write_paragraphs_jsonl
     from ragline.model.train import TrainConfig
 
     cfg = Config()
@@ -66,9 +65,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="ragline-qa-")
     index = args.index or Path(tmp) / "index"
     if not (index / "manifest.json").exists():
-        corpus = Path(tmp) / f"{args.data}-paragraphs.jsonl"
-        corpus.write_text("\n".join(json.dumps(r, ensure_ascii=False)
-                                    for r in paragraphs_of(DATA[args.data])), "utf-8")
+        corpus = write_paragraphs_jsonl(DATA[args.data], Path(tmp) / f"{args.data}-paragraphs.jsonl")
         t0 = time.perf_counter()
         RAG.build(index, [corpus], config=cfg, progress=True).close()
         print(f"indexed in {time.perf_counter() - t0:.0f} s", flush=True)

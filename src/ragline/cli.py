@@ -453,7 +453,7 @@ def _eval_qa(args: argparse.Namespace, cfg: Config) -> int:
     import tempfile
 
     from ragline.eval.qa import evaluate_qa
-    from ragline.eval.qa_data import paragraphs_of, read_qa
+    from ragline.eval.qa_data import read_qa, write_paragraphs_jsonl
 
     examples = read_qa(args.data)
     if args.limit and args.limit < len(examples):
@@ -465,9 +465,8 @@ def _eval_qa(args: argparse.Namespace, cfg: Config) -> int:
             if not any(e.context for e in examples):
                 raise ConfigError(f"no index at {args.index}, and {args.data} has no paragraphs "
                                   "to build one from; index your corpus first")
-            corpus = [Path(tmp) / f"{args.data.stem}-paragraphs.jsonl"]
-            corpus[0].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                         for r in paragraphs_of(args.data)), "utf-8")
+            corpus = [write_paragraphs_jsonl(args.data,
+                                             Path(tmp) / f"{args.data.stem}-paragraphs.jsonl")]
         with _open_or_build(args.index, cfg, corpus, not args.quiet) as rag:
             report = evaluate_qa(rag, examples, k=args.k, mode=args.mode, model=args.model,
                                  generate=not args.retrieval_only, progress=not args.quiet)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragline.errors import ConfigError
+from ragline.eval.qa_data import read_text_file
 
 
 def read_queries(path: Path) -> dict[str, str]:
@@ -55,12 +56,7 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
 
 
 def _read_lines(path: Path, what: str) -> list[tuple[int, str]]:
-    try:
-        text = path.read_text("utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read {what} file {path}: {e}") from None
+    text = read_text_file(path, f"{what} file")
     return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 

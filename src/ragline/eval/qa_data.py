@@ -32,13 +32,19 @@ def _bad(path: Path, why: str) -> ConfigError:
                        '{"question": "...", "answers": ["..."]} or SQuAD-format JSON')
 
 
-def read_qa(path: Path) -> list[QAExample]:
+def read_text_file(path: Path, what: str) -> str:
+    """The text of an evaluation data file (BOM dropped); a missing or unreadable file is a
+    ConfigError naming `what` it should have been."""
     try:
-        text = path.read_text("utf-8-sig")
+        return path.read_text("utf-8-sig")
     except FileNotFoundError:
-        raise ConfigError(f"QA data not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read QA data {path}: {e}") from None
+        raise ConfigError(f"cannot read {what} {path}: {e}") from None
+
+
+def read_qa(path: Path) -> list[QAExample]:
+    text = read_text_file(path, "QA data")
     stripped = text.lstrip()
     if stripped.startswith("{") and '"data"' in stripped[:2000]:
         try:
@@ -95,6 +101,13 @@ def paragraphs_of(path: Path) -> list[dict[str, str]]:
             rows.append({"id": f"{article.get('title', '')}#{i}", "title": article.get("title", ""),
                          "text": para["context"]})
     return rows
+
+
+def write_paragraphs_jsonl(squad: Path, dest: Path) -> Path:
+    """Write the paragraphs of a SQuAD-format file as a jsonl corpus `ragline index` reads."""
+    dest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in paragraphs_of(squad)),
+                    "utf-8")
+    return dest
 
 
 def split_by_group(examples: list[QAExample], held_out: float = 0.2,
