@@ -193,9 +193,7 @@ class IVFPQIndex(FaissIndex):
 
     @property
     def trained(self) -> bool:
-        return self._is_ivf()
-
-    def _is_ivf(self) -> bool:
+        """Holds IVF-PQ codes (else the exact flat index it keeps until it can train)."""
         faiss = _faiss()
         return isinstance(faiss.downcast_index(self._index), faiss.IndexIVF)
 
@@ -227,13 +225,13 @@ class IVFPQIndex(FaissIndex):
         log.info("IVF-PQ trained on %d vectors: %d lists, %d-byte codes", len(sample), nlist, pq_m)
 
     def _set_search_params(self) -> None:
-        if self._is_ivf():
+        if self.trained:
             faiss = _faiss()
             faiss.downcast_index(self._index).nprobe = min(self.spec.nprobe,
                                                           faiss.downcast_index(self._index).nlist)
 
     def describe(self) -> str:
-        if not self._is_ivf():
+        if not self.trained:
             return f"ivfpq (untrained: exact until {self.MIN_TRAIN:,} passages)"
         ivf = _faiss().downcast_index(self._index)
         return f"ivfpq (nlist={ivf.nlist}, {ivf.pq.M}-byte codes, nprobe={self.spec.nprobe})"
