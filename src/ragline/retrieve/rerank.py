@@ -81,8 +81,9 @@ class CrossEncoderReranker:
         return scores[:, -1] - scores[:, 0] if scores.ndim == 2 else scores
 
 
-_QL_PROMPT = {"en": "Passage: {passage}\nA question or claim that this passage answers:",
-              "zh": "段落：{passage}\n这个段落能回答的问题："}
+# (text before the passage, text after it): the query's log-probability is read after these
+_QL_PROMPT = {"en": ("Passage: ", "\nA question or claim that this passage answers:"),
+              "zh": ("段落：", "\n这个段落能回答的问题：")}
 
 
 class QueryLikelihoodReranker:
@@ -113,9 +114,10 @@ class QueryLikelihoodReranker:
 
     def _context(self, passage: Passage, lang: str) -> list[int]:
         tok = self.lm.tokenizer
-        body = tok.decode(tok.encode(passage.embed_text)[: self.max_passage_tokens])
+        head, tail = _QL_PROMPT[lang]
+        body = tok.encode(passage.embed_text)[: self.max_passage_tokens]
         bos = [tok.bos_id] if tok.bos_id is not None else []
-        return bos + tok.encode(_QL_PROMPT[lang].format(passage=body))
+        return bos + tok.encode(head) + body + tok.encode(tail)
 
     def score(self, query: str, passages: Sequence[Passage]) -> np.ndarray:
         import torch
