@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from ragline.encode.base import EncoderSpec
 from ragline.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, RaglineError
 from ragline.index.atomic import atomic_write_bytes
 from ragline.index.dense import DenseSpec, FaissIndex, IVFPQIndex, load_dense, make_dense
+from ragline.index.rwlock import RWLock
 from ragline.index.sparse import BM25Index
 from ragline.index.store import Store
 
@@ -53,12 +55,21 @@ def _file_sha256(path: Path) -> str:
 
 
 class IndexFolder:
+    """Thread safety (the server searches while it indexes an upload): one writer at a time
+    (`write_lock`); searches hold `searching.read()` around the dense index, whose in-place
+    updates hold `searching.write()`; rebuilt indexes are built aside and swapped in. Store reads
+    on the query path use per-thread connections, so they see committed data only. Between a
+    store commit and the index update, a search can meet a removed passage's id: the retriever
+    drops ids the store no longer has."""
+
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = path
         self.manifest = manifest
         self.store = Store(path / STORE)
         self.dense: FaissIndex | None = None
         self.sparse: BM25Index | None = None
+        self.searching = RWLock()
+        self._writer = threading.Lock()  # writers of this process queue; other processes fail
 
     @property
     def encoder_spec(self) -> EncoderSpec:
@@ -172,7 +183,7 @@ class IndexFolder:
                 dense.train(self._sample_vectors(n, dense.MAX_TRAIN), n)
         for ids, vecs in self.store.iter_vectors():
             dense.add(ids, vecs)
-        self.dense = dense
+        self.dense = dense  # built aside, swapped in: searches never see a half-built index
 
     def _sample_vectors(self, n: int, size: int) -> np.ndarray:
         """An evenly strided sample of about `size` of the store's n vectors."""
@@ -222,11 +233,12 @@ class IndexFolder:
         if removed and not self.dense.supports_remove:
             self.rebuild_dense()  # the store already holds the change, additions included
             return
-        self.dense.remove(np.asarray(removed, dtype=np.int64))
-        if added_ids:
-            if added_vecs is None:
-                raise ValueError("apply_dense: added_ids given without added_vecs")
-            self.dense.add(np.asarray(added_ids, dtype=np.int64), added_vecs)
+        with self.searching.write():  # FAISS must not be searched while it changes
+            self.dense.remove(np.asarray(removed, dtype=np.int64))
+            if added_ids:
+                if added_vecs is None:
+                    raise ValueError("apply_dense: added_ids given without added_vecs")
+                self.dense.add(np.asarray(added_ids, dtype=np.int64), added_vecs)
         self._maybe_train()
 
     def _maybe_train(self) -> None:
@@ -239,17 +251,19 @@ class IndexFolder:
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:
-        """One writer at a time per index folder (readers never wait)."""
-        fd = os.open(self.path / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
+        """One writer at a time per index folder: another thread of this process waits its
+        turn, another process gets an error at once (readers never wait). Not reentrant."""
+        with self._writer:
+            fd = os.open(self.path / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RaglineError(f"{self.path} is being written by another process; "
-                                   "wait for it to finish") from None
-            yield
-        finally:
-            os.close(fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise RaglineError(f"{self.path} is being written by another process; "
+                                       "wait for it to finish") from None
+                yield
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         self.store.close()

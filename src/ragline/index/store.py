@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ragline.errors import IndexCorruptError
-from ragline.types import Document, Passage
+from ragline.types import Document, DocumentInfo, Passage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -59,15 +60,37 @@ def _row_to_passage(r: sqlite3.Row | tuple) -> tuple[int, Passage]:  # type: ign
 
 
 class Store:
+    """`con` is the writer's connection. The query path (passages and vectors by row id,
+    counts, the document list) reads through `reader`, one connection per thread, so a search
+    running beside a write sees the last committed state, never the writer's open transaction."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._con: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
 
     @property
     def con(self) -> sqlite3.Connection:
         if self._con is None:
             raise RuntimeError("Store.open() was not called")
         return self._con
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection (WAL: a committed snapshot per statement)."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            if self._con is None:
+                raise RuntimeError("Store.open() was not called")
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                  check_same_thread=False)  # closed by close(), from any thread
+            con.execute("PRAGMA query_only=1")
+            with self._readers_lock:
+                self._readers.append(con)
+            self._local.con = con
+        return con
 
     def open(self) -> None:
         try:
@@ -82,6 +105,11 @@ class Store:
         self._con = con
 
     def close(self) -> None:
+        with self._readers_lock:
+            for con in self._readers:
+                con.close()
+            self._readers.clear()
+        self._local = threading.local()
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -145,6 +173,13 @@ class Store:
             self.con.execute("DELETE FROM documents WHERE id=?", (doc_id,))
         return removed
 
+    def forget_sources_of(self, doc_ids: Sequence[str]) -> None:
+        """Drop the file records of these documents' sources, so that indexing such a file
+        again re-reads it instead of calling it unchanged (its other documents stay until then)."""
+        for doc_id in doc_ids:
+            self.con.execute("DELETE FROM sources WHERE path IN "
+                             "(SELECT source FROM documents WHERE id=?)", (doc_id,))
+
     def delete_source(self, path: str) -> list[int]:
         ids = self.document_ids_of_source(path)
         removed = self.delete_documents(ids)
@@ -169,14 +204,19 @@ class Store:
                              (doc_id,)).fetchone()
         return Document(id=r[0], source=r[1], text=r[2], title=r[3], meta=json.loads(r[4])) if r else None
 
-    def documents(self) -> list[tuple[str, str, str, int]]:
-        """(id, source, title, passage count) of every document, by source."""
-        return [tuple(r) for r in self.con.execute(  # type: ignore[misc]
-            "SELECT d.id, d.source, d.title, COUNT(p.rowid) FROM documents d "
-            "LEFT JOIN passages p ON p.doc_id = d.id GROUP BY d.id ORDER BY d.source, d.id")]
+    def documents(self, source: str | None = None) -> list[DocumentInfo]:
+        """Every document (or those of one source) with its passage count, by source."""
+        where, args = ("WHERE d.source = ?", (source,)) if source is not None else ("", ())
+        return [DocumentInfo(id=r[0], source=r[1], title=r[2], passages=r[3],
+                             name=json.loads(r[4]).get("filename") or Path(r[1]).name,
+                             added=r[5])
+                for r in self.reader.execute(
+                    "SELECT d.id, d.source, d.title, COUNT(p.rowid), d.meta, d.added "
+                    f"FROM documents d LEFT JOIN passages p ON p.doc_id = d.id {where} "
+                    "GROUP BY d.id ORDER BY d.source, d.id", args)]
 
     def counts(self) -> dict[str, int]:
-        q = self.con.execute
+        q = self.reader.execute
         return {"documents": q("SELECT COUNT(*) FROM documents").fetchone()[0],
                 "passages": q("SELECT COUNT(*) FROM passages").fetchone()[0],
                 "sources": q("SELECT COUNT(*) FROM sources").fetchone()[0]}
@@ -187,7 +227,7 @@ class Store:
         for i in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
             chunk = ids[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            for r in self.con.execute(
+            for r in self.reader.execute(
                     f"SELECT {_PASSAGE_COLS}, p.vector FROM passages p JOIN documents d "
                     f"ON d.id = p.doc_id WHERE p.rowid IN ({marks})", chunk):
                 rowid, passage = _row_to_passage(r)
@@ -200,7 +240,7 @@ class Store:
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            for rowid, vec in self.con.execute(
+            for rowid, vec in self.reader.execute(
                     f"SELECT rowid, vector FROM passages WHERE rowid IN ({marks})", chunk):
                 out[rowid] = np.frombuffer(vec, dtype=np.float32)
         return out

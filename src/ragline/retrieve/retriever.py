@@ -116,10 +116,11 @@ class Retriever:
     def _dense(self, qvecs: np.ndarray, n: int) -> list[_Ranked]:
         """Dense top-n per query vector (B, d). Approximate indexes return refine·n candidates
         that are rescored exactly against the vectors in the store."""
-        dense = self.folder.dense
-        assert dense is not None
         spec = self.folder.dense_spec
-        scores, ids = dense.search(qvecs, n if spec.exact else n * spec.refine)
+        with self.folder.searching.read():  # an upload may be adding to this index in place
+            dense = self.folder.dense
+            assert dense is not None
+            scores, ids = dense.search(qvecs, n if spec.exact else n * spec.refine)
         if spec.exact:
             return [[(int(i), float(s)) for i, s in zip(row, sc, strict=True) if i >= 0]
                     for row, sc in zip(ids, scores, strict=True)]
