@@ -88,7 +88,7 @@ def test_remove_deletes_from_every_part(hash_rag: RAG, corpus: Path) -> None:
     reopened = RAG.open(folder.path)
     assert reopened.folder.dense is not None and reopened.folder.dense.ntotal == 2
     # remove by document id works too
-    doc_id = reopened.documents()[0][0]
+    doc_id = reopened.documents()[0].id
     assert reopened.remove(doc_id) == [doc_id]
 
 

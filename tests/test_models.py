@@ -20,7 +20,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RAG]:
 
 
 def test_every_example_file_is_indexed(demo: RAG) -> None:
-    sources = {Path(d[1]).name for d in demo.documents()}
+    sources = {d.name for d in demo.documents()}
     assert sources == {p.name for p in EXAMPLES.iterdir()}
 
 

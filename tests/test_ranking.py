@@ -121,7 +121,7 @@ def test_cli_eval_retrieval_builds_from_the_corpus_and_scores_each_mode(
     from ragline import RAG
 
     with RAG.open(idx) as rag:
-        assert {d[0] for d in rag.documents()} == set(DOCS)
+        assert {d.id for d in rag.documents()} == set(DOCS)
     # a second run reuses the index; the table form prints every mode
     assert main(argv[:-1]) == 0
     table = capsys.readouterr().out

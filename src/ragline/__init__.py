@@ -20,11 +20,11 @@ from ragline.errors import (  # noqa: E402
                             UnsupportedFileError,
 )
 from ragline.rag import RAG  # noqa: E402
-from ragline.types import Answer, Citation, Document, Hit, Passage  # noqa: E402
+from ragline.types import Answer, Citation, Document, DocumentInfo, Hit, Passage  # noqa: E402
 
 __all__ = [
     "RAG", "Answer", "Citation", "Config", "ConfigError", "Document", "DocumentNotFoundError",
     "EmptyIndexError", "Hit", "IndexMismatchError", "IndexNotFoundError",
-    "ModelUnavailableError", "Passage", "RaglineError", "UnreadableFileError",
+    "ModelUnavailableError", "Passage", "DocumentInfo", "RaglineError", "UnreadableFileError",
     "UnsupportedFileError", "__version__", "load_config",
 ]

@@ -1,4 +1,4 @@
-"""The `ragline` command: index · search · ask · score · train · eval · reindex · rm · info.
+"""The `ragline` command: index · search · ask · serve · score · train · eval · reindex · rm · info.
 
     ragline index docs/ --index my-index
     ragline ask my-index "What is the capital of France?"
@@ -85,6 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=("llama-cpp", "openai"))
     s.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
     s.add_argument("--max-tokens", type=_positive_int)
+
+    s = sub.add_parser("serve", help="HTTP API, OpenAI-compatible endpoint and web page "
+                                     "(needs ragline[server])")
+    s.add_argument("index", type=Path, metavar="DIR",
+                   help="the index (an empty one is created if DIR is new or empty)")
+    s.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=_positive_int, help="default 8000")
+    s.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API "
+                   "key; when it is set, every request needs it (default RAGLINE_API_KEY)")
+    s.add_argument("--queue-size", type=int, help="generations that may wait (default 32)")
+    s.add_argument("--timeout", type=float, help="longest generation in seconds (default 120)")
+    s.add_argument("--max-upload-mb", type=float, help="largest upload (default 32)")
+    s.add_argument("--model", choices=MODELS, help="the default model of /v1/ask")
+    s.add_argument("--encoder", help="encoder of a new index (default minilm)")
+    s.add_argument("--llm", help="concat's generator: GGUF file (llama-cpp) or model name (openai)")
+    s.add_argument("--backend", choices=("llama-cpp", "openai"))
+    s.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
 
     s = sub.add_parser("score", help="log p(answer | question) under each model")
     s.add_argument("index", type=Path, metavar="DIR")
@@ -333,6 +350,33 @@ def cmd_ask(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.rag import RAG
+    from ragline.server import serve
+
+    cfg = replace(
+        cfg,
+        server=override(cfg.server, host=args.host, port=args.port, api_key_env=args.api_key_env,
+                        queue_size=args.queue_size, timeout_s=args.timeout,
+                        max_upload_mb=args.max_upload_mb),
+        generation=override(cfg.generation, model=args.llm, backend=args.backend,
+                            base_url=args.base_url),
+        model=override(cfg.model, kind=args.model))
+    new = not (args.index / "manifest.json").exists()
+    rag = (RAG.build(args.index, encoder=args.encoder, config=cfg) if new
+           else RAG.open(args.index, config=cfg, encoder=args.encoder))
+    with rag:
+        s = cfg.server
+        keyed = bool(os.environ.get(s.api_key_env))
+        c = rag.folder.store.counts()
+        _out(f"{'new empty index' if new else 'index'} {args.index}: {c['documents']} documents, "
+             f"{c['passages']} passages")
+        _out(f"serving http://{s.host}:{s.port}/  (API docs /docs, OpenAI-compatible /v1)"
+             + (f"; API key from ${s.api_key_env}" if keyed else "") + "; Ctrl-C stops")
+        serve(rag, s)
+    return 0
+
+
 def cmd_score(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.rag import RAG
 
@@ -528,8 +572,7 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
         docs = rag.documents() if args.documents else []
     if args.json:
         if args.documents:
-            info["documents"] = [{"id": d[0], "source": d[1], "title": d[2], "passages": d[3]}
-                                 for d in docs]
+            info["documents"] = [d.to_dict() for d in docs]
         _out(json.dumps(info, ensure_ascii=False, indent=2))
         return 0
     enc = info["encoder"]
@@ -543,21 +586,22 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
     _out(f"contents   {c.get('sources', 0)} files, {c.get('documents', 0)} documents, "
          f"{c.get('passages', 0)} passages")
     _out(f"updated    {info['updated']}  (created {info['created']})")
-    for doc_id, source, title, n in docs:
-        _out(f"  {doc_id}  {_shorten(source)}  {title[:40]!r}  {n} passage(s)")
+    for d in docs:
+        _out(f"  {d.id}  {_shorten(d.source)}  {d.title[:40]!r}  {d.passages} passage(s)")
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "score": cmd_score,
-            "train": cmd_train, "eval": cmd_eval, "reindex": cmd_reindex, "rm": cmd_rm,
-            "info": cmd_info}
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "serve": cmd_serve,
+            "score": cmd_score, "train": cmd_train, "eval": cmd_eval, "reindex": cmd_reindex,
+            "rm": cmd_rm, "info": cmd_info}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="ragline: %(message)s", stream=sys.stderr)
-    for noisy in ("sentence_transformers", "transformers", "faiss", "bm25s", "numba", "jieba"):
+    for noisy in ("sentence_transformers", "transformers", "faiss", "bm25s", "numba", "jieba",
+                  "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

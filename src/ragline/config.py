@@ -85,11 +85,37 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """`ragline serve`: where it listens and how much it takes on (see ragline.server)."""
+
+    host: str = "127.0.0.1"             # loopback unless told otherwise
+    port: int = 8000
+    api_key_env: str = "RAGLINE_API_KEY"  # when this variable is set, every route needs the key
+    max_upload_mb: float = 32.0
+    queue_size: int = 32                # generations waiting beyond the running ones; then 503
+    workers: int = 1                    # generations at once (1 for a local model)
+    queue_timeout_s: float = 120.0      # longest wait in the queue before a 503
+    timeout_s: float = 120.0            # longest generation before a 504
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_mb", "queue_timeout_s", "timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"server.{name} must be > 0, got {getattr(self, name)}")
+        if self.queue_size < 0:
+            raise ConfigError(f"server.queue_size must be ≥ 0, got {self.queue_size}")
+        if self.workers < 1:
+            raise ConfigError(f"server.workers must be ≥ 1, got {self.workers}")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"server.port must be in 1..65535, got {self.port}")
+
+
+@dataclass(frozen=True)
 class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
 
 def _section(cls: type, data: Any, name: str) -> Any:
@@ -100,7 +126,10 @@ def _section(cls: type, data: Any, name: str) -> Any:
     if unknown:
         raise ConfigError(f"unknown setting(s) in [{name}]: {', '.join(sorted(unknown))}; "
                           f"known: {', '.join(sorted(known))}")
-    return cls(**data)
+    try:
+        return cls(**data)
+    except TypeError as e:  # e.g. port = "eighty": a comparison in __post_init__ fails
+        raise ConfigError(f"[{name}]: a setting has the wrong type ({e})") from None
 
 
 def load_config(path: Path | None) -> Config:
@@ -112,7 +141,7 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML ({e})") from None
-    unknown = set(data) - {"index", "retrieval", "generation", "model"}
+    unknown = set(data) - {"index", "retrieval", "generation", "model", "server"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
     return Config(
@@ -120,6 +149,7 @@ def load_config(path: Path | None) -> Config:
         retrieval=_section(RetrievalConfig, data.get("retrieval", {}), "retrieval"),
         generation=_section(GenerationConfig, data.get("generation", {}), "generation"),
         model=_section(ModelConfig, data.get("model", {}), "model"),
+        server=_section(ServerConfig, data.get("server", {}), "server"),
     )
 
 

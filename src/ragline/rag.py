@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from ragline.ingest.pipeline import IngestReport, ingest_paths
 from ragline.retrieve.rerank import load_reranker
 from ragline.retrieve.retriever import Retriever
 from ragline.text import tokenize
-from ragline.types import Answer, Citation, Hit
+from ragline.types import Answer, Citation, DocumentInfo, Hit
 
 if TYPE_CHECKING:  # torch loads only when the RAG model is used
     from ragline.eval.qa_data import QAExample
@@ -149,32 +149,50 @@ class RAG:
 
     # ------------------------------------------------------------ writes
 
-    def add(self, paths: Sequence[str | Path], progress: bool = False) -> IngestReport:
+    def add(self, paths: Sequence[str | Path], progress: bool = False,
+            names: Mapping[Path, str] | None = None) -> IngestReport:
+        """Index files and folders (changed files are replaced, unchanged ones skipped).
+        `names`: display names for files stored under meaningless names (server uploads)."""
         with self.folder.write_lock():
             return ingest_paths(self.folder, self.encoder, [Path(p) for p in paths],
                                 progress=progress,
-                                batch_passages=self.config.index.batch_passages)
+                                batch_passages=self.config.index.batch_passages, names=names)
 
     def remove(self, target: str) -> list[str]:
         """Remove a document by id, or every document of a source file; returns the doc ids."""
+        if self.folder.store.has_document(target):
+            return self.remove_documents([target])
+        store = self.folder.store
+        source = str(Path(target).expanduser().resolve())
+        with self.folder.write_lock():
+            doc_ids = store.document_ids_of_source(source)
+            if not doc_ids and store.source(source) is None:
+                raise DocumentNotFoundError(
+                    f"no document or source '{target}' in {self.folder.path}; "
+                    f"list them with: ragline info {self.folder.path} --documents")
+            with store.transaction():
+                removed = store.delete_source(source)
+            self._after_removal(removed)
+        return doc_ids
+
+    def remove_documents(self, doc_ids: Sequence[str]) -> list[str]:
+        """Remove documents by id (never a path: what the HTTP API calls). Their files count
+        as changed from then on, so indexing one again brings its documents back."""
         store = self.folder.store
         with self.folder.write_lock():
-            if store.has_document(target):
-                doc_ids, source = [target], None
-            else:
-                source = str(Path(target).expanduser().resolve())
-                doc_ids = store.document_ids_of_source(source)
-                if not doc_ids and store.source(source) is None:
-                    raise DocumentNotFoundError(
-                        f"no document or source '{target}' in {self.folder.path}; "
-                        f"list them with: ragline info {self.folder.path} --documents")
+            missing = [d for d in doc_ids if not store.has_document(d)]
+            if missing:
+                raise DocumentNotFoundError(f"no document '{missing[0]}' in {self.folder.path}")
             with store.transaction():
-                removed = (store.delete_source(source) if source is not None
-                           else store.delete_documents(doc_ids))
-            self.folder.apply_dense(removed)
-            self.folder.rebuild_sparse()
-            self.folder.persist()
-        return doc_ids
+                store.forget_sources_of(doc_ids)
+                removed = store.delete_documents(doc_ids)
+            self._after_removal(removed)
+        return list(doc_ids)
+
+    def _after_removal(self, removed: list[int]) -> None:
+        self.folder.apply_dense(removed)
+        self.folder.rebuild_sparse()
+        self.folder.persist()
 
     # ------------------------------------------------------------ reads
 
@@ -208,8 +226,9 @@ class RAG:
             "generation", "created", "updated")},
                 "dense_index": self.folder.dense.describe() if self.folder.dense else ""}
 
-    def documents(self) -> list[tuple[str, str, str, int]]:
-        return self.folder.store.documents()
+    def documents(self, source: str | None = None) -> list[DocumentInfo]:
+        """The indexed documents, or those of one source file (its resolved path)."""
+        return self.folder.store.documents(source)
 
     def ask(self, question: str, k: int | None = None, mode: str | None = None,
             model: str | None = None, beams: int | None = None) -> Answer:
@@ -223,19 +242,33 @@ class RAG:
         return answer
 
     def ask_stream(self, question: str, k: int | None = None, mode: str | None = None,
-                   model: str | None = None, beams: int | None = None) -> Iterator[str | Answer]:
+                   model: str | None = None, beams: int | None = None,
+                   hits: Sequence[Hit] | None = None, max_tokens: int | None = None,
+                   temperature: float | None = None) -> Iterator[str | Answer]:
         """Yield answer text as it is generated (citation markers included), then the Answer.
         Bad arguments (k ≤ 0, an unknown mode or model) fail before any generation. The RAG
-        models decode with beam search and yield their text once, at the end."""
+        models decode with beam search and yield their text once, at the end.
+
+        `hits`: passages already retrieved for the question (the server retrieves before it
+        queues the generation). `max_tokens` and `temperature` override the config for the
+        concat model; the RAG models decode by beam search with their own `max_new_tokens`."""
         g = self.config.generation
         model = self.config.model.kind if model is None else model
         check_model(model)
         if beams is not None and beams < 1:
             raise ConfigError(f"beams must be ≥ 1, got {beams}")
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"max_tokens must be ≥ 1, got {max_tokens}")
+        if temperature is not None and not 0.0 <= temperature <= 2.0:
+            raise ConfigError(f"temperature must be in [0, 2], got {temperature}")
+        max_tokens = g.max_tokens if max_tokens is None else max_tokens
+        temperature = g.temperature if temperature is None else temperature
         t0 = time.perf_counter()
-        hits = self.search(question, k=k, mode=mode)
-        t_retrieve = time.perf_counter() - t0
-        timings = {"retrieve_s": t_retrieve}
+        timings = {}
+        if hits is None:
+            hits = self.search(question, k=k, mode=mode)
+            timings["retrieve_s"] = time.perf_counter() - t0
+        hits = list(hits)
         best = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
         if not hits or (g.min_relevance is not None and best is not None
                         and best < g.min_relevance and self._gate_applies()):
@@ -253,12 +286,12 @@ class RAG:
         gen = self.generator
         gen.load()
         prompt = rag_prompt(question, hits, gen.count_tokens,
-                            budget=max(256, g.n_ctx - g.max_tokens - 16))
+                            budget=max(256, g.n_ctx - max_tokens - 16))
         stream = CitationStream(hits, min_support=g.min_support)
         parts: list[str] = []
         first: float | None = None
-        for piece in gen.stream(prompt, max_tokens=g.max_tokens, stop=STOP,
-                                temperature=g.temperature):
+        for piece in gen.stream(prompt, max_tokens=max_tokens, stop=STOP,
+                                temperature=temperature):
             if first is None:
                 first = time.perf_counter() - t0
             out = stream.feed(piece if parts else piece.lstrip())

@@ -59,6 +59,26 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class DocumentInfo:
+    """One row of an index's document list (`RAG.documents()`).
+
+    `name` is what a person calls the file: the name it was uploaded under (the server stores
+    uploads under content hashes), else the source's file name. `added` is a Unix time.
+    """
+
+    id: str
+    source: str
+    title: str
+    passages: int
+    name: str
+    added: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "source": self.source, "title": self.title,
+                "passages": self.passages, "added": self.added}
+
+
+@dataclass(frozen=True)
 class Hit:
     """A retrieved passage with its rank-fused `score`.
 
@@ -112,8 +132,9 @@ class Answer:
             "model": self.model,
             "citations": [
                 {"marker": c.marker, "passage_id": c.passage.id, "doc_id": c.passage.doc_id,
-                 "source": c.passage.source, "page": c.passage.page, "score": c.score,
-                 "prob": c.prob, "span": list(c.span), "quote": c.quote}
+                 "source": c.passage.source, "title": c.passage.title, "page": c.passage.page,
+                 "score": c.score, "prob": c.prob, "span": list(c.span), "quote": c.quote,
+                 "text": c.passage.text}
                 for c in self.citations
             ],
             "passages": [hit_to_dict(h) for h in self.hits],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +94,10 @@ def discover(paths: Iterable[Path], report: IngestReport) -> list[Path]:
 
 
 def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
-                 progress: bool = False, batch_passages: int = 256) -> IngestReport:
+                 progress: bool = False, batch_passages: int = 256,
+                 names: Mapping[Path, str] | None = None) -> IngestReport:
+    """`names` gives files whose own names mean nothing (server uploads, stored under content
+    hashes) the name a person knows them by; documents keep it in meta["filename"]."""
     report = IngestReport()
     files = discover(paths, report)
     store = folder.store
@@ -118,7 +121,9 @@ def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
         except IngestError as e:  # unsupported, empty, binary, corrupt: skip, report, go on
             report.skipped.append((str(f), str(e).split(": ", 1)[-1]))
             continue
-        docs = [Document(id=d.id, source=source, text=d.text, title=d.title, meta=d.meta)
+        name = (names or {}).get(f)
+        docs = [Document(id=d.id, source=source, text=d.text, title=d.title,
+                         meta=d.meta if name is None else {**d.meta, "filename": name})
                 for d in docs]
         kept = []
         own = set(store.document_ids_of_source(source))
