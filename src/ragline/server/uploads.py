@@ -1,0 +1,98 @@
+"""Uploaded files: checked, stored under their content hash, indexed, removed with their last
+document.
+
+A client's file name is never used as a path. It is reduced to a display name (no folders, no
+control characters, at most 200 characters), its extension picks the loader, and the bytes are
+stored as `<index>/uploads/<sha256><ext>`, so the same file uploaded twice is indexed once.
+
+    store = UploadStore(rag, max_bytes=32 << 20)
+    result = store.add("report.pdf", data)        # {"status": "added", "documents": [...]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from ragline.errors import DocumentNotFoundError, UnreadableFileError, UnsupportedFileError
+from ragline.index.atomic import atomic_write_bytes
+from ragline.ingest.loaders import supported_suffixes
+from ragline.rag import RAG
+from ragline.server.errors import PayloadTooLargeError
+
+UPLOADS = "uploads"
+
+
+def display_name(raw: str | None) -> str:
+    """The last path component of a client's file name, printable, at most 200 characters."""
+    name = re.split(r"[\\/]", raw or "")[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip(" .")
+    return name[-200:] or "upload"
+
+
+def suffix_of(name: str) -> str:
+    """The loader's extension for a display name, or UnsupportedFileError."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in supported_suffixes():
+        raise UnsupportedFileError(
+            f"{name}: no loader for '{suffix or '(no extension)'}'; supported: "
+            f"{' '.join(supported_suffixes())}")
+    return suffix
+
+
+class UploadStore:
+    def __init__(self, rag: RAG, max_bytes: int) -> None:
+        self.rag = rag
+        self.max_bytes = max_bytes
+        self.folder = rag.folder.path / UPLOADS
+        # one upload or deletion at a time: a deletion must not unlink a file that a
+        # concurrent upload of the same bytes is indexing
+        self._lock = threading.Lock()
+
+    def check_size(self, size: int) -> None:
+        if size > self.max_bytes:
+            raise PayloadTooLargeError(
+                f"the file is larger than the server's limit of {self.max_bytes / 2**20:g} MB "
+                "(server.max_upload_mb)")
+
+    def add(self, raw_name: str | None, data: bytes) -> dict[str, Any]:
+        """Store and index one uploaded file. Raises on an unsupported, empty or unreadable
+        file; the index is unchanged then."""
+        name = display_name(raw_name)
+        suffix = suffix_of(name)
+        self.check_size(len(data))
+        if not data:
+            raise UnreadableFileError(f"{name}: the file is empty")
+        path = self.folder / f"{hashlib.sha256(data).hexdigest()}{suffix}"
+        with self._lock:
+            self.folder.mkdir(exist_ok=True)
+            existed = path.exists()
+            if not existed:
+                atomic_write_bytes(path, data)
+            report = self.rag.add([path], names={path: name})
+            if report.skipped:
+                if not existed:
+                    path.unlink(missing_ok=True)
+                raise UnreadableFileError(f"{name}: {report.skipped[0][1]}")
+            docs = self.rag.documents(source=str(path.resolve()))
+        status = "added" if report.added else "unchanged"
+        return {"name": name, "status": status, "documents": [d.to_dict() for d in docs],
+                "passages": sum(d.passages for d in docs)}
+
+    def remove(self, doc_id: str) -> dict[str, Any]:
+        """Remove a document by id; its uploaded file goes with its last document."""
+        store = self.rag.folder.store
+        with self._lock:
+            doc = store.document(doc_id)
+            if doc is None:
+                raise DocumentNotFoundError(f"no document '{doc_id}' in the index; "
+                                            "GET /v1/documents lists them")
+            self.rag.remove_documents([doc_id])
+            path = Path(doc.source)
+            if path.parent == self.folder.resolve() and not store.document_ids_of_source(doc.source):
+                path.unlink(missing_ok=True)
+        return {"deleted": [doc_id]}
