@@ -26,4 +26,19 @@ fi
 $PIP install -q "$WH"/llama_cpp_python-$LLAMA-*.whl
 
 $PIP install -q -e ".[all,dev,bench]"
+
+# The web page's tests drive Debian's Chromium with Playwright (Playwright's own browser
+# download cannot work offline). A CJK font lets screenshots show Chinese text.
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+    echo "installing chromium for the web page tests (apt-get)…"
+    $SUDO apt-get install -y -q chromium fonts-wqy-microhei >/dev/null \
+      || { $SUDO apt-get update -q >/dev/null && \
+           $SUDO apt-get install -y -q chromium fonts-wqy-microhei >/dev/null; } \
+      || echo "warning: could not install chromium; the browser tests will be skipped" >&2
+  else
+    echo "note: install Debian's chromium to run the web page tests" >&2
+  fi
+fi
 echo "ragline is installed in .venv ($(.venv/bin/ragline --version))"
