@@ -68,3 +68,13 @@ def test_torch_generator_without_gguf_names_the_extra(monkeypatch: pytest.Monkey
     _hide(monkeypatch, "gguf")
     with pytest.raises(ModelUnavailableError, match=r"ragline\[llama\]"):
         lm.bundled_torch_gemma()
+
+
+@pytest.mark.parametrize("hidden", ["fastapi", "python_multipart"])
+def test_server_without_its_extra_names_it(monkeypatch: pytest.MonkeyPatch, hidden: str,
+                                           hash_rag: Any) -> None:
+    from ragline.server import create_app
+
+    _hide(monkeypatch, hidden)
+    with pytest.raises(ModelUnavailableError, match=r"ragline\[server\]"):
+        create_app(hash_rag)

@@ -415,3 +415,19 @@ def test_a_chunked_upload_without_content_length_is_stopped_at_the_limit(index: 
         assert r.status_code == 413 and "Traceback" not in r.text
         assert r.json()["error"]["code"] == 413
         assert httpx.get(url + "/health").json()["index"]["documents"] == 3
+
+
+def test_a_streaming_client_that_goes_away_cancels_its_generation(index: Path) -> None:
+    gen = GatedGenerator("z" * 400, delay=0.02)
+    rag = RAG.open(index, generator=gen)
+    with live_server(create_app(rag, ServerConfig())) as url:
+        with httpx.stream("POST", url + "/v1/ask", timeout=30,
+                          json={"question": "capital of France?", "stream": True}) as r:
+            for line in r.iter_lines():
+                if line == "event: token":
+                    break  # the generation is running: hang up
+        assert gen.closed.wait(5)  # stopped long before its 8 s of tokens
+        deadline = time.monotonic() + 5
+        while httpx.get(url + "/health").json()["generation"]["running"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)

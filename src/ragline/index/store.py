@@ -215,6 +215,18 @@ class Store:
                     f"FROM documents d LEFT JOIN passages p ON p.doc_id = d.id {where} "
                     "GROUP BY d.id ORDER BY d.source, d.id", args)]
 
+    def names(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """Display names of documents (see DocumentInfo.name), by id."""
+        ids = list(dict.fromkeys(doc_ids))
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for doc_id, source, meta in self.reader.execute(
+                    f"SELECT id, source, meta FROM documents WHERE id IN ({marks})", chunk):
+                out[doc_id] = json.loads(meta).get("filename") or Path(source).name
+        return out
+
     def counts(self) -> dict[str, int]:
         q = self.reader.execute
         return {"documents": q("SELECT COUNT(*) FROM documents").fetchone()[0],

@@ -130,23 +130,18 @@ class Service:
 
     # ------------------------------------------------------------ JSON
 
-    def names(self, sources: set[str]) -> dict[str, str]:
-        """Display names of sources (uploads are stored under content hashes)."""
-        out = {}
-        for s in sources:
-            docs = self.rag.documents(source=s)
-            out[s] = docs[0].name if docs else s.rsplit("/", 1)[-1]
-        return out
-
     def hits_json(self, hits: Sequence[Hit]) -> dict[str, Any]:
-        """Passages (with their file's name) and the document posteriors: p(z|x) summed over
-        each document's passages."""
-        names = self.names({h.passage.source for h in hits})
-        passages = [{**hit_to_dict(h), "name": names[h.passage.source]} for h in hits]
+        """Passages (with their file's name: uploads are stored under content hashes) and the
+        document posteriors: p(z|x) summed over each document's passages."""
+        names = self.rag.folder.store.names([h.passage.doc_id for h in hits])
+
+        def name(h: Hit) -> str:  # a document deleted since its retrieval keeps its file name
+            return names.get(h.passage.doc_id) or h.passage.source.rsplit("/", 1)[-1]
+
+        passages = [{**hit_to_dict(h), "name": name(h)} for h in hits]
         docs: dict[str, dict[str, Any]] = {}
         for h in hits:
-            d = docs.setdefault(h.passage.doc_id, {"doc_id": h.passage.doc_id,
-                                                   "name": names[h.passage.source],
+            d = docs.setdefault(h.passage.doc_id, {"doc_id": h.passage.doc_id, "name": name(h),
                                                    "source": h.passage.source, "prob": 0.0})
             d["prob"] += h.prob or 0.0
         return {"passages": passages,
