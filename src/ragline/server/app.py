@@ -37,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ragline import __version__
 from ragline.config import ServerConfig, check_model
+from ragline.encode.batching import BatchingEncoder
 from ragline.errors import ConfigError, RaglineError
 from ragline.rag import RAG
 from ragline.retrieve.retriever import check_mode
@@ -83,6 +84,9 @@ class Service:
         self.api_key = api_key or None
         self.queue = GenerationQueue(workers=cfg.workers, max_waiting=cfg.queue_size)
         self.uploads = UploadStore(rag, max_bytes=int(cfg.max_upload_mb * 2**20))
+        # concurrent searches share query-encoder batches (see encode.batching)
+        self.query_encoder = BatchingEncoder(rag.retriever.query_encoder)
+        rag.retriever.query_encoder = self.query_encoder
         self._torch_model = threading.Lock()  # the RAG models share one torch model
 
     # ------------------------------------------------------------ ask
@@ -182,6 +186,7 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.queue.start()
+        service.query_encoder.start()
         if rag.config.model.kind == "concat":
             try:  # load the model now, not on the first question; search works without it
                 await run_in_threadpool(rag.generator.load)
@@ -189,6 +194,7 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
                 log.warning("the generator is not available (%s); /v1/ask will answer 503", e)
         yield
         service.queue.stop()
+        service.query_encoder.stop()
 
     # the body limit also stops a chunked upload that sends no Content-Length
     app = FastAPI(title="ragline", version=__version__, lifespan=lifespan,
@@ -222,8 +228,10 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
 
     @app.get("/health")
     def health() -> dict[str, Any]:
+        enc = service.query_encoder
         return {"status": "ok", "version": __version__, "index": rag.folder.store.counts(),
-                "generation": service.queue.stats()}
+                "generation": service.queue.stats(),
+                "query_encoder": {"queries": enc.queries, "batches": enc.batches}}
 
     @app.get("/v1/search")
     def search(q: str, k: int | None = None, mode: str | None = None,
