@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from conftest import ScriptedGenerator
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -38,26 +40,20 @@ def live_server(app: object) -> Iterator[str]:
         thread.join(10)
 
 
-class GatedGenerator:
+class GatedGenerator(ScriptedGenerator):
     """Streams `reply` one character at a time, each after `delay` seconds, but only once
     `gate` is open: a test holds a generation "running" as long as it likes."""
 
     id = "gated"
 
     def __init__(self, reply: str, delay: float = 0.0, open_: bool = True) -> None:
-        self.reply = reply
+        super().__init__(reply)
         self.delay = delay
         self.gate = threading.Event()
         if open_:
             self.gate.set()
         self.started = threading.Event()
         self.closed = threading.Event()  # the stream was closed before its end (cancelled)
-
-    def load(self) -> None:
-        pass
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
 
     def stream(self, prompt: str, max_tokens: int = 256, stop: Sequence[str] = (),
                temperature: float = 0.0) -> Iterator[str]:
@@ -76,16 +72,13 @@ class GatedGenerator:
                 self.closed.set()
 
 
-class BrokenGenerator:
+class BrokenGenerator(ScriptedGenerator):
     """A generator with a bug: it raises something that is not a RaglineError."""
 
     id = "broken"
 
-    def load(self) -> None:
-        pass
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
+    def __init__(self) -> None:
+        super().__init__("")
 
     def stream(self, prompt: str, max_tokens: int = 256, stop: Sequence[str] = (),
                temperature: float = 0.0) -> Iterator[str]:
