@@ -121,7 +121,9 @@ def test_ask_streams_passages_then_tokens_then_the_answer(client: TestClient) ->
 def test_bad_ask_arguments_are_400_before_anything_is_queued(
         client: TestClient, body: dict[str, Any], needle: str) -> None:
     assert needle in assert_error(client.post("/v1/ask", json=body), 400, "config_error")
-    assert client.get("/health").json()["generation"]["completed"] <= 1
+    with client.stream("POST", "/v1/ask", json={**body, "stream": True}) as r:
+        assert r.status_code == 400  # a stream too fails before its status line
+    assert client.get("/health").json()["generation"]["completed"] == 0
 
 
 def test_malformed_requests_are_422_with_the_same_error_shape(client: TestClient) -> None:
@@ -431,3 +433,10 @@ def test_a_streaming_client_that_goes_away_cancels_its_generation(index: Path) -
         while httpx.get(url + "/health").json()["generation"]["running"]:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def test_the_openapi_document_lists_every_route(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/health", "/v1/search", "/v1/ask", "/v1/documents", "/v1/documents/{doc_id}",
+            "/v1/chat/completions", "/v1/models"} <= set(spec["paths"])
+    assert client.get("/docs").status_code == 200

@@ -72,6 +72,14 @@ def check_model(model: str) -> str:
     return model
 
 
+def check_sampling(max_tokens: int | None, temperature: float | None) -> None:
+    """Per-request overrides of [generation] max_tokens and temperature."""
+    if max_tokens is not None and max_tokens < 1:
+        raise ConfigError(f"max_tokens must be ≥ 1, got {max_tokens}")
+    if temperature is not None and not 0.0 <= temperature <= 2.0:
+        raise ConfigError(f"temperature must be in [0, 2], got {temperature}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The RAG model (torch generator): how `ask --model rag-token|rag-sequence` decodes."""

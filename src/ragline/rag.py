@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragline.config import MODELS, Config, check_model
+from ragline.config import MODELS, Config, check_model, check_sampling
 from ragline.encode import Encoder, SentenceTransformerEncoder, encoder_from_spec, load_encoder
 from ragline.errors import ConfigError, DocumentNotFoundError, IndexCorruptError
 from ragline.generate.base import Generator
@@ -257,10 +257,7 @@ class RAG:
         check_model(model)
         if beams is not None and beams < 1:
             raise ConfigError(f"beams must be ≥ 1, got {beams}")
-        if max_tokens is not None and max_tokens < 1:
-            raise ConfigError(f"max_tokens must be ≥ 1, got {max_tokens}")
-        if temperature is not None and not 0.0 <= temperature <= 2.0:
-            raise ConfigError(f"temperature must be in [0, 2], got {temperature}")
+        check_sampling(max_tokens, temperature)
         max_tokens = g.max_tokens if max_tokens is None else max_tokens
         temperature = g.temperature if temperature is None else temperature
         t0 = time.perf_counter()

@@ -59,6 +59,11 @@ def _row_to_passage(r: sqlite3.Row | tuple) -> tuple[int, Passage]:  # type: ign
                          position=r[7], source=r[8], page=r[9])
 
 
+def _display_name(source: str, meta: str) -> str:
+    """The name an upload was given (kept in meta), else the source's file name."""
+    return json.loads(meta).get("filename") or Path(source).name
+
+
 class Store:
     """`con` is the writer's connection. The query path (passages and vectors by row id,
     counts, the document list) reads through `reader`, one connection per thread, so a search
@@ -208,8 +213,7 @@ class Store:
         """Every document (or those of one source) with its passage count, by source."""
         where, args = ("WHERE d.source = ?", (source,)) if source is not None else ("", ())
         return [DocumentInfo(id=r[0], source=r[1], title=r[2], passages=r[3],
-                             name=json.loads(r[4]).get("filename") or Path(r[1]).name,
-                             added=r[5])
+                             name=_display_name(r[1], r[4]), added=r[5])
                 for r in self.reader.execute(
                     "SELECT d.id, d.source, d.title, COUNT(p.rowid), d.meta, d.added "
                     f"FROM documents d LEFT JOIN passages p ON p.doc_id = d.id {where} "
@@ -224,7 +228,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             for doc_id, source, meta in self.reader.execute(
                     f"SELECT id, source, meta FROM documents WHERE id IN ({marks})", chunk):
-                out[doc_id] = json.loads(meta).get("filename") or Path(source).name
+                out[doc_id] = _display_name(source, meta)
         return out
 
     def counts(self) -> dict[str, int]:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ragline import __version__
-from ragline.config import ServerConfig, check_model
+from ragline.config import ServerConfig, check_model, check_sampling
 from ragline.encode.batching import BatchingEncoder
 from ragline.errors import ConfigError, RaglineError
 from ragline.rag import RAG
@@ -91,11 +91,12 @@ class Service:
 
     # ------------------------------------------------------------ ask
 
-    def retrieve(self, question: str, k: int | None, mode: str | None,
-                 model: str | None) -> Retrieved:
+    def retrieve(self, question: str, k: int | None, mode: str | None, model: str | None,
+                 max_tokens: int | None = None, temperature: float | None = None) -> Retrieved:
         """Check the request and retrieve its passages, before anything is queued."""
         if not question.strip():
             raise ConfigError("the question is empty")
+        check_sampling(max_tokens, temperature)
         model = check_model(self.rag.config.model.kind if model is None else model)
         if mode is not None:
             check_mode(mode)
@@ -243,7 +244,8 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
 
     @app.post("/v1/ask", response_model=None)
     async def ask(req: AskRequest) -> dict[str, Any] | StreamingResponse:
-        r = await run_in_threadpool(service.retrieve, req.question, req.k, req.mode, req.model)
+        r = await run_in_threadpool(service.retrieve, req.question, req.k, req.mode, req.model,
+                                    req.max_tokens, req.temperature)
         job = service.submit(r, req.max_tokens, req.temperature)
         if not req.stream:
             return service.answer_json(await service.answer(job))

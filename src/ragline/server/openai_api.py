@@ -104,8 +104,10 @@ def register(app: FastAPI, service: Service) -> None:
             raise ConfigError("n > 1 is not supported: ragline gives one answer per question")
         model = resolve_model(req.model, rag.config.model.kind)
         question = question_of(req.messages)
-        r = await run_in_threadpool(service.retrieve, question, req.k, req.mode, model)
-        job = service.submit(r, req.max_completion_tokens or req.max_tokens, req.temperature)
+        max_tokens = req.max_completion_tokens or req.max_tokens
+        r = await run_in_threadpool(service.retrieve, question, req.k, req.mode, model,
+                                    max_tokens, req.temperature)
+        job = service.submit(r, max_tokens, req.temperature)
         head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
                 "model": req.model}
         if req.stream:
