@@ -82,7 +82,8 @@ class Service:
         self.rag = rag
         self.cfg = cfg
         self.api_key = api_key or None
-        self.queue = GenerationQueue(workers=cfg.workers, max_waiting=cfg.queue_size)
+        self.queue = GenerationQueue(workers=cfg.workers, max_waiting=cfg.queue_size,
+                                     queue_timeout=cfg.queue_timeout_s, timeout=cfg.timeout_s)
         self.uploads = UploadStore(rag, max_bytes=int(cfg.max_upload_mb * 2**20))
         # concurrent searches share query-encoder batches (see encode.batching)
         self.query_encoder = BatchingEncoder(rag.retriever.query_encoder)
@@ -126,7 +127,7 @@ class Service:
 
     async def answer(self, job: Job) -> Answer:
         answer = None
-        async for item in job.results(self.cfg.queue_timeout_s, self.cfg.timeout_s):
+        async for item in job.results():
             if isinstance(item, Answer):
                 answer = item
         if answer is None:
@@ -282,7 +283,7 @@ async def _ask_events(service: Service, job: Job, hits: Sequence[Hit]) -> AsyncI
     yield sse("passages", service.hits_json(hits))
     yield sse("queued", service.queue.stats())
     try:
-        async for item in job.results(service.cfg.queue_timeout_s, service.cfg.timeout_s):
+        async for item in job.results():
             if isinstance(item, Answer):
                 yield sse("answer", service.answer_json(item))
             else:

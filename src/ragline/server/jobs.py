@@ -7,9 +7,10 @@ raises `QueueFullError` (a 503 with Retry-After). A caller that waits in the que
 its `queue_timeout` gets a 503, one whose generation runs past `timeout` a 504; either way the
 job is dropped, or stopped at its next token if it is running.
 
-    queue = GenerationQueue(workers=1, max_waiting=32); queue.start()
+    queue = GenerationQueue(workers=1, max_waiting=32, queue_timeout=120, timeout=120)
+    queue.start()
     job = queue.submit(lambda: rag.ask_stream(question))
-    async for piece in job.results(queue_timeout=120, timeout=120): ...
+    async for piece in job.results(): ...
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ class GenerationTimeoutError(RaglineError):
 class Job:
     """One generation: `work()` returns an iterable whose items are streamed to the caller."""
 
-    def __init__(self, work: Callable[[], Iterable[Any]], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, work: Callable[[], Iterable[Any]], loop: asyncio.AbstractEventLoop,
+                 queue_timeout: float, timeout: float) -> None:
         self.work = work
+        self.queue_timeout = queue_timeout
+        self.timeout = timeout
         self.cancelled = threading.Event()
         self._loop = loop
         self._items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -75,10 +79,11 @@ class Job:
         except RuntimeError:
             self.cancel()
 
-    async def results(self, queue_timeout: float, timeout: float) -> AsyncIterator[Any]:
+    async def results(self) -> AsyncIterator[Any]:
         """The job's items as they come. Raises BusyError if it does not start within
         `queue_timeout`, GenerationTimeoutError if it runs longer than `timeout`, or what the
         work itself raised. Leaving the loop early (a client that went away) cancels the job."""
+        queue_timeout, timeout = self.queue_timeout, self.timeout
         try:
             try:
                 await asyncio.wait_for(self._started.wait(), queue_timeout)
@@ -107,9 +112,12 @@ class Job:
 
 
 class GenerationQueue:
-    def __init__(self, workers: int = 1, max_waiting: int = 32) -> None:
+    def __init__(self, workers: int = 1, max_waiting: int = 32, queue_timeout: float = 120.0,
+                 timeout: float = 120.0) -> None:
         self.workers = workers
         self.max_waiting = max_waiting
+        self.queue_timeout = queue_timeout
+        self.timeout = timeout
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
         self.waiting = 0
@@ -142,7 +150,7 @@ class GenerationQueue:
                     f"the server is busy: {self.running} generation(s) running and "
                     f"{self.waiting} waiting; try again shortly", retry_after=self.retry_after())
             self.waiting += 1
-        job = Job(work, asyncio.get_running_loop())
+        job = Job(work, asyncio.get_running_loop(), self.queue_timeout, self.timeout)
         self._queue.put(job)
         return job
 

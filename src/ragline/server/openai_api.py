@@ -141,7 +141,7 @@ async def _chunks(service: Service, job: Job, head: dict[str, Any]) -> AsyncIter
     yield chunk({"role": "assistant", "content": ""})
     streamed = ""
     try:
-        async for item in job.results(service.cfg.queue_timeout_s, service.cfg.timeout_s):
+        async for item in job.results():
             if isinstance(item, Answer):
                 if not item.answered and streamed.strip() != item.text:
                     note = f"\n\n→ {item.text} (the draft above is not supported by the passages)"
