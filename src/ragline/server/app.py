@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Request, Response, UploadFile
@@ -142,7 +143,7 @@ class Service:
         names = self.rag.folder.store.names([h.passage.doc_id for h in hits])
 
         def name(h: Hit) -> str:  # a document deleted since its retrieval keeps its file name
-            return names.get(h.passage.doc_id) or h.passage.source.rsplit("/", 1)[-1]
+            return names.get(h.passage.doc_id) or Path(h.passage.source).name
 
         passages = [{**hit_to_dict(h), "name": name(h)} for h in hits]
         docs: dict[str, dict[str, Any]] = {}
@@ -171,8 +172,10 @@ class Service:
             token.strip().encode(), self.api_key.encode())
 
 
-def sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+def sse(data: Any, event: str | None = None) -> str:
+    """One server-sent event: `data` as JSON, under an event name if given."""
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 @cache
@@ -262,11 +265,8 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     async def upload(file: Annotated[UploadFile, File(description="a .txt .md .html .pdf "
                                                                   ".docx .jsonl .csv file")],
                      ) -> dict[str, Any]:
-        data = bytearray()
-        while chunk := await file.read(1 << 20):
-            data += chunk
-            service.uploads.check_size(len(data))
-        return await run_in_threadpool(service.uploads.add, file.filename, bytes(data))
+        # the app's body limit has bounded it; UploadStore.add checks the exact limit
+        return await run_in_threadpool(service.uploads.add, file.filename, await file.read())
 
     @app.delete("/v1/documents/{doc_id}")
     def delete_document(doc_id: str) -> dict[str, Any]:
@@ -280,13 +280,13 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
 
 async def _ask_events(service: Service, job: Job, hits: Sequence[Hit]) -> AsyncIterator[str]:
     """passages (at once, even while queued), queued, token…, then answer, or error."""
-    yield sse("passages", service.hits_json(hits))
-    yield sse("queued", service.queue.stats())
+    yield sse(service.hits_json(hits), "passages")
+    yield sse(service.queue.stats(), "queued")
     try:
         async for item in job.results():
             if isinstance(item, Answer):
-                yield sse("answer", service.answer_json(item))
+                yield sse(service.answer_json(item), "answer")
             else:
-                yield sse("token", {"text": item})
+                yield sse({"text": item}, "token")
     except Exception as e:  # the status line is sent: the error travels as an event
-        yield sse("error", errors.stream_error(e))
+        yield sse(errors.stream_error(e), "error")

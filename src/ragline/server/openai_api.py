@@ -19,7 +19,6 @@ not back a streamed draft, a last content chunk says so, as the CLI does.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -33,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from ragline.config import MODELS
 from ragline.errors import ConfigError
 from ragline.server import errors
+from ragline.server.app import sse
 from ragline.server.errors import ModelNotFoundError
 from ragline.server.jobs import Job
 from ragline.types import Answer
@@ -128,13 +128,9 @@ def _extras(service: Service, answer: Answer) -> dict[str, Any]:
                                              "timings")}}
 
 
-def _data(obj: Any) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
-
-
 async def _chunks(service: Service, job: Job, head: dict[str, Any]) -> AsyncIterator[str]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        return _data({**head, "object": "chat.completion.chunk", **extra,
+        return sse({**head, "object": "chat.completion.chunk", **extra,
                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
                                    "logprobs": None}]})
 
@@ -151,6 +147,6 @@ async def _chunks(service: Service, job: Job, head: dict[str, Any]) -> AsyncIter
                 streamed += item
                 yield chunk({"content": item})
     except Exception as e:  # the openai client raises APIError on an "error" event
-        yield _data(errors.stream_error(e))
+        yield sse(errors.stream_error(e))
         return
     yield "data: [DONE]\n\n"
