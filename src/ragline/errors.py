@@ -5,6 +5,7 @@
     ├── IndexNotFoundError            no index at that path
     ├── IndexMismatchError            index made by another encoder / format version
     ├── IndexCorruptError             a file of the index is damaged
+    ├── IndexBusyError                another process is writing the index
     ├── EmptyIndexError               searching an index with no passages
     ├── DocumentNotFoundError         `rm` of a document that is not in the index
     ├── IngestError                   one file could not be ingested (skipped, others go on)
@@ -38,6 +39,10 @@ class IndexMismatchError(RaglineError):
 
 
 class IndexCorruptError(RaglineError):
+    pass
+
+
+class IndexBusyError(RaglineError):
     pass
 
 

@@ -4,8 +4,12 @@ Commit protocol, so that a kill at any moment leaves the last committed index us
   1. change the store in one SQLite transaction (bumps the store's generation);
   2. write dense.faiss and sparse/ under temporary names and rename them into place;
   3. write manifest.json last, recording the generation the derived files reflect.
-On open, a manifest generation behind the store's means step 2/3 did not finish: the derived
-indexes are rebuilt from the store (vectors and tokens are kept there), never trusted stale.
+On open, a manifest generation behind the store's means step 2/3 did not finish, and a derived
+file that is missing or does not match the size and hash the manifest records was damaged or
+swapped: either way the derived indexes are rebuilt from the store (vectors and tokens are kept
+there), never trusted stale. A missing or empty store is damage nothing can repair: open refuses
+(IndexCorruptError) and writes nothing. Leftovers of a killed writer (temporary files, uploads
+and checkpoints nothing refers to) are removed on the next open that can take the writer lock.
 
     folder = IndexFolder.create(path, encoder_spec, chunk_words=100)
     folder = IndexFolder.open(path)
@@ -14,10 +18,10 @@ indexes are rebuilt from the store (vectors and tokens are kept there), never tr
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -29,29 +33,30 @@ import numpy as np
 
 from ragline import __version__
 from ragline.encode.base import EncoderSpec
-from ragline.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, RaglineError
+from ragline.errors import (
+    IndexBusyError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    RaglineError,
+)
 from ragline.index.atomic import atomic_write_bytes
 from ragline.index.dense import DenseSpec, FaissIndex, IVFPQIndex, load_dense, make_dense
+from ragline.index.manifest import FORMAT_VERSION, fingerprint, matches, read_manifest
 from ragline.index.rwlock import RWLock
 from ragline.index.sparse import BM25Index
-from ragline.index.store import Store
+from ragline.index.store import Store, is_blank, source_key
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 TOKENIZER_ID = "ragline-1"  # lower-case, snowball-english, jieba search mode; see ragline.text
 MANIFEST = "manifest.json"
 STORE = "store.sqlite"
 DENSE = "dense.faiss"
 SPARSE = "sparse"
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+UPLOADS = "uploads"      # files the server received, stored under their content hash
+CHECKPOINTS = "model"    # trained models (ragline.model.train), the manifest names the live one
+_STORE_FILES = {STORE, f"{STORE}-wal", f"{STORE}-shm", ".lock"}
 
 
 class IndexFolder:
@@ -69,7 +74,10 @@ class IndexFolder:
         self.dense: FaissIndex | None = None
         self.sparse: BM25Index | None = None
         self.searching = RWLock()
-        self._writer = threading.Lock()  # writers of this process queue; other processes fail
+        # writers of this process queue (re-entrant for the thread that holds it); other
+        # processes fail at once
+        self._writer = threading.RLock()
+        self._writer_depth = 0
 
     @property
     def encoder_spec(self) -> EncoderSpec:
@@ -93,8 +101,14 @@ class IndexFolder:
         if path.exists() and not path.is_dir():
             raise RaglineError(f"{path} exists and is not a folder")
         if path.is_dir() and any(path.iterdir()):
-            raise RaglineError(f"{path} is a non-empty folder without a ragline index; "
-                               "choose an empty or new folder")
+            if not _interrupted_creation(path):
+                if (path / STORE).exists():
+                    raise _no_manifest(path)
+                raise RaglineError(f"{path} is a non-empty folder without a ragline index; "
+                                   "choose an empty or new folder")
+            log.warning("%s: finishing an index creation that was interrupted", path)
+            for name in _STORE_FILES:
+                (path / name).unlink(missing_ok=True)
         path.mkdir(parents=True, exist_ok=True)
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         manifest = {
@@ -106,7 +120,7 @@ class IndexFolder:
             "generation": -1, "counts": {}, "files": {}, "created": now, "updated": now,
         }
         folder = cls(path, manifest)
-        folder.store.open()
+        folder.store.open(create=True)
         folder.dense = make_dense(folder.dense_spec, encoder.dim)
         folder.sparse = BM25Index.build([], [])
         folder.persist()
@@ -116,24 +130,36 @@ class IndexFolder:
     def open(cls, path: Path, expect_encoder: str | None = None) -> IndexFolder:
         mpath = path / MANIFEST
         if not mpath.is_file():
-            if path.is_dir() and (path / STORE).exists():
-                raise IndexCorruptError(f"{path}: manifest.json is missing; the index cannot be read")
+            if path.is_dir() and (path / STORE).exists() and not _interrupted_creation(path):
+                raise _no_manifest(path)
             raise IndexNotFoundError(
                 f"no ragline index at {path}; create one with: ragline index FILES --index {path}")
-        try:
-            manifest = json.loads(mpath.read_text("utf-8"))
-        except (OSError, ValueError) as e:
-            raise IndexCorruptError(f"{mpath}: unreadable manifest ({e})") from None
-        if manifest.get("format") != FORMAT_VERSION:
-            raise IndexMismatchError(
-                f"{path}: index format {manifest.get('format')} is not supported by ragline "
-                f"{__version__} (format {FORMAT_VERSION}); rebuild the index")
-        folder = cls(path, manifest)
+        folder = cls(path, read_manifest(mpath))
         if expect_encoder is not None:
             folder.check_encoder(expect_encoder)
         folder.store.open()
-        folder._load_derived()
+        try:
+            folder._check_store()
+            folder._load_derived()
+        except BaseException:
+            folder.close()
+            raise
         return folder
+
+    def _check_store(self) -> None:
+        """The store must be the one this manifest describes."""
+        have = self.store.vector_bytes()
+        if have is not None and have != 4 * self.encoder_spec.dim:
+            raise IndexCorruptError(
+                f"{self.path}: the manifest says {self.encoder_spec.dim}-d vectors but the store "
+                f"holds {have // 4}-d ones; manifest.json does not belong to this store. Restore "
+                "it from a backup or rebuild the index")
+        gen = self.store.generation
+        if self.manifest["generation"] > gen:
+            # a crash can leave the store ahead of the manifest, never behind it
+            log.warning("%s: the store (generation %s) is older than the search indexes "
+                        "(generation %s): it was replaced or restored; rebuilding them from it",
+                        self.path, gen, self.manifest["generation"])
 
     def check_encoder(self, encoder_id: str) -> None:
         have = self.encoder_spec.id
@@ -146,22 +172,81 @@ class IndexFolder:
                 f"--encoder {have} or build a new index")
 
     def _load_derived(self) -> None:
-        spec = self.encoder_spec
+        """Load dense.faiss and sparse/ if they are the files the manifest vouches for and
+        reflect the store's last commit; otherwise rebuild them from the store and, when no
+        other process is writing, save them (so the next open need not rebuild). Leftovers of
+        killed writers are removed under the same lock."""
         gen = self.store.generation
-        if self.manifest.get("generation") == gen:
-            try:
-                self.dense = load_dense(self.path / DENSE, self.dense_spec, spec.dim)
-                self.sparse = BM25Index.load(self.path / SPARSE)
-                if self.dense.ntotal == self.sparse.ntotal == self.store.counts()["passages"]:
-                    return
-                log.warning("%s: derived indexes disagree with the store; rebuilding", self.path)
-            except IndexCorruptError as e:
-                log.warning("%s; rebuilding it from the store", e)
-        else:
+        if self.manifest["generation"] == gen:
+            why = self._derived_damage()
+            if why is None:
+                try:
+                    self.dense = load_dense(self.path / DENSE, self.dense_spec,
+                                            self.encoder_spec.dim)
+                    self.sparse = BM25Index.load(self.path / SPARSE)
+                    n = self.store.counts()["passages"]
+                    if self.dense.ntotal == self.sparse.ntotal == n:
+                        self._tidy_if_free()
+                        return
+                    why = "the search indexes disagree with the store"
+                except IndexCorruptError as e:
+                    why = str(e)
+            log.warning("%s: %s; rebuilding the search indexes from the store", self.path, why)
+        elif self.manifest["generation"] < gen:
             log.warning("%s: last write was interrupted (generation %s, store %s); rebuilding "
                         "the search indexes from the store", self.path,
-                        self.manifest.get("generation"), gen)
+                        self.manifest["generation"], gen)
         self.rebuild()
+        try:
+            with self.write_lock():
+                if self.store.generation == gen:  # nobody committed meanwhile
+                    self.persist()
+                self._tidy()
+        except IndexBusyError:
+            pass  # the writer will persist its own state
+        except OSError as e:  # a read-only folder: search from memory, repair next time
+            log.warning("%s: could not save the rebuilt search indexes (%s)", self.path, e)
+
+    def _derived_damage(self) -> str | None:
+        """Why dense.faiss or sparse/ cannot be trusted, or None."""
+        files = self.manifest.get("files") or {}
+        for name, record in files.items():
+            if not matches(record, self.path / name):
+                what = "missing" if not (self.path / name).exists() else "not the file it recorded"
+                return f"{name} is {what} (size and sha256 in manifest.json)"
+        if not (self.path / DENSE).is_file() or not (self.path / SPARSE).is_dir():
+            return "a search index file is missing"
+        return None
+
+    def _tidy_if_free(self) -> None:
+        try:
+            with self.write_lock():
+                self._tidy()
+        except (IndexBusyError, OSError):
+            pass
+
+    def _tidy(self) -> None:
+        """Remove what killed writers left behind (call under the writer lock): temporary
+        files and folders of atomic writes, uploads that no committed source refers to, and
+        checkpoints the manifest does not name."""
+        for p in self.path.iterdir():
+            if p.name.startswith(".") and p.name.endswith((".tmp", ".old")):
+                _remove(p)
+        uploads = self.path / UPLOADS
+        if uploads.is_dir():
+            known = self.store.source_paths()
+            for p in uploads.iterdir():
+                if source_key(p) not in known:
+                    _remove(p)
+        checkpoints = self.path / CHECKPOINTS
+        if checkpoints.is_dir():
+            trained = self.manifest.get("trained") or {}
+            live = {str(part.get("path", "")).split("/")[1]
+                    for part in (trained, trained.get("generator"), trained.get("question_encoder"))
+                    if isinstance(part, dict) and str(part.get("path", "")).count("/") >= 1}
+            for p in checkpoints.iterdir():
+                if p.name not in live:
+                    _remove(p)
 
     # ------------------------------------------------------------ derived indexes
 
@@ -211,12 +296,12 @@ class IndexFolder:
         gen = self.store.generation
         self.dense.save(self.path / DENSE)
         self.sparse.save(self.path / SPARSE)
-        dense_path = self.path / DENSE
+        derived = [self.path / DENSE, *sorted(f for f in (self.path / SPARSE).rglob("*")
+                                              if f.is_file())]
         self.manifest.update({
             "generation": gen, "ragline_version": __version__,
             "counts": self.store.counts(),
-            "files": {DENSE: {"bytes": dense_path.stat().st_size,
-                              "sha256": _file_sha256(dense_path)}},
+            "files": {f.relative_to(self.path).as_posix(): fingerprint(f) for f in derived},
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
         self.save_manifest()
@@ -252,18 +337,65 @@ class IndexFolder:
     @contextmanager
     def write_lock(self) -> Iterator[None]:
         """One writer at a time per index folder: another thread of this process waits its
-        turn, another process gets an error at once (readers never wait). Not reentrant."""
+        turn, another process gets IndexBusyError at once (readers never wait). Re-entrant
+        for the thread that holds it."""
         with self._writer:
+            if self._writer_depth:
+                self._writer_depth += 1
+                try:
+                    yield
+                finally:
+                    self._writer_depth -= 1
+                return
             fd = os.open(self.path / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    raise RaglineError(f"{self.path} is being written by another process; "
-                                       "wait for it to finish") from None
-                yield
+                    raise IndexBusyError(f"{self.path} is being written by another process; "
+                                          "wait for it to finish") from None
+                self._writer_depth = 1
+                try:
+                    yield
+                finally:
+                    self._writer_depth = 0
             finally:
                 os.close(fd)
 
     def close(self) -> None:
         self.store.close()
+
+
+def _no_manifest(path: Path) -> IndexCorruptError:
+    return IndexCorruptError(f"{path}: manifest.json is missing; the index cannot be read. "
+                             "Restore it from a backup, or move the folder away and index your "
+                             "files again")
+
+
+def _interrupted_creation(path: Path) -> bool:
+    """A folder where `create` was killed before its first manifest: a store with no
+    documents, and nothing else of the user's."""
+    names = {p.name for p in path.iterdir()}
+    if STORE not in names or MANIFEST in names:
+        return False
+    if any(n not in _STORE_FILES and not (n.startswith(".") and n.endswith((".tmp", ".old")))
+           for n in names):
+        return False
+    if is_blank(path / STORE):
+        return True  # killed before the schema was written
+    store = Store(path / STORE)
+    try:
+        store.open()
+        return bool(store.counts()["documents"] == 0)
+    except IndexCorruptError:
+        return False
+    finally:
+        store.close()
+
+
+def _remove(p: Path) -> None:
+    log.info("removing leftover %s", p)
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ keeps its vector and its BM25 tokens. Every change happens in one transaction an
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -19,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -52,6 +54,30 @@ class SourceRecord:
     path: str
     sha256: str
     size: int
+
+
+def is_blank(path: Path) -> bool:
+    """An empty file, or an SQLite database without tables (a store killed at its creation)."""
+    try:
+        if path.stat().st_size == 0:
+            return True
+        con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            return con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+        finally:
+            con.close()
+    except (OSError, sqlite3.DatabaseError):
+        return False
+
+
+def source_key(path: Path) -> str:
+    """How the store names a source file: its resolved path, with bytes that are not UTF-8
+    (a file name from another locale) written as \\xNN, since SQLite text must be UTF-8."""
+    try:
+        full = path.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop has no resolved path
+        full = path.absolute()
+    return os.fsencode(full).decode("utf-8", "backslashreplace")
 
 
 def _row_to_passage(r: sqlite3.Row | tuple) -> tuple[int, Passage]:  # type: ignore[type-arg]
@@ -97,17 +123,45 @@ class Store:
             self._local.con = con
         return con
 
-    def open(self) -> None:
+    def open(self, create: bool = False) -> None:
+        """Open the store; only `create` may make a new one. An existing index whose store is
+        missing, empty or not a ragline store is damaged (IndexCorruptError), never silently
+        replaced by an empty store: it holds the documents, nothing else can restore them."""
+        if not create and not self.path.is_file():
+            raise IndexCorruptError(
+                f"{self.path} is missing: it holds the index's documents and passages, and the "
+                "search indexes beside it cannot restore them. Restore store.sqlite from a "
+                f"backup, or move {self.path.parent} away and index your files again")
         try:
-            con = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+            # mode=rw: never create the file by accident; the schema is checked before any write
+            con = sqlite3.connect(f"file:{quote(str(self.path))}?mode={'rwc' if create else 'rw'}",
+                                  uri=True, timeout=30, isolation_level=None,
                                   check_same_thread=False)
-            con.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-            con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a crash
-            con.execute("PRAGMA foreign_keys=ON")
-            con.executescript(SCHEMA)
+            try:
+                if not create:
+                    self._check_schema(con)
+                con.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+                con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a crash
+                con.execute("PRAGMA foreign_keys=ON")
+                con.executescript(SCHEMA)
+            except BaseException:
+                con.close()
+                raise
         except sqlite3.DatabaseError as e:
-            raise IndexCorruptError(f"{self.path}: not a readable ragline store ({e})") from None
+            raise IndexCorruptError(f"{self.path}: not a readable ragline store ({e}); restore it "
+                                    "from a backup, or index your files again into a new "
+                                    "folder") from None
         self._con = con
+
+    def _check_schema(self, con: sqlite3.Connection) -> None:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = {"meta", "sources", "documents", "passages"} - tables
+        if missing:
+            what = "empty" if not tables else f"lacks the table(s) {', '.join(sorted(missing))}"
+            raise IndexCorruptError(
+                f"{self.path} is {what}: it should hold the index's documents and passages. "
+                f"Restore store.sqlite from a backup, or move {self.path.parent} away and index "
+                "your files again")
 
     def close(self) -> None:
         with self._readers_lock:
@@ -273,6 +327,14 @@ class Store:
             vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
             yield ids, vecs
             last = int(ids[-1])
+
+    def vector_bytes(self) -> int | None:
+        """The byte length of a stored vector (4·dim), or None when the store holds none."""
+        row = self.con.execute("SELECT length(vector) FROM passages LIMIT 1").fetchone()
+        return int(row[0]) if row else None
+
+    def source_paths(self) -> set[str]:
+        return {r[0] for r in self.con.execute("SELECT path FROM sources")}
 
     def iter_tokens(self) -> Iterator[tuple[int, list[str]]]:
         for rowid, toks in self.con.execute("SELECT rowid, tokens FROM passages ORDER BY rowid"):
