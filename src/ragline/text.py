@@ -34,6 +34,23 @@ _ABBREVIATIONS = frozenset(
 )
 
 
+# Lone UTF-16 surrogates: what Python makes of bytes that are not UTF-8 in argv or a file name
+# (surrogateescape), and what a JSON "\\udcff" escape decodes to. No encoder, tokenizer or
+# SQLite column takes them.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def invalid_char(text: str) -> int | None:
+    """The position of the first character that is not valid Unicode text, or None."""
+    m = _SURROGATE_RE.search(text)
+    return m.start() if m else None
+
+
+def scrub(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD, as a UTF-8 decoder would."""
+    return _SURROGATE_RE.sub("\ufffd", text)
+
+
 def has_cjk(text: str) -> bool:
     return CJK_RE.search(text) is not None
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ragline.errors import UnreadableFileError, UnsupportedFileError, missing_extra
+from ragline.text import scrub
 from ragline.types import Document
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,58 @@ _BLOCK_TAGS = ("p", "div", "section", "article", "main", "h1", "h2", "h3", "h4",
                "figcaption")
 
 
+# HTML parsers scan the stack of open elements for many start tags, so a page of nested
+# <div>s parses in time quadratic in its depth (1.1 MB of them: 47 s). Browsers cap the tree
+# depth (Blink at 512); tags deeper than this are dropped before parsing, their text kept.
+MAX_HTML_DEPTH = 256
+_TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^>]*?(/?)>")
+# elements that never hold content, and those whose end tag may be left out (a new one closes
+# the last): neither deepens the tree in a parser, so neither is counted
+_FLAT_TAGS = frozenset("area base br col embed hr img input link meta source track wbr "
+                       "p li dt dd tr td th option optgroup rb rt rp thead tbody tfoot "
+                       "colgroup caption".split())
+
+
+def limit_depth(html: str, max_depth: int = MAX_HTML_DEPTH) -> str:
+    """`html` with tags nested deeper than `max_depth` removed (one linear pass)."""
+    depth = deepest = 0
+    for m in _TAG_RE.finditer(html):  # most pages: measure only, change nothing
+        if m.group(2).lower() in _FLAT_TAGS or m.group(3):
+            continue
+        depth = max(0, depth - 1) if m.group(1) else depth + 1
+        deepest = max(deepest, depth)
+    if deepest <= max_depth:
+        return html
+    out: list[str] = []
+    last = depth = 0
+    dropped: Counter[str] = Counter()  # open tags dropped, by name: their end tags go too
+    for m in _TAG_RE.finditer(html):
+        name = m.group(2).lower()
+        if name in _FLAT_TAGS or m.group(3):
+            continue
+        if m.group(1):  # an end tag
+            if dropped[name]:
+                dropped[name] -= 1
+            else:
+                depth = max(0, depth - 1)
+                continue
+        elif depth < max_depth:
+            depth += 1
+            continue
+        else:
+            dropped[name] += 1
+        out.append(html[last:m.start()])
+        out.append(" ")
+        last = m.end()
+    out.append(html[last:])
+    return "".join(out)
+
+
 def html_to_text(html: str) -> tuple[str, str]:
     """(text, title) of an HTML page: no markup, no scripts or navigation, blocks on their own lines."""
     from selectolax.lexbor import LexborHTMLParser
 
-    tree = LexborHTMLParser(html)
+    tree = LexborHTMLParser(limit_depth(html))
     title_node = tree.css_first("title") or tree.css_first("h1")
     title = " ".join(title_node.text().split()) if title_node else ""
     for tag in _DROP_TAGS:
@@ -140,7 +188,7 @@ def load_pdf(data: bytes, name: str) -> list[Document]:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise UnreadableFileError(f"{name}: PDF is password-protected; decrypt it first")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = [scrub(page.extract_text() or "") for page in reader.pages]
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
     except UnreadableFileError:
         raise
@@ -233,8 +281,10 @@ def _row_to_document(row: dict[str, Any], name: str, line: int) -> Document | No
         text_val = " ".join(str(t).strip() for t in text_val)
     if not isinstance(text_val, str) or not text_val.strip():
         return None
-    title = next((str(row[k]) for k in _TITLE_KEYS if row.get(k)), "")
-    doc_id = next((str(row[k]) for k in _ID_KEYS if row.get(k) not in (None, "")), None)
+    # JSON may escape lone surrogates ("\\udcff"), which no tokenizer or SQLite column takes
+    text_val = scrub(text_val)
+    title = scrub(next((str(row[k]) for k in _TITLE_KEYS if row.get(k)), ""))
+    doc_id = next((scrub(str(row[k])) for k in _ID_KEYS if row.get(k) not in (None, "")), None)
     text = " ".join(text_val.split()) if "\n" not in text_val.strip() else text_val.strip()
     doc = Document.from_text(text, source=name, title=title.strip(), meta={"row": line})
     if doc_id is not None:
@@ -271,7 +321,7 @@ def load_jsonl(data: bytes, name: str) -> list[Document]:
             if line.strip():
                 try:
                     yield i, json.loads(line)
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # malformed, or nested past the stack
                     yield i, None
 
     return _rows_to_documents(rows(), name)

@@ -10,9 +10,11 @@ Re-ingesting an unchanged file (same sha256) is a no-op; a bad file is skipped a
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 from ragline.encode.base import Encoder
 from ragline.errors import IngestError
 from ragline.index.folder import IndexFolder
-from ragline.index.store import SourceRecord
+from ragline.index.store import SourceRecord, source_key
 from ragline.ingest.chunk import chunk_document
 from ragline.ingest.loaders import LOADERS, load_file
 from ragline.text import tokenize
@@ -61,13 +63,28 @@ def _is_index_folder(path: Path) -> bool:
     return (path / "manifest.json").is_file() and (path / "store.sqlite").is_file()
 
 
+def _not_a_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a document (a FIFO would block forever, a device never
+    ends, a symlink loop has no target), or None for a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return f"cannot read ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    return f"{kind}, not a regular file"
+
+
 def discover(paths: Iterable[Path], report: IngestReport) -> list[Path]:
-    """Files named, and files under folders named (recursively, hidden ones skipped)."""
+    """Regular files named, and those under folders named (recursively, hidden ones skipped).
+    Anything else (pipes, devices, broken links, link loops) is skipped and reported."""
     files: list[Path] = []
     for p in paths:
-        if not p.exists():
-            report.missing.append(str(p))
-        elif p.is_dir():
+        if p.is_dir():
             for root, dirs, names in os.walk(p):
                 if _is_index_folder(Path(root)):
                     dirs[:] = []  # never ingest a ragline index (this one or another)
@@ -80,17 +97,28 @@ def discover(paths: Iterable[Path], report: IngestReport) -> list[Path]:
                     if f.suffix.lower() in LOADERS:
                         files.append(f)
                     else:
-                        report.ignored.append(str(f))
-        else:
+                        report.ignored.append(display_path(f))
+        elif os.path.lexists(p):
             files.append(p)
+        else:
+            report.missing.append(display_path(p))
     seen: set[Path] = set()
     unique = []
     for f in files:
+        why = _not_a_file(f)
+        if why is not None:
+            report.skipped.append((display_path(f), why))
+            continue
         r = f.resolve()
         if r not in seen:
             seen.add(r)
             unique.append(f)
     return unique
+
+
+def display_path(path: str | Path) -> str:
+    """A path as text that can always be printed and stored (bytes that are not UTF-8 as \\xNN)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
@@ -105,11 +133,11 @@ def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
     claimed: dict[str, str] = {}  # doc id → source, for documents pending in this run
 
     for f in tqdm(files, desc="reading", unit="file", disable=not progress or len(files) < 2):
-        source = str(f.resolve())
+        source = source_key(f)
         try:
             data = f.read_bytes()
         except OSError as e:
-            report.skipped.append((str(f), f"cannot read ({e.strerror})"))
+            report.skipped.append((display_path(f), f"cannot read ({e.strerror})"))
             continue
         rec = SourceRecord(path=source, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
         old = store.source(source)
@@ -117,9 +145,18 @@ def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
             report.unchanged.append(source)
             continue
         try:
-            docs = load_file(f, data)
+            docs = load_file(Path(display_path(f)), data)
         except IngestError as e:  # unsupported, empty, binary, corrupt: skip, report, go on
-            report.skipped.append((str(f), str(e).split(": ", 1)[-1]))
+            report.skipped.append((display_path(f), str(e).split(": ", 1)[-1]))
+            continue
+        except RecursionError:
+            report.skipped.append((display_path(f), "nested too deeply to parse"))
+            continue
+        except Exception as e:  # a parser's own failure on a malformed file: skip it, go on
+            log.debug("%s: loader failed", f, exc_info=True)
+            report.skipped.append((display_path(f), f"corrupt or unreadable "
+                                   f"{f.suffix.lstrip('.').upper() or 'file'} "
+                                   f"({_kind(e)}: {_first_line(e)})"))
             continue
         name = (names or {}).get(f)
         docs = [Document(id=d.id, source=source, text=d.text, title=d.title,
@@ -146,6 +183,18 @@ def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
         folder.rebuild_sparse(progress=False)
         folder.persist()
     return report
+
+
+def _kind(e: BaseException) -> str:
+    """The exception's class name; with its module when the name alone says nothing
+    (zlib.error)."""
+    name = type(e).__name__
+    return f"{type(e).__module__}.{name}" if name.islower() else name
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().split("\n", 1)[0]
+    return text[:200] if text else "no details"
 
 
 def _embed_and_commit(folder: IndexFolder, encoder: Encoder, pending: list[_Pending], total: int,
