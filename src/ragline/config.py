@@ -72,10 +72,15 @@ def check_model(model: str) -> str:
     return model
 
 
-def check_sampling(max_tokens: int | None, temperature: float | None) -> None:
-    """Per-request overrides of [generation] max_tokens and temperature."""
+def check_sampling(max_tokens: int | None, temperature: float | None,
+                   n_ctx: int | None = None) -> None:
+    """Per-request overrides of [generation] max_tokens and temperature. With `n_ctx`, the
+    answer must leave at least half of the context window to the prompt."""
     if max_tokens is not None and max_tokens < 1:
         raise ConfigError(f"max_tokens must be ≥ 1, got {max_tokens}")
+    if max_tokens is not None and n_ctx is not None and max_tokens > n_ctx // 2:
+        raise ConfigError(f"max_tokens must be ≤ {n_ctx // 2} (half of the model's context of "
+                          f"{n_ctx} tokens), got {max_tokens}")
     if temperature is not None and not 0.0 <= temperature <= 2.0:
         raise ConfigError(f"temperature must be in [0, 2], got {temperature}")
 

@@ -21,10 +21,11 @@ from ragline.generate.citations import CitationStream, best_span, is_refusal, su
 from ragline.generate.prompts import STOP, not_found_message, rag_prompt
 from ragline.index.dense import DenseSpec
 from ragline.index.folder import IndexFolder
+from ragline.index.store import source_key
 from ragline.ingest.pipeline import IngestReport, ingest_paths
 from ragline.retrieve.rerank import load_reranker
-from ragline.retrieve.retriever import Retriever
-from ragline.text import tokenize
+from ragline.retrieve.retriever import Retriever, check_k, check_query
+from ragline.text import invalid_char, tokenize
 from ragline.types import Answer, Citation, DocumentInfo, Hit
 
 if TYPE_CHECKING:  # torch loads only when the RAG model is used
@@ -33,6 +34,10 @@ if TYPE_CHECKING:  # torch loads only when the RAG model is used
     from ragline.model.train import TrainConfig, TrainResult
 
 log = logging.getLogger(__name__)
+
+# RAG-Token and RAG-Sequence run the generator over every passage (k × beams sequences): the
+# paper trains with 5–10 and decodes with up to 50.
+MAX_RAG_K = 50
 
 
 def make_generator(cfg: Config) -> Generator:
@@ -160,10 +165,10 @@ class RAG:
 
     def remove(self, target: str) -> list[str]:
         """Remove a document by id, or every document of a source file; returns the doc ids."""
-        if self.folder.store.has_document(target):
-            return self.remove_documents([target])
+        if invalid_char(target) is None and self.folder.store.has_document(target):
+            return self.remove_documents([target])  # else a path (its bytes need not be UTF-8)
         store = self.folder.store
-        source = str(Path(target).expanduser().resolve())
+        source = source_key(Path(target).expanduser())
         with self.folder.write_lock():
             doc_ids = store.document_ids_of_source(source)
             if not doc_ids and store.source(source) is None:
@@ -253,11 +258,8 @@ class RAG:
         queues the generation). `max_tokens` and `temperature` override the config for the
         concat model; the RAG models decode by beam search with their own `max_new_tokens`."""
         g = self.config.generation
-        model = self.config.model.kind if model is None else model
-        check_model(model)
-        if beams is not None and beams < 1:
-            raise ConfigError(f"beams must be ≥ 1, got {beams}")
-        check_sampling(max_tokens, temperature)
+        model = self.check_ask(question, k, model, beams, max_tokens, temperature,
+                               len(hits) if hits is not None else None)
         max_tokens = g.max_tokens if max_tokens is None else max_tokens
         temperature = g.temperature if temperature is None else temperature
         t0 = time.perf_counter()
@@ -308,6 +310,23 @@ class RAG:
         cites = tuple(stream.citations[n] for n in sorted(stream.citations))
         yield Answer(question, text, cites, tuple(hits), answered=True, timings=timings)
 
+    def check_ask(self, question: str, k: int | None = None, model: str | None = None,
+                  beams: int | None = None, max_tokens: int | None = None,
+                  temperature: float | None = None, n_hits: int | None = None) -> str:
+        """Check an ask request before any work is done; returns the model it uses."""
+        model = check_model(self.config.model.kind if model is None else model)
+        if beams is not None and beams < 1:
+            raise ConfigError(f"beams must be ≥ 1, got {beams}")
+        check_query(question, "question")
+        check_sampling(max_tokens, temperature, self.config.generation.n_ctx)
+        if k is not None:
+            check_k(k)
+        passages = n_hits if n_hits is not None else k
+        if model != "concat" and passages is not None and passages > MAX_RAG_K:
+            raise ConfigError(f"the RAG models read each passage separately; k must be ≤ "
+                              f"{MAX_RAG_K} for {model}, got {passages}")
+        return model
+
     def _ask_rag_model(self, question: str, hits: list[Hit], model: str, beams: int | None,
                        timings: dict[str, float], t0: float) -> Answer:
         m = self.config.model
@@ -340,6 +359,9 @@ class RAG:
         """log p(y|x) of a given answer under each model, over the same retrieved passages."""
         for name in models:
             check_model(name)
+        if k is not None and k > MAX_RAG_K:
+            raise ConfigError(f"the RAG models read each passage separately; k must be ≤ "
+                              f"{MAX_RAG_K}, got {k}")
         hits = self.search(question, k=k, mode=mode)
         if not hits:
             raise ConfigError("nothing was retrieved for the question")

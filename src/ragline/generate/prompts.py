@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ragline.errors import ConfigError
 from ragline.text import has_cjk
 from ragline.types import Hit
 
@@ -44,23 +45,50 @@ def format_passage(n: int, hit: Hit, max_chars: int | None = None) -> str:
 
 def rag_prompt(question: str, hits: list[Hit],
                count_tokens: Callable[[str], int] | None = None, budget: int = 3000) -> str:
-    """The prompt; passages are shortened, lowest-ranked first, until it fits `budget` tokens."""
+    """The prompt. With `count_tokens`, it fits `budget` tokens: passages go in by rank, each
+    counted once (linear in k, however many were retrieved); the one that crosses the budget
+    is cut, the rest are left out. A question too long to leave room for one passage is a
+    ConfigError."""
     template = _ZH if has_cjk(question) else _EN
-    limits: list[int | None] = [None] * len(hits)
+    q = question.strip()
+    if count_tokens is None:
+        body = "\n\n".join(format_passage(i + 1, h) for i, h in enumerate(hits))
+        return template.format(passages=body, question=q)
+    base = count_tokens("")  # what every count includes (a BOS token)
+    left = budget - count_tokens(template.format(passages="", question=q))
+    if left < _MIN_PASSAGE_TOKENS:
+        raise ConfigError(
+            f"the question is too long for the model's context: it leaves {max(0, left)} of "
+            f"{budget} prompt tokens for passages; shorten it (or raise generation.n_ctx)")
+    shown: list[tuple[Hit, int | None]] = []  # (hit, characters kept; None: all)
+    for h in hits:
+        cost = count_tokens(format_passage(len(shown) + 1, h)) - base + _SEPARATOR_TOKENS
+        if cost > left:
+            if left >= _MIN_PASSAGE_TOKENS:  # cut the text in proportion to what is left
+                keep = int(len(h.passage.text) * (left - _SEPARATOR_TOKENS) / cost * 0.9)
+                shown.append((h, max(1, keep)))
+            break
+        shown.append((h, None))
+        left -= cost
 
     def build() -> str:
-        body = "\n\n".join(format_passage(i + 1, h, limits[i]) for i, h in enumerate(hits))
-        return template.format(passages=body, question=question.strip())
+        body = "\n\n".join(format_passage(i + 1, h, cut) for i, (h, cut) in enumerate(shown))
+        return template.format(passages=body, question=q)
 
     prompt = build()
-    if count_tokens is None:
-        return prompt
-    for i in reversed(range(len(hits))):
-        if count_tokens(prompt) <= budget:
-            break
-        limits[i] = 200
+    # tokens at the joins can differ from the sum of the parts: trim while it is over
+    while count_tokens(prompt) > budget and shown:
+        h, cut = shown[-1]
+        if len(shown) > 1 or (cut is not None and cut < 2):
+            shown.pop()
+        else:
+            shown[-1] = (h, (cut or len(h.passage.text)) // 2)
         prompt = build()
     return prompt
+
+
+_MIN_PASSAGE_TOKENS = 48  # less than this shows the model no passage worth reading
+_SEPARATOR_TOKENS = 2     # the blank line between passages
 
 
 # a base model goes on to invent the next question or passage; these end the answer there

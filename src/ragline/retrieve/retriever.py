@@ -19,7 +19,7 @@ from ragline.errors import ConfigError, EmptyIndexError
 from ragline.index.folder import IndexFolder
 from ragline.retrieve.fusion import rrf, softmax, top, weighted
 from ragline.retrieve.rerank import Reranker
-from ragline.text import tokenize
+from ragline.text import invalid_char, tokenize
 from ragline.types import Hit, Passage
 
 Mode = Literal["dense", "bm25", "hybrid", "weighted"]
@@ -28,10 +28,29 @@ MODES: tuple[str, ...] = ("dense", "bm25", "hybrid", "weighted")
 _Ranked = list[tuple[int, float]]  # (passage row id, score), best first
 
 
+MAX_K = 1000                # passages one query may ask for (eval's recall@100 needs 100)
+MAX_QUERY_CHARS = 4000      # a question, not a document: longer ones cannot fit a prompt
+
+
 def check_k(k: int) -> int:
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ConfigError(f"k must be an integer ≥ 1, got {k!r}")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise ConfigError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
     return k
+
+
+def check_query(query: str, what: str = "query") -> str:
+    """A query or question must be non-empty text of at most MAX_QUERY_CHARS characters."""
+    if not isinstance(query, str) or not query.strip():
+        raise ConfigError(f"the {what} is empty")
+    bad = invalid_char(query)
+    if bad is not None:
+        raise ConfigError(f"the {what} is not valid text: character {bad + 1} is U+"
+                          f"{ord(query[bad]):04X}, a byte that is not UTF-8; send or type it as "
+                          "UTF-8 (check the terminal's encoding)")
+    if len(query) > MAX_QUERY_CHARS:
+        raise ConfigError(f"the {what} has {len(query):,} characters; at most "
+                          f"{MAX_QUERY_CHARS:,} are allowed")
+    return query
 
 
 def check_mode(mode: str) -> str:
@@ -77,8 +96,8 @@ class Retriever:
         `rerank=False` skips a configured reranker."""
         check_k(k)
         check_mode(mode)
-        if any(not q.strip() for q in queries):
-            raise ConfigError("the query is empty")
+        for q in queries:
+            check_query(q)
         self._check_not_empty()
         reranker = self.reranker if rerank else None
         depth = max(k, self.rerank_depth) if reranker else k
