@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ragline import __version__
-from ragline.config import ServerConfig, check_model, check_sampling
+from ragline.config import ServerConfig
 from ragline.encode.batching import BatchingEncoder
 from ragline.errors import ConfigError, RaglineError
 from ragline.rag import RAG
@@ -96,10 +96,8 @@ class Service:
     def retrieve(self, question: str, k: int | None, mode: str | None, model: str | None,
                  max_tokens: int | None = None, temperature: float | None = None) -> Retrieved:
         """Check the request and retrieve its passages, before anything is queued."""
-        if not question.strip():
-            raise ConfigError("the question is empty")
-        check_sampling(max_tokens, temperature)
-        model = check_model(self.rag.config.model.kind if model is None else model)
+        model = self.rag.check_ask(question, k, model, max_tokens=max_tokens,
+                                   temperature=temperature)
         if mode is not None:
             check_mode(mode)
         t0 = time.perf_counter()
@@ -268,7 +266,7 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
         # the app's body limit has bounded it; UploadStore.add checks the exact limit
         return await run_in_threadpool(service.uploads.add, file.filename, await file.read())
 
-    @app.delete("/v1/documents/{doc_id}")
+    @app.delete("/v1/documents/{doc_id:path}")  # ids may hold '/' (a jsonl row's own id)
     def delete_document(doc_id: str) -> dict[str, Any]:
         return service.uploads.remove(doc_id)
 

@@ -21,6 +21,7 @@ from ragline.errors import (
     ConfigError,
     DocumentNotFoundError,
     EmptyIndexError,
+    IndexBusyError,
     IngestError,
     ModelUnavailableError,
     RaglineError,
@@ -55,6 +56,7 @@ STATUS: dict[type[BaseException], int] = {
     UnsupportedFileError: 415,
     IngestError: 422,                # empty, binary, corrupt or undecodable file
     BusyError: 503,                  # with Retry-After
+    IndexBusyError: 503,             # another process writes the index; with Retry-After
     ModelUnavailableError: 503,
     GenerationTimeoutError: 504,
     RaglineError: 500,               # index mismatch/corruption, another writer: the server's side
@@ -90,9 +92,12 @@ def error_response(exc: RaglineError) -> JSONResponse:
     headers = {}
     if isinstance(exc, BusyError):
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, IndexBusyError):
+        headers["Retry-After"] = "5"
     if isinstance(exc, UnauthorizedError):
         headers["WWW-Authenticate"] = "Bearer"
-    if status >= 500 and not isinstance(exc, (BusyError, GenerationTimeoutError)):
+    if status >= 500 and not isinstance(exc, (BusyError, IndexBusyError,
+                                              GenerationTimeoutError)):
         log.error("%s: %s", type(exc).__name__, exc)
     return JSONResponse(error_body(str(exc), error_type(exc), status), status_code=status,
                         headers=headers)

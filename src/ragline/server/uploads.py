@@ -20,11 +20,11 @@ from typing import Any
 
 from ragline.errors import DocumentNotFoundError, UnreadableFileError, UnsupportedFileError
 from ragline.index.atomic import atomic_write_bytes
+from ragline.index.folder import UPLOADS
+from ragline.index.store import source_key
 from ragline.ingest.loaders import supported_suffixes
 from ragline.rag import RAG
 from ragline.server.errors import PayloadTooLargeError
-
-UPLOADS = "uploads"
 
 
 def display_name(raw: str | None) -> str:
@@ -68,17 +68,22 @@ class UploadStore:
         if not data:
             raise UnreadableFileError(f"{name}: the file is empty")
         path = self.folder / f"{hashlib.sha256(data).hexdigest()}{suffix}"
-        with self._lock:
+        # under the index's writer lock, so that an open in another process never takes the
+        # file for a leftover of a killed upload between its writing and its commit
+        with self._lock, self.rag.folder.write_lock():
             self.folder.mkdir(exist_ok=True)
             existed = path.exists()
-            if not existed:
-                atomic_write_bytes(path, data)
-            report = self.rag.add([path], names={path: name})
-            if report.skipped:
+            try:
                 if not existed:
+                    atomic_write_bytes(path, data)
+                report = self.rag.add([path], names={path: name})
+                if report.skipped:
+                    raise UnreadableFileError(f"{name}: {report.skipped[0][1]}")
+            except BaseException:
+                if not existed:  # a failed upload leaves nothing behind
                     path.unlink(missing_ok=True)
-                raise UnreadableFileError(f"{name}: {report.skipped[0][1]}")
-            docs = self.rag.documents(source=str(path.resolve()))
+                raise
+            docs = self.rag.documents(source=source_key(path))
         status = "added" if report.added else "unchanged"
         return {"name": name, "status": status, "documents": [d.to_dict() for d in docs],
                 "passages": sum(d.passages for d in docs)}
