@@ -25,6 +25,7 @@ from ragline.errors import ConfigError, RaglineError
 from ragline.eval.ranking import DEFAULT_METRICS
 from ragline.index.dense import DENSE_KINDS
 from ragline.ingest.loaders import TABLE_SUFFIXES
+from ragline.ingest.pipeline import display_path
 from ragline.retrieve.retriever import MODES
 from ragline.types import Answer, Hit, hit_to_dict
 
@@ -557,7 +558,7 @@ def cmd_rm(args: argparse.Namespace, cfg: Config) -> int:
         for target in args.targets:
             try:
                 ids = rag.remove(target)
-                _out(f"removed {len(ids)} document(s) for {target}")
+                _out(f"removed {len(ids)} document(s) for {display_path(target)}")
             except RaglineError as e:
                 print(f"error: {e}", file=sys.stderr)
                 status = 1
@@ -597,11 +598,16 @@ COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "serve": c
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 still prints
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="ragline: %(message)s", stream=sys.stderr)
+    # libraries' own notices (pypdf: "EOF marker not found") are not the user's business;
+    # ragline reports what they mean (a file skipped, and why)
     for noisy in ("sentence_transformers", "transformers", "faiss", "bm25s", "numba", "jieba",
-                  "httpx"):
+                  "httpx", "pypdf"):
         logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -610,6 +616,10 @@ def main(argv: list[str] | None = None) -> int:
     except RaglineError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except (MemoryError, RecursionError) as e:
+        print(f"error: out of {'memory' if isinstance(e, MemoryError) else 'stack'}; the index "
+              "keeps everything committed before it", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted; the index keeps everything committed before the interruption",
               file=sys.stderr)
@@ -619,6 +629,13 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except Exception as e:  # a bug: one line, the traceback with -v
+        if args.verbose:
+            raise
+        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+              " (a bug in ragline: run again with -v for the traceback, and report it)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
