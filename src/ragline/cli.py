@@ -269,6 +269,9 @@ def cmd_index(args: argparse.Namespace, cfg: Config) -> int:
     new = len(report.added) - len(report.replaced)
     _out(f"indexed {new} new and {len(report.replaced)} changed file(s): {report.documents} "
          f"document(s), {report.passages} passage(s); {len(report.unchanged)} unchanged")
+    if report.duplicates:
+        _out(f"{len(report.duplicates)} document(s) were already indexed from another file "
+             "and are kept once")
     if report.ignored:
         kinds = sorted({Path(f).suffix or "(none)" for f in report.ignored})
         _out(f"ignored {len(report.ignored)} file(s) of unsupported types in folders: "

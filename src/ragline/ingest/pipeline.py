@@ -42,6 +42,8 @@ class IngestReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     ignored: list[str] = field(default_factory=list)      # files of other types inside folders
     missing: list[str] = field(default_factory=list)      # named paths that do not exist
+    # (source, document id): documents already indexed from another file, kept once
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
     documents: int = 0
     passages: int = 0
 
@@ -170,6 +172,7 @@ def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
                 other = (store.document(d.id) or d).source
             if other is not None:
                 log.info("%s: document %s duplicates one from %s; kept once", f, d.id, other)
+                report.duplicates.append((source, d.id))
                 continue
             claimed[d.id] = source
             kept.append(d)

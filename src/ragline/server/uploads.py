@@ -84,6 +84,11 @@ class UploadStore:
                     path.unlink(missing_ok=True)
                 raise
             docs = self.rag.documents(source=source_key(path))
+            if not docs:  # every document of it is already indexed from another file
+                self.rag.remove(str(path))
+                path.unlink(missing_ok=True)
+                return {"name": name, "status": "duplicate", "documents": [], "passages": 0,
+                        "duplicate_of": sorted({doc_id for _, doc_id in report.duplicates})}
         status = "added" if report.added else "unchanged"
         return {"name": name, "status": status, "documents": [d.to_dict() for d in docs],
                 "passages": sum(d.passages for d in docs)}
