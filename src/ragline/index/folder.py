@@ -374,12 +374,12 @@ def _no_manifest(path: Path) -> IndexCorruptError:
 
 def _interrupted_creation(path: Path) -> bool:
     """A folder where `create` was killed before its first manifest: a store with no
-    documents, and nothing else of the user's."""
+    documents, perhaps empty search indexes, and nothing else."""
     names = {p.name for p in path.iterdir()}
     if STORE not in names or MANIFEST in names:
         return False
-    if any(n not in _STORE_FILES and not (n.startswith(".") and n.endswith((".tmp", ".old")))
-           for n in names):
+    if any(n not in _STORE_FILES | {DENSE, SPARSE}
+           and not (n.startswith(".") and n.endswith((".tmp", ".old"))) for n in names):
         return False
     if is_blank(path / STORE):
         return True  # killed before the schema was written
