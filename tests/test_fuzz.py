@@ -237,3 +237,27 @@ def test_deeply_nested_html_is_bounded(tmp_path: Path) -> None:
     normal = "<html><body><div><ul><li>a<li>b</ul><p>x<p>y</div></body></html>"
     assert limit_depth(normal) == normal  # ordinary pages are left alone
     assert limit_depth("<p>" * 5000 + "text") == "<p>" * 5000 + "text"  # implied ends: flat
+
+
+def test_leftovers_of_killed_writers_are_removed_on_open(index: Path) -> None:
+    (index / ".dense.faiss.abc123.tmp").write_bytes(b"half a file")
+    (index / ".sparse.tmp").mkdir()
+    (index / "uploads").mkdir()
+    (index / "uploads" / ("0" * 64 + ".txt")).write_text("an upload killed before its commit")
+    (index / "model" / ".step-000002.tmp").mkdir(parents=True)
+    (index / "model" / "step-000002").mkdir()  # a checkpoint the manifest never named
+    with RAG.open(index) as rag:
+        assert rag.folder.store.counts()["documents"] == 3
+    assert sorted(p.name for p in index.iterdir()) == [
+        ".lock", "dense.faiss", "manifest.json", "model", "sparse", "store.sqlite", "uploads"]
+    assert list((index / "uploads").iterdir()) == list((index / "model").iterdir()) == []
+
+
+def test_library_notices_about_a_broken_pdf_stay_quiet(tmp_path: Path, index: Path) -> None:
+    bad = tmp_path / "broken.pdf"
+    bad.write_bytes(b"%PDF-1.4\n1 0 obj << >> endobj\n")  # pypdf warns "EOF marker not found"
+    # a process of its own: pytest's log capture would hide what reaches a real terminal
+    proc = subprocess.run([sys.executable, "-m", "ragline.cli", "-q", "index", str(bad),
+                           "--index", str(index)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "broken.pdf: corrupt or unreadable PDF" in proc.stdout
+    assert "EOF marker" not in proc.stderr and proc.stderr == ""

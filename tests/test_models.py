@@ -52,6 +52,18 @@ def test_question_the_documents_cannot_answer(demo: RAG) -> None:
     assert not answer.answered and answer.citations == ()
 
 
+def test_many_passages_are_fitted_to_the_context_window(tmp_path: Path) -> None:
+    # 150 passages of 100 words: about 20,000 tokens, five times Gemma's 4,096 context
+    rows = "".join(f'{{"id": "r{i}", "text": "{f"Harbour {i} shelters fishing boats. " * 20}"}}\n'
+                   for i in range(150))
+    (tmp_path / "rows.jsonl").write_text(rows + '{"id": "eiffel", "text": "The Eiffel Tower was '
+                                         'completed in March 1889."}\n')
+    with RAG.build(tmp_path / "idx", paths=[tmp_path / "rows.jsonl"]) as rag:
+        answer = rag.ask("When was the Eiffel Tower completed?", k=300, mode="hybrid")
+        assert len(answer.hits) == 151
+        assert answer.answered and "1889" in answer.text, answer.text
+
+
 # ---------------------------------------------------------------- the RAG model (torch Gemma)
 
 @pytest.mark.parametrize("model", ["rag-token", "rag-sequence"])
