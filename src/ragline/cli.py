@@ -24,7 +24,7 @@ from ragline.config import MODELS, Config, load_config, override
 from ragline.errors import ConfigError, RaglineError
 from ragline.eval.ranking import DEFAULT_METRICS
 from ragline.index.dense import DENSE_KINDS
-from ragline.ingest.loaders import TABLE_SUFFIXES
+from ragline.ingest.loaders import TABLE_SUFFIXES, supported_suffixes
 from ragline.ingest.pipeline import display_path
 from ragline.retrieve.retriever import MODES
 from ragline.types import Answer, Hit, hit_to_dict
@@ -281,6 +281,11 @@ def cmd_index(args: argparse.Namespace, cfg: Config) -> int:
         for path, why in report.skipped:
             _out(f"  {_shorten(path)}: {why}")
     _out(f"{args.index}: {counts['documents']} documents, {counts['passages']} passages")
+    if report.failed and not report.missing:
+        why = (f"{len(report.skipped)} file(s) skipped (the reasons are listed above)"
+               if report.skipped else "no file of a supported type was found; supported: "
+               + " ".join(supported_suffixes()))
+        print(f"error: nothing could be read: {why}", file=sys.stderr)
     return 1 if report.failed else 0
 
 
