@@ -262,3 +262,14 @@ def test_library_notices_about_a_broken_pdf_stay_quiet(tmp_path: Path, index: Pa
     assert proc.returncode == 1 and "broken.pdf: corrupt or unreadable PDF" in proc.stdout
     assert "EOF marker" not in proc.stderr
     assert proc.stderr.startswith("error: nothing could be read") and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["search", "idx", "q", "-k", "x"], ["search", "idx", "q",
+                                  "--mode", "nope"], ["reindex", "idx", "--nprobe", "0"], [],
+                                  ["eval"], ["index", "a.txt"]])
+def test_usage_errors_are_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "--help" in err

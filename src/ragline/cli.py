@@ -17,7 +17,7 @@ import sys
 import textwrap
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ragline import __version__
 from ragline.config import MODELS, Config, load_config, override
@@ -42,9 +42,16 @@ def _positive_int(s: str) -> int:
     return v
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line like every other error (not usage + error)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see: {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ragline", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="ragline", description=__doc__.split("\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"ragline {__version__}")
     p.add_argument("--config", type=Path, help="TOML settings file (default: ./ragline.toml if present)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
