@@ -92,7 +92,7 @@ def cli_part(root: Path, per_kind: int) -> None:
             problems.append(f"exit {proc.returncode}")
         errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
         if proc.returncode and len(errors) != 1:
-            problems.append(f"{len(errors)} error lines")
+            problems.append("error not one line")
         if not may_lose and lost(index):
             problems.append("lost passages")
         for p in problems:
@@ -139,7 +139,8 @@ def cli_part(root: Path, per_kind: int) -> None:
     seconds = time.perf_counter() - t0
     table(f"CLI: bad inputs, one `ragline` process each ({seconds:.0f} s)", ["", "count"],
           [[k, v] for k, v in sorted(stats.items())]
-          + [[k, stats[k]] for k in ("traceback", "lost passages") if k not in stats])
+          + [[k, stats[k]] for k in ("traceback", "error not one line", "lost passages")
+             if k not in stats])
     for line in bad_runs[:20]:
         print("  -", line)
 
