@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 MAX_RAG_K = 50
 
 
+def _check_rag_k(k: int | None) -> None:
+    if k is not None and k > MAX_RAG_K:
+        raise ConfigError(f"the RAG models read each passage separately; k must be ≤ "
+                          f"{MAX_RAG_K}, got {k}")
+
+
 def make_generator(cfg: Config) -> Generator:
     g = cfg.generation
     if g.backend in ("llama-cpp", "llama.cpp", "llama"):
@@ -321,10 +327,8 @@ class RAG:
         check_sampling(max_tokens, temperature, self.config.generation.n_ctx)
         if k is not None:
             check_k(k)
-        passages = n_hits if n_hits is not None else k
-        if model != "concat" and passages is not None and passages > MAX_RAG_K:
-            raise ConfigError(f"the RAG models read each passage separately; k must be ≤ "
-                              f"{MAX_RAG_K} for {model}, got {passages}")
+        if model != "concat":
+            _check_rag_k(n_hits if n_hits is not None else k)
         return model
 
     def _ask_rag_model(self, question: str, hits: list[Hit], model: str, beams: int | None,
@@ -359,9 +363,8 @@ class RAG:
         """log p(y|x) of a given answer under each model, over the same retrieved passages."""
         for name in models:
             check_model(name)
-        if k is not None and k > MAX_RAG_K:
-            raise ConfigError(f"the RAG models read each passage separately; k must be ≤ "
-                              f"{MAX_RAG_K}, got {k}")
+        if any(name != "concat" for name in models):
+            _check_rag_k(k)
         hits = self.search(question, k=k, mode=mode)
         if not hits:
             raise ConfigError("nothing was retrieved for the question")

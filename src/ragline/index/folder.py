@@ -241,9 +241,9 @@ class IndexFolder:
         checkpoints = self.path / CHECKPOINTS
         if checkpoints.is_dir():
             trained = self.manifest.get("trained") or {}
-            live = {str(part.get("path", "")).split("/")[1]
-                    for part in (trained, trained.get("generator"), trained.get("question_encoder"))
-                    if isinstance(part, dict) and str(part.get("path", "")).count("/") >= 1}
+            named = [trained.get("path"), *((trained.get(part) or {}).get("path")
+                                            for part in ("generator", "question_encoder"))]
+            live = {Path(p).parts[1] for p in named if p and len(Path(p).parts) > 1}  # step-N
             for p in checkpoints.iterdir():
                 if p.name not in live:
                     _remove(p)

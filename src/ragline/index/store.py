@@ -130,8 +130,7 @@ class Store:
         if not create and not self.path.is_file():
             raise IndexCorruptError(
                 f"{self.path} is missing: it holds the index's documents and passages, and the "
-                "search indexes beside it cannot restore them. Restore store.sqlite from a "
-                f"backup, or move {self.path.parent} away and index your files again")
+                f"search indexes beside it cannot restore them. {self._recover}")
         try:
             # mode=rw: never create the file by accident; the schema is checked before any write
             con = sqlite3.connect(f"file:{quote(str(self.path))}?mode={'rwc' if create else 'rw'}",
@@ -148,9 +147,8 @@ class Store:
                 con.close()
                 raise
         except sqlite3.DatabaseError as e:
-            raise IndexCorruptError(f"{self.path}: not a readable ragline store ({e}); restore it "
-                                    "from a backup, or index your files again into a new "
-                                    "folder") from None
+            raise IndexCorruptError(f"{self.path}: not a readable ragline store ({e}). "
+                                    f"{self._recover}") from None
         self._con = con
 
     def _check_schema(self, con: sqlite3.Connection) -> None:
@@ -158,10 +156,13 @@ class Store:
         missing = {"meta", "sources", "documents", "passages"} - tables
         if missing:
             what = "empty" if not tables else f"lacks the table(s) {', '.join(sorted(missing))}"
-            raise IndexCorruptError(
-                f"{self.path} is {what}: it should hold the index's documents and passages. "
-                f"Restore store.sqlite from a backup, or move {self.path.parent} away and index "
-                "your files again")
+            raise IndexCorruptError(f"{self.path} is {what}: it should hold the index's "
+                                    f"documents and passages. {self._recover}")
+
+    @property
+    def _recover(self) -> str:
+        return (f"Restore {self.path.name} from a backup, or move {self.path.parent} away and "
+                "index your files again")
 
     def close(self) -> None:
         with self._readers_lock:
