@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ragline.errors import ConfigError
 from ragline.eval.beir import BeirData
 from ragline.eval.ranking import DEFAULT_METRICS, dedupe, evaluate_run, parse_metric
+from ragline.retrieve.retriever import MAX_K
 
 if TYPE_CHECKING:
     from ragline.rag import RAG
@@ -38,10 +39,11 @@ class RetrievalResult:
 
 
 def passage_depth(rag: RAG, doc_depth: int) -> int:
-    """Passages to fetch so that about `doc_depth` distinct documents come back."""
+    """Passages to fetch so that about `doc_depth` distinct documents come back (at most what
+    one query may ask for)."""
     counts = rag.folder.store.counts()
     per_doc = counts["passages"] / max(1, counts["documents"])
-    return max(doc_depth, math.ceil(doc_depth * per_doc * 1.5))
+    return min(MAX_K, max(doc_depth, math.ceil(doc_depth * per_doc * 1.5)))
 
 
 def check_judged_documents(rag: RAG, data: BeirData) -> None:
