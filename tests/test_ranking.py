@@ -139,3 +139,16 @@ def test_cli_eval_retrieval_errors(tmp_path: Path, hash_rag, capsys: pytest.Capt
     assert main(["eval", "retrieval", idx, "--beir", str(folder), "--metrics", "map@5"]) == 2
     assert "unknown metric" in capsys.readouterr().err
     assert main(["eval", "retrieval", idx, "--beir", str(folder), "--modes", "magic"]) == 2
+
+
+def test_passage_depth_covers_the_documents_but_never_exceeds_max_k(tmp_path: Path) -> None:
+    from ragline import RAG
+    from ragline.eval.retrieval import passage_depth
+    from ragline.retrieve.retriever import MAX_K
+
+    rows = "".join(json.dumps({"_id": f"d{i}", "text": "word " * 500}) + "\n" for i in range(4))
+    (tmp_path / "c.jsonl").write_text(rows)
+    with RAG.build(tmp_path / "i", paths=[tmp_path / "c.jsonl"], encoder="hash") as rag:
+        assert rag.folder.store.counts()["passages"] == 20  # 5 passages a document
+        assert passage_depth(rag, 10) == 75  # 10 documents × 5 passages × 1.5
+        assert passage_depth(rag, 1000) == MAX_K
