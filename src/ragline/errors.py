@@ -1,7 +1,7 @@
 """One exception tree for ragline. The CLI maps it to exit codes, the server to HTTP status.
 
-    RaglineError                      base: any failure ragline reports to the user
-    ├── ConfigError                   bad settings or arguments (k ≤ 0, unknown mode, bad TOML)
+    RaglineError                      base: any failure ragline reports to the user (exit 1)
+    ├── ConfigError                   bad settings or arguments (k ≤ 0, unknown mode, bad TOML; exit 2)
     ├── IndexNotFoundError            no index at that path
     ├── IndexMismatchError            index made by another encoder / format version
     ├── IndexCorruptError             a file of the index is damaged
@@ -11,12 +11,19 @@
     ├── IngestError                   one file could not be ingested (skipped, others go on)
     │   ├── UnsupportedFileError      no loader for that extension
     │   └── UnreadableFileError       empty, binary, corrupt or undecodable file
-    └── ModelUnavailableError         a model or its runtime is not installed / not loadable
+    ├── ModelUnavailableError         a model or its runtime is not installed / not loadable
+    ├── ModelNotFoundError            a request names a model the server does not have
+    ├── UnauthorizedError             a request without the server's API key
+    ├── PayloadTooLargeError          an upload over the server's limit
+    ├── BusyError                     the generation queue cannot take it now (retry_after s)
+    │   ├── QueueFullError            too many generations waiting
+    │   └── QueueTimeoutError         waited in the queue past its limit
+    └── GenerationTimeoutError        a generation ran past its time limit
 
     try:
         rag.search("query", k=0)
     except ConfigError as e:
-        print(e)   # "k must be ≥ 1, got 0"
+        print(e)   # "k must be an integer from 1 to 1000, got 0"
 """
 
 
@@ -67,6 +74,38 @@ class UnreadableFileError(IngestError):
 
 
 class ModelUnavailableError(RaglineError):
+    pass
+
+
+class ModelNotFoundError(RaglineError):
+    """An OpenAI-compatible request names a model the server does not have."""
+
+
+class UnauthorizedError(RaglineError):
+    pass
+
+
+class PayloadTooLargeError(RaglineError):
+    pass
+
+
+class BusyError(RaglineError):
+    """The server cannot take the generation now; try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFullError(BusyError):
+    pass
+
+
+class QueueTimeoutError(BusyError):
+    pass
+
+
+class GenerationTimeoutError(RaglineError):
     pass
 
 

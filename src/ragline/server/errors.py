@@ -18,32 +18,24 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragline.errors import (
+    BusyError,
     ConfigError,
     DocumentNotFoundError,
     EmptyIndexError,
+    GenerationTimeoutError,
     IndexBusyError,
     IngestError,
+    ModelNotFoundError,
     ModelUnavailableError,
+    PayloadTooLargeError,
     RaglineError,
+    UnauthorizedError,
     UnsupportedFileError,
 )
-from ragline.server.jobs import BusyError, GenerationTimeoutError
 
 log = logging.getLogger(__name__)
 
 INTERNAL = "internal error; the server log has the details"
-
-class PayloadTooLargeError(RaglineError):
-    pass
-
-
-class UnauthorizedError(RaglineError):
-    pass
-
-
-class ModelNotFoundError(RaglineError):
-    """An OpenAI-compatible request names a model the server does not have."""
-
 
 # the most specific class wins (the exception's MRO is walked in order)
 STATUS: dict[type[BaseException], int] = {

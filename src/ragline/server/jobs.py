@@ -24,29 +24,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from ragline.errors import RaglineError
+from ragline.errors import (
+    GenerationTimeoutError,
+    QueueFullError,
+    QueueTimeoutError,
+    RaglineError,
+)
 
 log = logging.getLogger(__name__)
-
-
-class BusyError(RaglineError):
-    """The server cannot take the generation now; try again after `retry_after` seconds."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class QueueFullError(BusyError):
-    pass
-
-
-class QueueTimeoutError(BusyError):
-    pass
-
-
-class GenerationTimeoutError(RaglineError):
-    pass
 
 
 class Job:

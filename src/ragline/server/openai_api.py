@@ -30,10 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ragline.config import MODELS
-from ragline.errors import ConfigError
+from ragline.errors import ConfigError, ModelNotFoundError
 from ragline.server import errors
 from ragline.server.app import sse
-from ragline.server.errors import ModelNotFoundError
 from ragline.server.jobs import Job
 from ragline.types import Answer
 

@@ -18,13 +18,17 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from ragline.errors import DocumentNotFoundError, UnreadableFileError, UnsupportedFileError
+from ragline.errors import (
+    DocumentNotFoundError,
+    PayloadTooLargeError,
+    UnreadableFileError,
+    UnsupportedFileError,
+)
 from ragline.index.atomic import atomic_write_bytes
 from ragline.index.folder import UPLOADS
 from ragline.index.store import source_key
 from ragline.ingest.loaders import supported_suffixes
 from ragline.rag import RAG
-from ragline.server.errors import PayloadTooLargeError
 
 
 def display_name(raw: str | None) -> str:
