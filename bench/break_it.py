@@ -318,7 +318,7 @@ def kill_part(root: Path, per_phase: int, seed: int) -> None:
         total.update(judge(idx, finish=False))
         ok = run_killed(target, 10**6, [str(idx), "3"], run=RUN_TRAINING) == 0
         with RAG.open(idx) as rag:
-            total["finished"] += ok and rag.folder.manifest["trained"]["step"] == 3
+            total["finished"] += ok and rag.index.manifest.trained.step == 3
     rows.append(["train: mid-checkpoint", kills, total["opened"], total["lost"], total["half"], 0,
                  total["leftovers"], total["finished"]])
     table(f"SIGKILL anywhere ({time.perf_counter() - t0:.0f} s)",

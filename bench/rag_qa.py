@@ -30,7 +30,7 @@ from run import peak_rss_mb, table  # noqa: E402
 def evaluate(rag, examples, model: str, k: int, beams: int) -> dict[str, float]:
     from tqdm import tqdm
 
-    from ragline.eval.metrics import exact_match, f1_score
+    from ragline.qa import exact_match, f1_score
 
     em = f1 = 0.0
     t0 = time.perf_counter()
@@ -57,8 +57,9 @@ def main() -> None:
 
     from ragline import RAG
     from ragline.config import Config
-    from ragline.eval.qa_data import read_qa, split_by_group, write_paragraphs_jsonl
+    from ragline.eval.qa_data import read_qa, write_paragraphs_jsonl
     from ragline.model.train import TrainConfig
+    from ragline.qa import split_by_group
 
     cfg = Config()
     cfg = replace(cfg, generation=replace(cfg.generation, min_relevance=None, min_support=0.0))

@@ -72,7 +72,7 @@ def bench_ingest(n_docs: int) -> None:
         t = time.perf_counter()
         rag = RAG.build(Path(tmp) / "idx", paths=[src])
         full = time.perf_counter() - t
-        n = rag.folder.store.counts()["passages"]
+        n = rag.index.folder.store.counts()["passages"]
         rag.close()
     assert n == len(passages)
     table(f"Ingestion: {n_docs} SciFact abstracts → {n} passages (all-MiniLM-L6-v2, CPU)",
@@ -127,10 +127,10 @@ def bench_retrieval(source: Path, sizes: list[int], n_queries: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             build_sized_index(Path(tmp) / "idx", source, size)
             with RAG.open(Path(tmp) / "idx") as rag:
-                rag.encoder.load()
-                qvecs = {q: rag.encoder.encode_queries([q])[0] for q in queries}
+                rag.index.encoder.load()
+                qvecs = {q: rag.index.encoder.encode_queries([q])[0] for q in queries}
                 # the query encoder is measured apart: it does not change with corpus size
-                rag.retriever.encode_query = qvecs.__getitem__  # type: ignore[method-assign]
+                rag.searcher.encode_query = qvecs.__getitem__  # type: ignore[method-assign]
                 for mode in ("dense", "bm25", "hybrid"):
                     rag.search(queries[0], k=10, mode=mode)
                     lat = []
@@ -143,10 +143,10 @@ def bench_retrieval(source: Path, sizes: list[int], n_queries: int) -> None:
                                  lat[int(0.95 * (len(lat) - 1))], peak_rss_mb()])
     enc_ms = []
     with RAG.open(source) as rag:
-        rag.encoder.load()
+        rag.index.encoder.load()
         for q in queries[:50]:
             t = time.perf_counter()
-            rag.encoder.encode_queries([q])
+            rag.index.encoder.encode_queries([q])
             enc_ms.append((time.perf_counter() - t) * 1000)
     rows.append(["any", "query encoding (MiniLM)", statistics.median(enc_ms),
                  sorted(enc_ms)[int(0.95 * (len(enc_ms) - 1))], peak_rss_mb()])

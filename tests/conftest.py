@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/docgen.py
 
 from ragline import RAG  # noqa: E402
+from ragline.testing import ScriptedGenerator  # noqa: E402,F401  (tests import it from here)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -37,24 +38,3 @@ def hash_rag(tmp_path: Path, corpus: Path) -> Iterator[RAG]:
     rag = RAG.build(tmp_path / "idx", paths=[corpus], encoder="hash")
     yield rag
     rag.close()
-
-
-class ScriptedGenerator:
-    """A generator that streams a fixed reply, one character at a time, and records prompts."""
-
-    id = "scripted"
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-        self.prompts: list[str] = []
-
-    def load(self) -> None:
-        pass
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def stream(self, prompt: str, max_tokens: int = 256, stop: Sequence[str] = (),
-               temperature: float = 0.0) -> Iterator[str]:
-        self.prompts.append(prompt)
-        yield from self.reply

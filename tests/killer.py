@@ -31,7 +31,7 @@ INDEX_PHASES: dict[str, str] = {
     "bm25-build": "ragline.index.sparse:BM25Index.build",
     "dense-save": "ragline.index.dense:FaissIndex.save",
     "sparse-save": "ragline.index.sparse:replace_dir",
-    "manifest": "ragline.index.folder:atomic_write_bytes",
+    "manifest": "ragline.index.manifest:atomic_write_bytes",
     "fsync": "os:fsync",
     "rename": "os:replace",
 }
@@ -118,7 +118,7 @@ uvicorn.run(create_app(rag), host="127.0.0.1", port=int(sys.argv[4]), log_level=
 # training with a tiny generator over the index in argv[0], to step argv[1], a checkpoint a step
 RUN_TRAINING = """
 from ragline import RAG
-from ragline.eval.qa_data import QAExample
+from ragline.qa import QAExample
 from ragline.model.train import TrainConfig, Trainer, run_training
 from toymodels import hf_tiny_lm
 qa = [QAExample(str(i), q, (a,), group=str(i)) for i, (q, a) in enumerate([
@@ -126,11 +126,11 @@ qa = [QAExample(str(i), q, (a,), group=str(i)) for i, (q, a) in enumerate([
 cfg = TrainConfig(k=2, steps=int(sys.argv[4]), save_every=1, held_out=0.0)
 with RAG.open(sys.argv[3]) as rag:
     lm = hf_tiny_lm(["Paris is the capital of France.", "Berlin Germany Question: Answer:"])
-    trainer = Trainer(rag, lm, None, cfg)
-    trained = rag.folder.manifest.get("trained")
+    trainer = Trainer(rag.searcher, lm, None, cfg)
+    trained = rag.index.manifest.trained
     if trained:
-        trainer.load_optimizer(rag.folder.path / trained["path"])
-    with rag.folder.write_lock():
+        trainer.load_optimizer(rag.index.path / trained.path)
+    with rag.index.folder.write_lock():
         run_training(trainer, qa, progress=False)
 """
 

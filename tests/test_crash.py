@@ -18,9 +18,9 @@ def _run_and_kill(script: str, tmp_path: Path) -> int:
 
 
 def _consistent(rag: RAG) -> None:
-    n = rag.folder.store.counts()["passages"]
-    assert rag.folder.dense is not None and rag.folder.dense.ntotal == n
-    assert rag.folder.sparse is not None and rag.folder.sparse.ntotal == n
+    n = rag.index.folder.store.counts()["passages"]
+    assert rag.index.folder.dense is not None and rag.index.folder.dense.ntotal == n
+    assert rag.index.folder.sparse is not None and rag.index.folder.sparse.ntotal == n
 
 
 def test_kill_while_embedding_keeps_old_index(hash_rag: RAG, tmp_path: Path) -> None:
@@ -30,14 +30,14 @@ def test_kill_while_embedding_keeps_old_index(hash_rag: RAG, tmp_path: Path) -> 
     rc = _run_and_kill(f"""
         import os, signal
         from ragline import RAG
-        rag = RAG.open({str(hash_rag.folder.path)!r})
+        rag = RAG.open({str(hash_rag.index.folder.path)!r})
         def die(*a, **k): os.kill(os.getpid(), signal.SIGKILL)
-        rag.encoder.encode_passages = die
+        rag.index.encoder.encode_passages = die
         rag.add([{str(new)!r}])
     """, tmp_path)
     assert rc == -signal.SIGKILL
-    with RAG.open(hash_rag.folder.path) as rag:
-        assert rag.folder.store.counts()["documents"] == 3
+    with RAG.open(hash_rag.index.folder.path) as rag:
+        assert rag.index.folder.store.counts()["documents"] == 3
         assert rag.search("Paris", k=1)[0].passage.source.endswith("france.txt")
         _consistent(rag)
 
@@ -50,13 +50,13 @@ def test_kill_after_commit_before_index_files_rebuilds_on_open(hash_rag: RAG,
     rc = _run_and_kill(f"""
         import os, signal
         from ragline import RAG
-        rag = RAG.open({str(hash_rag.folder.path)!r})
-        rag.folder.persist = lambda: os.kill(os.getpid(), signal.SIGKILL)
+        rag = RAG.open({str(hash_rag.index.folder.path)!r})
+        rag.index.folder.persist = lambda: os.kill(os.getpid(), signal.SIGKILL)
         rag.add([{str(new)!r}])
     """, tmp_path)
     assert rc == -signal.SIGKILL
-    with RAG.open(hash_rag.folder.path) as rag:  # the committed document is not lost
-        assert rag.folder.store.counts()["documents"] == 4
+    with RAG.open(hash_rag.index.folder.path) as rag:  # the committed document is not lost
+        assert rag.index.folder.store.counts()["documents"] == 4
         assert rag.search("Madrid Spain", k=1)[0].passage.source.endswith("spain.txt")
         _consistent(rag)
 
@@ -67,19 +67,19 @@ def test_cli_index_killed_midway_leaves_usable_index(hash_rag: RAG, tmp_path: Pa
     for i in range(3000):
         (many / f"f{i:04d}.txt").write_text(f"Document {i} talks about topic {i % 17}. " * 20)
     proc = subprocess.Popen([sys.executable, "-m", "ragline.cli", "-q", "index", str(many),
-                             "--index", str(hash_rag.folder.path)],
+                             "--index", str(hash_rag.index.folder.path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(3.0)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    with RAG.open(hash_rag.folder.path) as rag:
+    with RAG.open(hash_rag.index.folder.path) as rag:
         assert rag.search("capital of France Paris", k=1)[0].passage.source.endswith("france.txt")
         _consistent(rag)
-        before = rag.folder.store.counts()["documents"]
+        before = rag.index.folder.store.counts()["documents"]
     # running it again finishes the job; files committed before the kill are skipped
-    with RAG.open(hash_rag.folder.path) as rag:
+    with RAG.open(hash_rag.index.folder.path) as rag:
         report = rag.add([many])
-        assert rag.folder.store.counts()["documents"] == 3 + 3000
+        assert rag.index.folder.store.counts()["documents"] == 3 + 3000
         assert len(report.unchanged) == before - 3
         _consistent(rag)
 
@@ -92,15 +92,15 @@ def test_ctrl_c_exits_130_and_keeps_the_old_index(hash_rag: RAG, tmp_path: Path)
         for i in range(40000):
             f.write(json.dumps({"id": f"r{i}", "text": f"Row {i} is about subject {i % 97}. " * 8}) + "\n")
     proc = subprocess.Popen([sys.executable, "-m", "ragline.cli", "-q", "index", str(big),
-                             "--index", str(hash_rag.folder.path)],
+                             "--index", str(hash_rag.index.folder.path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(4.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    with RAG.open(hash_rag.folder.path) as rag:
-        assert rag.folder.store.counts()["documents"] == 3  # the big file was not half-added
+    with RAG.open(hash_rag.index.folder.path) as rag:
+        assert rag.index.folder.store.counts()["documents"] == 3  # the big file was not half-added
         _consistent(rag)
 
 

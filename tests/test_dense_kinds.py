@@ -112,9 +112,9 @@ def test_index_folder_with_an_approximate_kind(kind: str, tmp_path: Path, corpus
     cfg = Config(index=IndexConfig(encoder="hash:32", dense=kind))
     rows = _row_corpus(tmp_path / "rows.jsonl", 320)  # crosses MIN_TRAIN: IVF-PQ trains
     with RAG.build(tmp_path / "idx", paths=[corpus, rows], config=cfg) as rag:
-        assert rag.folder.manifest["dense"]["kind"] == kind
+        assert rag.index.manifest.to_dict()["dense"]["kind"] == kind
         if kind == "ivfpq":
-            assert rag.folder.dense.trained
+            assert rag.index.folder.dense.trained
         # the exact text of a passage is its own nearest vector; refine rescoring makes it rank 1
         for i in (0, 7, 311):
             hits = rag.search(f"{json.loads(rows.read_text().splitlines()[i])['text']}", k=3,
@@ -123,9 +123,9 @@ def test_index_folder_with_an_approximate_kind(kind: str, tmp_path: Path, corpus
             assert hits[0].score == pytest.approx(1.0, abs=1e-5)
         assert rag.search("capital of Germany Berlin", k=1)[0].passage.source.endswith("germany.txt")
         rag.remove(str(corpus / "germany.txt"))  # HNSW: rebuilt from the store
-        n = rag.folder.dense.ntotal
+        n = rag.index.folder.dense.ntotal
     with RAG.open(tmp_path / "idx") as rag:
-        assert rag.folder.dense.ntotal == n == rag.folder.store.counts()["passages"]
+        assert rag.index.folder.dense.ntotal == n == rag.index.folder.store.counts()["passages"]
         assert all(not h.passage.source.endswith("germany.txt")
                    for h in rag.search("Berlin Germany", k=5, mode="dense"))
 

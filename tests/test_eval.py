@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from ragline.errors import ConfigError
-from ragline.eval.metrics import answer_in, exact_match, f1_score, normalize_answer
-from ragline.eval.qa_data import paragraphs_of, read_qa, split_by_group
+from ragline.eval.qa_data import paragraphs_of, read_qa
+from ragline.qa import answer_in, exact_match, f1_score, normalize_answer, split_by_group
 
 from conftest import SHARED_DATA
 

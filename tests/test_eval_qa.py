@@ -10,7 +10,8 @@ import pytest
 from ragline import RAG
 from ragline.cli import main
 from ragline.eval.qa import evaluate_qa
-from ragline.eval.qa_data import QAExample, read_qa
+from ragline.eval.qa_data import read_qa
+from ragline.qa import QAExample
 
 from conftest import ScriptedGenerator
 
@@ -45,7 +46,7 @@ def test_cli_eval_qa_builds_from_the_paragraphs_and_reports_hit_at_k(
     # three questions find their paragraph first; the fourth has no answer anywhere
     assert out["hit_at"]["1"] == pytest.approx(0.75) and out["hit_at"]["20"] == pytest.approx(0.75)
     with RAG.open(idx) as rag:
-        assert rag.folder.store.counts()["documents"] == 3
+        assert rag.index.folder.store.counts()["documents"] == 3
     assert main(["eval", "qa", str(tmp_path / "nothing"), "--data", str(tmp_path / "x.json")]) == 2
     assert "not found" in capsys.readouterr().err
 
@@ -53,17 +54,19 @@ def test_cli_eval_qa_builds_from_the_paragraphs_and_reports_hit_at_k(
 def test_evaluate_qa_scores_the_answers_ask_gives(hash_rag: RAG) -> None:
     examples = [QAExample("1", "What is the capital of France?", ("Paris",)),
                 QAExample("2", "What is the capital of Germany?", ("Berlin",))]
-    hash_rag._generator = ScriptedGenerator("Paris [1]")
-    report = evaluate_qa(hash_rag, examples, k=2, mode="bm25", hit_ks=(1,))
+    rag = RAG.open(hash_rag.index.path, generator=ScriptedGenerator("Paris [1]"))
+    report = evaluate_qa(rag, examples, k=2, mode="bm25", hit_ks=(1,))
     assert report.hit_at[1] == pytest.approx(1.0)
     # "Paris" is right for the first question, wrong for the second; markers are not scored
     assert report.em == pytest.approx(0.5) and report.f1 == pytest.approx(0.5)
     assert [r["answer"] for r in report.rows] == ["Paris", "Paris"]
     assert report.seconds_per_question is not None and report.seconds_per_question > 0
     # a declined answer ("not found") scores 0 and counts as not answered
-    hash_rag._generator = ScriptedGenerator("Rome")
-    report = evaluate_qa(hash_rag, examples[:1], k=2, mode="bm25")
+    rag.close()
+    rag = RAG.open(hash_rag.index.path, generator=ScriptedGenerator("Rome"))
+    report = evaluate_qa(rag, examples[:1], k=2, mode="bm25")
     assert report.answered == 0.0 and report.em == 0.0
+    rag.close()
 
 
 def test_limit_spreads_questions_over_the_file(tmp_path: Path, capsys) -> None:

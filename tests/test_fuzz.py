@@ -42,9 +42,9 @@ def assert_nothing_lost(index: Path) -> None:
     with RAG.open(index) as rag:
         for query, name in STILL_FOUND.items():
             assert rag.search(query, k=1, mode="bm25")[0].passage.source.endswith(name), query
-        n = rag.folder.store.counts()["passages"]
-        assert rag.folder.dense is not None and rag.folder.dense.ntotal == n
-        assert rag.folder.sparse is not None and rag.folder.sparse.ntotal == n
+        n = rag.index.folder.store.counts()["passages"]
+        assert rag.index.folder.dense is not None and rag.index.folder.dense.ntotal == n
+        assert rag.index.folder.sparse is not None and rag.index.folder.sparse.ntotal == n
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_mutated_files_are_skipped_and_the_rest_indexed(index: Path, tmp_path: P
     code, out, _ = run_cli(capsys, "index", str(bad), "--index", str(index))
     assert code == 0, out
     with RAG.open(index) as rag:  # read: as documents, or as a copy of one already indexed
-        indexed = {Path(source).name for source in rag.folder.store.source_paths()}
+        indexed = {Path(source).name for source in rag.index.folder.store.source_paths()}
     skipped = {line.strip().split(": ", 1)[0].rsplit("/", 1)[-1] for line in out.splitlines()
                if line.startswith("  ")}
     # every mutant was either read (a harmless mutation) or named in the summary with a reason
@@ -160,9 +160,9 @@ def test_another_index_s_dense_file_is_detected_and_rebuilt(index: Path, tmp_pat
     RAG.build(tmp_path / "other-idx", paths=[docs], encoder="hash").close()
     swap_dense(index, tmp_path / "other-idx")
     with RAG.open(index) as rag:
-        assert rag.folder.dense is not None
-        for rowid, vecs in rag.folder.store.iter_vectors():
-            _, ids = rag.folder.dense.search(vecs, 1)
+        assert rag.index.folder.dense is not None
+        for rowid, vecs in rag.index.folder.store.iter_vectors():
+            _, ids = rag.index.folder.dense.search(vecs, 1)
             assert ids[:, 0].tolist() == rowid.tolist()  # every stored vector finds itself
     manifest = json.loads((index / "manifest.json").read_text())
     from ragline.index.manifest import matches
@@ -212,12 +212,12 @@ def test_queries_that_are_not_valid_text_are_one_line_errors(index: Path,
 def test_an_unexpected_exception_is_one_line_without_v(monkeypatch: pytest.MonkeyPatch,
                                                        index: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from ragline.retrieve.retriever import Retriever
+    from ragline.retrieve.searcher import Searcher
 
     def boom(*a: object, **k: object) -> None:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(Retriever, "search_many", boom)
+    monkeypatch.setattr(Searcher, "search_many", boom)
     assert main(["-q", "search", str(index), "Paris"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unexpected ZeroDivisionError: a bug" in err and "-v" in err
@@ -247,7 +247,7 @@ def test_leftovers_of_killed_writers_are_removed_on_open(index: Path) -> None:
     (index / "model" / ".step-000002.tmp").mkdir(parents=True)
     (index / "model" / "step-000002").mkdir()  # a checkpoint the manifest never named
     with RAG.open(index) as rag:
-        assert rag.folder.store.counts()["documents"] == 3
+        assert rag.index.folder.store.counts()["documents"] == 3
     assert sorted(p.name for p in index.iterdir()) == [
         ".lock", "dense.faiss", "manifest.json", "model", "sparse", "store.sqlite", "uploads"]
     assert list((index / "uploads").iterdir()) == list((index / "model").iterdir()) == []

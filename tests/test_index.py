@@ -61,23 +61,23 @@ def test_k_larger_than_corpus_returns_all_and_bad_k_is_an_error(hash_rag: RAG) -
 
 
 def test_reindexing_same_files_is_a_noop(hash_rag: RAG, corpus: Path) -> None:
-    gen = hash_rag.folder.store.generation
+    gen = hash_rag.index.folder.store.generation
     report = hash_rag.add([corpus])
     assert report.added == [] and len(report.unchanged) == 3
-    assert hash_rag.folder.store.generation == gen
+    assert hash_rag.index.folder.store.generation == gen
 
 
 def test_changed_file_replaces_its_passages(hash_rag: RAG, corpus: Path) -> None:
     (corpus / "france.txt").write_text("Lyon is a large city in France known for food.")
     report = hash_rag.add([corpus])
     assert len(report.replaced) == 1
-    assert hash_rag.folder.store.counts()["documents"] == 3
+    assert hash_rag.index.folder.store.counts()["documents"] == 3
     assert not hash_rag.search("Eiffel", k=3, mode="bm25")
     assert hash_rag.search("Lyon food", k=1, mode="bm25")[0].passage.text.startswith("Lyon")
 
 
 def test_remove_deletes_from_every_part(hash_rag: RAG, corpus: Path) -> None:
-    folder = hash_rag.folder
+    folder = hash_rag.index.folder
     removed = hash_rag.remove(str(corpus / "germany.txt"))
     assert len(removed) == 1
     assert folder.store.counts() == {"documents": 2, "passages": 2, "sources": 2}
@@ -86,7 +86,7 @@ def test_remove_deletes_from_every_part(hash_rag: RAG, corpus: Path) -> None:
     assert all(not h.passage.source.endswith("germany.txt")
                for h in hash_rag.search("Berlin Germany", k=3, mode="hybrid"))
     reopened = RAG.open(folder.path)
-    assert reopened.folder.dense is not None and reopened.folder.dense.ntotal == 2
+    assert reopened.index.folder.dense is not None and reopened.index.folder.dense.ntotal == 2
     # remove by document id works too
     doc_id = reopened.documents()[0].id
     assert reopened.remove(doc_id) == [doc_id]
@@ -95,14 +95,14 @@ def test_remove_deletes_from_every_part(hash_rag: RAG, corpus: Path) -> None:
 def test_duplicate_content_in_two_files_is_kept_once(tmp_path: Path, corpus: Path) -> None:
     (corpus / "copy.txt").write_text((corpus / "france.txt").read_text())
     with RAG.build(tmp_path / "i2", paths=[corpus], encoder="hash") as rag:
-        assert rag.folder.store.counts()["documents"] == 3
+        assert rag.index.folder.store.counts()["documents"] == 3
 
 
 def test_manifest_records_what_the_query_side_needs(hash_rag: RAG) -> None:
-    m = json.loads((hash_rag.folder.path / "manifest.json").read_text())
+    m = json.loads((hash_rag.index.folder.path / "manifest.json").read_text())
     assert m["encoder"]["id"] == "hash-256" and m["encoder"]["dim"] == 256
     assert m["chunking"]["words"] == 100 and m["counts"]["passages"] == 3
-    assert m["generation"] == hash_rag.folder.store.generation
+    assert m["generation"] == hash_rag.index.folder.store.generation
     assert len(m["files"]["dense.faiss"]["sha256"]) == 64
 
 
@@ -110,10 +110,10 @@ def test_open_errors(tmp_path: Path, hash_rag: RAG) -> None:
     with pytest.raises(IndexNotFoundError, match="ragline index"):
         RAG.open(tmp_path / "missing")
     with pytest.raises(IndexMismatchError, match="hash-256"):
-        RAG.open(hash_rag.folder.path, encoder="hash:64")
-    (hash_rag.folder.path / "manifest.json").write_text("{broken")
+        RAG.open(hash_rag.index.folder.path, encoder="hash:64")
+    (hash_rag.index.folder.path / "manifest.json").write_text("{broken")
     with pytest.raises(IndexCorruptError):
-        RAG.open(hash_rag.folder.path)
+        RAG.open(hash_rag.index.folder.path)
 
 
 def test_empty_index_search_is_a_clear_error(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_empty_index_search_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_missing_derived_file_is_rebuilt_from_store(hash_rag: RAG) -> None:
-    path = hash_rag.folder.path
+    path = hash_rag.index.folder.path
     (path / "dense.faiss").unlink()
     with RAG.open(path) as rag:
         assert rag.search("Berlin", k=1, mode="dense")[0].passage.source.endswith("germany.txt")

@@ -71,9 +71,9 @@ def check_after_kill(index: Path, want: dict[str, int]) -> None:
             assert have.get(name) == want[name]
         for name, n in have.items():  # a file is wholly in or wholly out
             assert n == want[name], (name, n, want[name])
-        n = rag.folder.store.counts()["passages"]
-        assert rag.folder.dense is not None and rag.folder.dense.ntotal == n
-        assert rag.folder.sparse is not None and rag.folder.sparse.ntotal == n
+        n = rag.index.folder.store.counts()["passages"]
+        assert rag.index.folder.dense is not None and rag.index.folder.dense.ntotal == n
+        assert rag.index.folder.sparse is not None and rag.index.folder.sparse.ntotal == n
         assert rag.search("capital of France Paris", k=1)[0].passage.source.endswith("france.txt")
 
 
@@ -81,9 +81,9 @@ def finish_and_check(index: Path, new: Path, want: dict[str, int]) -> None:
     with RAG.open(index) as rag:
         rag.add([new])
         assert _per_source(rag) == want  # exactly one copy of everything
-        counts = rag.folder.store.counts()
+        counts = rag.index.folder.store.counts()
         assert counts["passages"] == sum(want.values())
-        assert rag.folder.dense is not None and rag.folder.dense.ntotal == counts["passages"]
+        assert rag.index.folder.dense is not None and rag.index.folder.dense.ntotal == counts["passages"]
     assert leftovers(index) == []
 
 
@@ -109,7 +109,7 @@ def test_index_killed_during_creation_is_finished_by_the_next_run(world: dict[st
                                     "--encoder", "hash"])
     assert rc == -signal.SIGKILL
     with RAG.build(idx, paths=[world["new"]], encoder="hash") as rag:
-        assert rag.folder.store.counts()["documents"] == len(NEW_DOCS) + 4
+        assert rag.index.folder.store.counts()["documents"] == len(NEW_DOCS) + 4
     assert leftovers(idx) == []
 
 
@@ -140,7 +140,7 @@ def test_serve_killed_mid_upload_leaves_no_file_behind(world: dict[str, Path],
     assert list((idx / "uploads").iterdir()), "the upload's file was written before the commit"
     with RAG.open(idx) as rag:
         assert list((idx / "uploads").iterdir()) == []  # the orphan went at open
-        assert rag.folder.store.counts()["documents"] == 3
+        assert rag.index.folder.store.counts()["documents"] == 3
         assert leftovers(idx) == []
     from fastapi.testclient import TestClient
 
@@ -162,13 +162,13 @@ def test_train_killed_mid_checkpoint_keeps_the_last_one(world: dict[str, Path], 
     shutil.copytree(world["idx"], idx)
     assert run_killed(target, 2, [str(idx), "3"], run=RUN_TRAINING) == -signal.SIGKILL
     with RAG.open(idx) as rag:
-        trained = rag.folder.manifest["trained"]
-        assert trained["step"] == 1  # the first checkpoint, whole
-        CausalLM.from_folder(idx / trained["generator"]["path"], device="cpu")
+        trained = rag.index.manifest.trained
+        assert trained.step == 1  # the first checkpoint, whole
+        CausalLM.from_folder(idx / trained.generator.path, device="cpu")
         assert sorted(p.name for p in (idx / "model").iterdir()) == ["step-000001"]
         assert leftovers(idx) == []
-        assert rag.folder.store.counts()["documents"] == 3
+        assert rag.index.folder.store.counts()["documents"] == 3
     assert run_killed(target, 10**6, [str(idx), "3"], run=RUN_TRAINING) == 0  # resumes
     with RAG.open(idx) as rag:
-        assert rag.folder.manifest["trained"]["step"] == 3
+        assert rag.index.manifest.trained.step == 3
         assert sorted(p.name for p in (idx / "model").iterdir()) == ["step-000003"]

@@ -44,13 +44,13 @@ def test_prefixes_come_from_the_model_config_and_travel_in_the_manifest(
     from sentence_transformers import SentenceTransformer
 
     with RAG.build(tmp_path / "idx", paths=[corpus], encoder=str(e5_like)) as rag:
-        spec = rag.folder.manifest["encoder"]
+        spec = rag.index.manifest.to_dict()["encoder"]
         assert (spec["query_prefix"], spec["passage_prefix"]) == ("query: ", "passage: ")
     # the model's config changes afterwards: the index keeps embedding queries as it was built
     cfg = e5_like / "config_sentence_transformers.json"
     cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "prompts": {}}))
     with RAG.open(tmp_path / "idx") as rag:
-        q = rag.retriever.encode_query("capital france")
+        q = rag.searcher.encode_query("capital france")
     raw = SentenceTransformer(str(e5_like), local_files_only=True)
     want = raw.encode(["query: capital france"], normalize_embeddings=True, prompt="")[0]
     bare = raw.encode(["capital france"], normalize_embeddings=True, prompt="")[0]

@@ -16,7 +16,7 @@ def _rag(path: Path, reply: str) -> tuple[RAG, ScriptedGenerator]:
 
 
 def test_ask_conditions_on_numbered_passages_and_cites_them(hash_rag: RAG) -> None:
-    rag, gen = _rag(hash_rag.folder.path, "Berlin is the capital of Germany.")
+    rag, gen = _rag(hash_rag.index.folder.path, "Berlin is the capital of Germany.")
     answer = rag.ask("What is the capital of Germany?", k=2)
     prompt = gen.prompts[0]
     assert "[1]" in prompt and "[2]" in prompt and "Question: What is the capital" in prompt
@@ -29,7 +29,7 @@ def test_ask_conditions_on_numbered_passages_and_cites_them(hash_rag: RAG) -> No
 
 
 def test_streamed_pieces_add_up_to_the_answer(hash_rag: RAG) -> None:
-    rag, _ = _rag(hash_rag.folder.path, "Paris [1].")
+    rag, _ = _rag(hash_rag.index.folder.path, "Paris [1].")
     pieces = list(rag.ask_stream("capital of France?", k=2))
     final = pieces[-1]
     assert isinstance(final, Answer)
@@ -37,20 +37,20 @@ def test_streamed_pieces_add_up_to_the_answer(hash_rag: RAG) -> None:
 
 
 def test_refusal_is_reported_as_not_found(hash_rag: RAG) -> None:
-    rag, _ = _rag(hash_rag.folder.path, "I don't know.")
+    rag, _ = _rag(hash_rag.index.folder.path, "I don't know.")
     answer = rag.ask("Who painted the Mona Lisa?")
     assert not answer.answered and answer.text == NOT_FOUND and answer.citations == ()
     assert len(answer.hits) == 3  # what was retrieved stays visible
 
 
 def test_answer_not_backed_by_passages_is_not_presented_as_an_answer(hash_rag: RAG) -> None:
-    rag, _ = _rag(hash_rag.folder.path, "Leonardo da Vinci painted it in Florence.")
+    rag, _ = _rag(hash_rag.index.folder.path, "Leonardo da Vinci painted it in Florence.")
     answer = rag.ask("Who painted the Mona Lisa?")
     assert not answer.answered and answer.text == NOT_FOUND
 
 
 def test_bad_k_fails_before_generating(hash_rag: RAG) -> None:
-    rag, gen = _rag(hash_rag.folder.path, "x")
+    rag, gen = _rag(hash_rag.index.folder.path, "x")
     with pytest.raises(ConfigError):
         rag.ask("q", k=0)
     assert gen.prompts == []
@@ -59,7 +59,7 @@ def test_bad_k_fails_before_generating(hash_rag: RAG) -> None:
 def test_answer_to_dict_is_json_ready(hash_rag: RAG) -> None:
     import json
 
-    rag, _ = _rag(hash_rag.folder.path, "Paris is the capital of France.")
+    rag, _ = _rag(hash_rag.index.folder.path, "Paris is the capital of France.")
     d = rag.ask("capital of France?").to_dict()
     json.dumps(d)
     assert d["citations"][0]["source"].endswith("france.txt")
@@ -81,7 +81,7 @@ def test_config_file(tmp_path: Path) -> None:
 
 
 def test_openai_backend_needs_url_and_model(hash_rag: RAG) -> None:
-    rag = RAG.open(hash_rag.folder.path,
+    rag = RAG.open(hash_rag.index.folder.path,
                    config=Config(generation=GenerationConfig(backend="openai")))
     with pytest.raises(ConfigError, match="base_url"):
         rag.ask("capital of France?")

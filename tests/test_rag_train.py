@@ -13,10 +13,10 @@ import torch
 
 from ragline import RAG
 from ragline.cli import main
-from ragline.eval.qa_data import QAExample
 from ragline.model.qencoder import QuestionEncoder
 from ragline.model.rag_model import RagModel
 from ragline.model.train import TrainConfig, Trainer
+from ragline.qa import QAExample
 
 from conftest import write_docs
 from toymodels import hf_tiny_lm
@@ -62,9 +62,8 @@ def _frozen_state(index: Path) -> str:
 
 def test_gradient_reaches_the_question_encoder_and_loss_falls(index: Path) -> None:
     rag = RAG.open(index)
-    qenc = QuestionEncoder.from_encoder(rag.encoder)
     for model in ("rag-sequence", "rag-token"):
-        trainer = Trainer(rag, _lm(), QuestionEncoder.from_encoder(rag.encoder),
+        trainer = Trainer(rag.searcher, _lm(), QuestionEncoder.from_encoder(rag.index.encoder),
                           TrainConfig(model=model, k=2, lr=2e-2, lr_question_encoder=1e-4))
         batch = QA[:2]
         loss = trainer.loss(batch)
@@ -78,8 +77,7 @@ def test_gradient_reaches_the_question_encoder_and_loss_falls(index: Path) -> No
         losses = [trainer.train_step(batch) for _ in range(12)]
         assert losses[-1] < first - 2.0, (model, first, losses)  # nats per answer
     # the passage encoder itself (the index's) never trains: only its copy does
-    assert all(p.grad is None for p in rag.encoder.model.parameters())
-    assert qenc is not None
+    assert all(p.grad is None for p in rag.index.encoder.model.parameters())
     rag.close()
 
 
@@ -106,11 +104,11 @@ def test_training_leaves_the_index_frozen_and_resumes(index: Path) -> None:
 
     # reopen: ask-time models are the trained ones, loaded from the checkpoint
     with RAG.open(index) as rag:
-        assert str(rag.retriever.query_encoder.spec.id).endswith("step-000004/question-encoder")
+        assert str(rag.searcher.query_encoder.spec.id).endswith("step-000004/question-encoder")
         loaded = rag.rag_model.lm.model.state_dict()
         assert all(torch.equal(loaded[k], saved[k]) for k in saved)
-        q = rag.retriever.encode_query("What is the capital of Italy?")
-        base = rag.encoder.encode_queries(["What is the capital of Italy?"])[0]
+        q = rag.searcher.encode_query("What is the capital of Italy?")
+        base = rag.index.encoder.encode_queries(["What is the capital of Italy?"])[0]
         assert float(q @ base) < 0.99999  # the question side moved; the passage side did not
         # resume: two more steps, continuing from step 4 with the saved optimizer state
         res = rag.train(QA, TrainConfig(model="rag-token", k=2, steps=6, batch_size=2, lr=3e-3,

@@ -130,7 +130,7 @@ def test_cli_eval_retrieval_builds_from_the_corpus_and_scores_each_mode(
 
 def test_cli_eval_retrieval_errors(tmp_path: Path, hash_rag, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _beir(tmp_path / "b", DOCS, QUERIES, QRELS)
-    idx = str(hash_rag.folder.path)
+    idx = str(hash_rag.index.folder.path)
     # the index holds other documents: every metric would be a silent 0
     assert main(["eval", "retrieval", idx, "--beir", str(folder)]) == 2
     assert "none of the 3 judged documents" in capsys.readouterr().err
@@ -144,11 +144,11 @@ def test_cli_eval_retrieval_errors(tmp_path: Path, hash_rag, capsys: pytest.Capt
 def test_passage_depth_covers_the_documents_but_never_exceeds_max_k(tmp_path: Path) -> None:
     from ragline import RAG
     from ragline.eval.retrieval import passage_depth
-    from ragline.retrieve.retriever import MAX_K
+    from ragline.retrieve.searcher import MAX_K
 
     rows = "".join(json.dumps({"_id": f"d{i}", "text": "word " * 500}) + "\n" for i in range(4))
     (tmp_path / "c.jsonl").write_text(rows)
     with RAG.build(tmp_path / "i", paths=[tmp_path / "c.jsonl"], encoder="hash") as rag:
-        assert rag.folder.store.counts()["passages"] == 20  # 5 passages a document
+        assert rag.index.folder.store.counts()["passages"] == 20  # 5 passages a document
         assert passage_depth(rag, 10) == 75  # 10 documents × 5 passages × 1.5
         assert passage_depth(rag, 1000) == MAX_K

@@ -39,7 +39,7 @@ class WordReranker:
 def test_retriever_reorders_the_head_and_keeps_the_tail(hash_rag: RAG) -> None:
     plain = hash_rag.search("capital", k=3, mode="hybrid", rerank=False)
     assert plain[0].passage.source.endswith(("france.txt", "germany.txt"))
-    r = hash_rag.retriever
+    r = hash_rag.searcher
     r.reranker, r.rerank_depth = WordReranker("Brandenburg"), 3
     hits = hash_rag.search("capital", k=2, mode="hybrid")
     assert hits[0].passage.source.endswith("germany.txt") and hits[0].score == 1.0

@@ -387,8 +387,8 @@ def test_uploads_during_searches_lose_nothing_and_break_no_search(index: Path,
     assert {f"city{i}.txt" for i in range(n_uploads)} <= names
     assert found["passages"][0]["name"] == "city7.txt"
     reopened = RAG.open(index)  # and all of it was committed to disk
-    assert reopened.folder.store.counts()["documents"] == 3 + n_uploads
-    assert reopened.folder.dense is not None and reopened.folder.dense.ntotal == 3 + n_uploads
+    assert reopened.index.folder.store.counts()["documents"] == 3 + n_uploads
+    assert reopened.index.folder.dense is not None and reopened.index.folder.dense.ntotal == 3 + n_uploads
     reopened.close()
 
 

@@ -154,7 +154,7 @@ def test_an_upload_that_fails_inside_indexing_leaves_no_file(client: TestClient,
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(uploads.RAG, "add", broken)
+    monkeypatch.setattr(uploads.Index, "add", broken)
     r = client.post("/v1/documents", files={"file": ("spain.txt", b"Madrid is in Spain.")})
     assert r.status_code == 500 and "server log" in r.json()["error"]["message"]
     assert list((tmp_path / "idx" / "uploads").iterdir()) == []

@@ -20,29 +20,50 @@ from pathlib import Path
 from typing import Any
 
 from ragline.errors import ConfigError
+from ragline.registry import BACKENDS, DENSE_KINDS, MODELS, RETRIEVERS
+
+
+def _positive(section: str, obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{section}.{name} must be an integer ≥ 1, got {value!r}")
 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    encoder: str = "minilm"
+    encoder: str = "minilm"             # for new indexes: minilm | hash[:DIM] | a folder
     chunk_words: int = 100
     batch_passages: int = 256
-    dense: str = "flat"                 # flat | hnsw | ivfpq, for new indexes (see index.dense)
+    # flat | hnsw | ivfpq (see index.dense); None: flat for a new index. An existing index
+    # keeps its kind: naming another one is an error (`ragline reindex` switches).
+    dense: str | None = None
     # text put before queries / passages by encoders trained with them (E5: "query: ",
     # "passage: "); empty takes what the model's own config names. Kept in the manifest.
     query_prefix: str = ""
     passage_prefix: str = ""
 
+    def __post_init__(self) -> None:
+        _positive("index", self, "chunk_words", "batch_passages")
+        if self.dense is not None:
+            DENSE_KINDS.check(self.dense)
+
 
 @dataclass(frozen=True)
 class RetrievalConfig:
     k: int = 5
-    mode: str = "hybrid"
+    mode: str = "hybrid"                # a name of ragline.registry.RETRIEVERS
     rrf_k: int = 60
     candidates: int = 100
     dense_weight: float = 0.5
     rerank: str | None = None           # query-likelihood | cross-encoder:PATH (None: off)
     rerank_depth: int = 20              # first-stage passages the reranker reorders
+
+    def __post_init__(self) -> None:
+        _positive("retrieval", self, "k", "rrf_k", "candidates", "rerank_depth")
+        RETRIEVERS.check(self.mode)
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ConfigError(f"dense_weight must be in [0, 1], got {self.dense_weight}")
 
 
 @dataclass(frozen=True)
@@ -61,15 +82,10 @@ class GenerationConfig:
     min_relevance: float | None = 0.25
     min_support: float = 0.5            # share of answer words the passages must contain
 
-
-# concat: all passages in one prompt (llama.cpp); the RAG models marginalize over passages
-MODELS: tuple[str, ...] = ("concat", "rag-token", "rag-sequence")
-
-
-def check_model(model: str) -> str:
-    if model not in MODELS:
-        raise ConfigError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
-    return model
+    def __post_init__(self) -> None:
+        BACKENDS.check(self.backend)
+        _positive("generation", self, "n_ctx")
+        check_sampling(self.max_tokens, self.temperature, self.n_ctx)
 
 
 def check_sampling(max_tokens: int | None, temperature: float | None,
@@ -89,12 +105,16 @@ def check_sampling(max_tokens: int | None, temperature: float | None,
 class ModelConfig:
     """The RAG model (torch generator): how `ask --model rag-token|rag-sequence` decodes."""
 
-    kind: str = "concat"                # concat | rag-token | rag-sequence
+    kind: str = "concat"                # concat | rag-token | rag-sequence (registry.MODELS)
     beams: int = 4
     thorough: bool = True               # RAG-Sequence decoding: thorough or fast
     max_passage_tokens: int = 192
     max_new_tokens: int = 32
     device: str | None = None           # None: cuda when present, else cpu
+
+    def __post_init__(self) -> None:
+        MODELS.check(self.kind)
+        _positive("model", self, "beams", "max_passage_tokens", "max_new_tokens")
 
 
 @dataclass(frozen=True)

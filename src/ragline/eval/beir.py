@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ragline.errors import ConfigError
 from ragline.eval.qa_data import read_text_file
+from ragline.qa import spread
 
 
 def read_queries(path: Path) -> dict[str, str]:
@@ -68,11 +69,9 @@ class BeirData:
 
     def spread(self, n: int) -> BeirData:
         """n queries evenly spread over the judged ones (all when n ≥ their number)."""
-        qids = list(self.queries)
-        if n >= len(qids):
+        if n >= len(self.queries):
             return self
-        step = len(qids) / n
-        keep = [qids[int(i * step)] for i in range(n)]
+        keep = spread(list(self.queries), n)
         return BeirData({q: self.queries[q] for q in keep}, {q: self.qrels[q] for q in keep},
                         self.corpus)
 

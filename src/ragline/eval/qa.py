@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from ragline.eval.metrics import answer_in, exact_match, f1_score
-from ragline.eval.qa_data import QAExample
+from ragline.qa import QAExample, answer_in, exact_match, f1_score
 
 if TYPE_CHECKING:
     from ragline.rag import RAG

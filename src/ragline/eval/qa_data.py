@@ -1,30 +1,18 @@
 """Question-answer data: jsonl rows {"question": ..., "answers": [...]} or SQuAD-format JSON.
 
-    examples = read_qa(Path("squad-dev-v1.1-part-a.json"))
-    train, held_out = split_by_group(examples, held_out=0.2)   # by article: no leakage
+    examples = read_qa(Path("squad-dev-v1.1-part-a.json"))     # QAExample rows (ragline.qa)
 
 SQuAD-format files also yield their paragraphs (`paragraphs_of`), to index as the corpus.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragline.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class QAExample:
-    id: str
-    question: str
-    answers: tuple[str, ...]
-    group: str = ""        # SQuAD: the article title; used to split without leakage
-    context: str = ""      # SQuAD: the paragraph the question was written on
+from ragline.qa import QAExample
 
 
 def _bad(path: Path, why: str) -> ConfigError:
@@ -108,21 +96,3 @@ def write_paragraphs_jsonl(squad: Path, dest: Path) -> Path:
     dest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in paragraphs_of(squad)),
                     "utf-8")
     return dest
-
-
-def split_by_group(examples: list[QAExample], held_out: float = 0.2,
-                   ) -> tuple[list[QAExample], list[QAExample]]:
-    """Deterministic split by group (article), so no held-out article is seen in training.
-    Examples without a group are split by id."""
-    if not 0 <= held_out < 1:
-        raise ConfigError(f"held-out share must be in [0, 1), got {held_out}")
-
-    groups = sorted({e.group or e.id for e in examples},
-                    key=lambda g: hashlib.sha256(g.encode()).hexdigest())
-    n_test = math.ceil(held_out * len(groups)) if held_out > 0 else 0
-    if held_out > 0 and n_test >= len(groups):
-        raise ConfigError(f"only {len(groups)} group(s): nothing would be left to train on")
-    test_groups = set(groups[:n_test])
-    train = [e for e in examples if (e.group or e.id) not in test_groups]
-    test = [e for e in examples if (e.group or e.id) in test_groups]
-    return train, test

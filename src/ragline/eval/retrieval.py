@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from ragline.errors import ConfigError
 from ragline.eval.beir import BeirData
 from ragline.eval.ranking import DEFAULT_METRICS, dedupe, evaluate_run, parse_metric
-from ragline.retrieve.retriever import MAX_K
+from ragline.registry import RETRIEVERS
+from ragline.retrieve.searcher import MAX_K
 
 if TYPE_CHECKING:
     from ragline.rag import RAG
@@ -41,7 +42,7 @@ class RetrievalResult:
 def passage_depth(rag: RAG, doc_depth: int) -> int:
     """Passages to fetch so that about `doc_depth` distinct documents come back (at most what
     one query may ask for)."""
-    counts = rag.folder.store.counts()
+    counts = rag.index.counts()
     per_doc = counts["passages"] / max(1, counts["documents"])
     return min(MAX_K, max(doc_depth, math.ceil(doc_depth * per_doc * 1.5)))
 
@@ -49,10 +50,9 @@ def passage_depth(rag: RAG, doc_depth: int) -> int:
 def check_judged_documents(rag: RAG, data: BeirData) -> None:
     """The qrels must name documents of this index, else every metric is a silent 0."""
     judged = {d for rels in data.qrels.values() for d in rels}
-    store = rag.folder.store
-    if not any(store.has_document(d) for d in judged):
+    if not any(rag.index.has_document(d) for d in judged):
         raise ConfigError(
-            f"none of the {len(judged)} judged documents is in {rag.folder.path}; build the index "
+            f"none of the {len(judged)} judged documents is in {rag.index.path}; build the index "
             f"from the same corpus (ragline index corpus.jsonl --index DIR keeps its '_id's)")
 
 
@@ -60,7 +60,14 @@ def evaluate_retrieval(rag: RAG, data: BeirData, modes: Sequence[str] = ("bm25",
                        metrics: Sequence[str] = DEFAULT_METRICS, rerank: bool = False,
                        progress: bool = False) -> list[RetrievalResult]:
     """One result per mode; with `rerank`, each mode's run goes through the configured reranker."""
-    if rerank and rag.retriever.reranker is None:
+    for mode in modes:
+        RETRIEVERS.check(mode)
+    for m in metrics:
+        try:
+            parse_metric(m)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    if rerank and rag.searcher.reranker is None:
         raise ConfigError("rerank asked for, but no reranker is configured (retrieval.rerank)")
     depth = max(parse_metric(m)[1] for m in metrics)
     check_judged_documents(rag, data)

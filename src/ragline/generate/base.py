@@ -1,22 +1,57 @@
-"""The Generator protocol: a prompt in, text pieces streamed out.
+"""The Generator protocol: a question and its retrieved passages in, the answer's text out —
+streamed as it is generated, then one `Generation` with what the answer cites.
 
-    gen = LlamaCppGenerator(); gen.load()
-    for piece in gen.stream(prompt, max_tokens=64): print(piece, end="")
+Implementations, registered by model name in ragline.registry.MODELS:
+
+    concat         a PromptGenerator (llama.cpp, an OpenAI-compatible server): every passage
+                   numbered in one prompt; the text cites them as [n]
+    rag-token      the torch RAG model (ragline.model.generators): passages mixed per token
+    rag-sequence   the torch RAG model: one passage explains the whole answer
+
+    gen = MODELS.create("concat", config, rag_model)
+    for piece in gen.generate(question, hits, GenerateOptions(max_tokens=64)): ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from ragline.types import Hit
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    max_tokens: int = 128          # concat: the longest answer in tokens
+    temperature: float = 0.0       # concat: 0 is greedy
+    beams: int = 4                 # the RAG models' beam search
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The whole answer. `posterior` is p(z|x,y) for each hit (the RAG models: which passages
+    explain the answer), or None when the text cites its passages with [n] markers."""
+
+    text: str
+    posterior: tuple[float, ...] | None = None
 
 
 @runtime_checkable
 class Generator(Protocol):
+    """Contract (tests/test_contracts.py runs it for every implementation):
+    - `generate` yields zero or more text pieces, then exactly one Generation, last;
+      `"".join(pieces)` is the generation's text for generators that stream (`streams`),
+      and for those that do not, the one piece is the whole text.
+    - `posterior`, when given, has one probability per hit and sums to 1.
+    - `load()` is idempotent and may be skipped (`generate` loads); a missing model or
+      runtime is ModelUnavailableError, never an ImportError.
+    """
+
     id: str
+    streams: bool
 
     def load(self) -> None: ...
 
-    def count_tokens(self, text: str) -> int: ...
-
-    def stream(self, prompt: str, max_tokens: int = 256, stop: Sequence[str] = (),
-               temperature: float = 0.0) -> Iterator[str]: ...
+    def generate(self, question: str, hits: Sequence[Hit],
+                 options: GenerateOptions) -> Iterator[str | Generation]: ...

@@ -13,7 +13,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ragline.config import GenerationConfig
 from ragline.errors import ModelUnavailableError, missing_extra
+from ragline.generate.prompted import PromptGenerator
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def _silence_llama_cpp() -> None:
     llama_cpp.llama_log_set(_LOG_CALLBACK, None)
 
 
-class LlamaCppGenerator:
+class LlamaCppGenerator(PromptGenerator):
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 4096,
                  n_threads: int | None = None, seed: int = 0) -> None:
         self.model_path = Path(model_path) if model_path else None
@@ -104,3 +106,8 @@ class LlamaCppGenerator:
             piece = chunk["choices"][0]["text"]
             if piece:
                 yield piece
+
+
+def llama_cpp_backend(cfg: GenerationConfig) -> LlamaCppGenerator:
+    """The registry's factory for generation.backend = "llama-cpp" (model: a GGUF path)."""
+    return LlamaCppGenerator(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.threads)

@@ -12,20 +12,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 
-from ragline.errors import ModelUnavailableError
+from ragline.config import GenerationConfig
+from ragline.errors import ConfigError, ModelUnavailableError
+from ragline.generate.prompted import PromptGenerator
 
 
-class OpenAIGenerator:
+class OpenAIGenerator(PromptGenerator):
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
-                 timeout: float = 120.0) -> None:
+                 timeout: float = 120.0, n_ctx: int = 4096) -> None:
+        self.n_ctx = n_ctx
         self.base_url = base_url.rstrip("/")
         self.id = model
         self.model = model
         self.api_key_env = api_key_env
         self.timeout = timeout
-
-    def load(self) -> None:
-        pass
 
     def count_tokens(self, text: str) -> int:
         return len(text) // 3 + 1  # the server owns the tokenizer; a safe over-estimate
@@ -63,3 +63,10 @@ class OpenAIGenerator:
                     continue
                 if delta.get("content"):
                     yield delta["content"]
+
+
+def openai_backend(cfg: GenerationConfig) -> OpenAIGenerator:
+    """The registry's factory for generation.backend = "openai"."""
+    if not cfg.base_url or not cfg.model:
+        raise ConfigError("the openai backend needs generation.base_url and generation.model")
+    return OpenAIGenerator(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env, n_ctx=cfg.n_ctx)

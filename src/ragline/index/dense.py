@@ -28,10 +28,10 @@ import numpy as np
 
 from ragline.errors import ConfigError, IndexCorruptError, missing_extra
 from ragline.index.atomic import temp_path_beside
+from ragline.registry import DENSE_KINDS
 
 log = logging.getLogger(__name__)
 
-DENSE_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,7 @@ class DenseSpec:
     refine: int = 4               # approximate kinds: rescore refine·k candidates exactly
 
     def __post_init__(self) -> None:
-        if self.kind not in DENSE_KINDS:
-            raise ConfigError(f"unknown dense index kind '{self.kind}'; choose one of "
-                              f"{', '.join(DENSE_KINDS)}")
+        DENSE_KINDS.check(self.kind)
         for name in ("hnsw_m", "ef_construction", "ef_search", "nprobe", "refine"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"dense.{name} must be ≥ 1, got {getattr(self, name)}")
@@ -70,17 +68,39 @@ class DenseSpec:
 
 
 class VectorIndex(Protocol):
+    """Maximum inner product search over vectors keyed by passage row ids.
+
+    Contract (tests/test_dense_kinds.py runs it for every kind):
+    - `search(queries (n, dim), k)` → (scores, ids), each (n, min(k, ntotal)), best first;
+      id -1 pads a row with fewer results; an empty index gives (n, 0) arrays.
+    - `add` then `search` finds each vector as its own best match (exact kinds; approximate
+      ones nearly always). `remove` drops ids; a kind that cannot (`supports_remove` False)
+      raises NotImplementedError and is rebuilt from the store instead.
+    - A kind that learns from the corpus is not `trained` until `train(sample, n_total)` is
+      called with at least MIN_TRAIN vectors (0: it never needs training); until then it
+      searches exactly.
+    - `save(path)` replaces the file atomically; `load_dense` reads it back.
+    """
+
+    kind: str
     dim: int
     supports_remove: bool
+    MIN_TRAIN: int
+    MAX_TRAIN: int
 
     @property
     def ntotal(self) -> int: ...
+
+    @property
+    def trained(self) -> bool: ...
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
 
     def remove(self, ids: np.ndarray) -> None: ...
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def train(self, sample: np.ndarray, n_total: int) -> None: ...
 
     def save(self, path: Path) -> None: ...
 
@@ -109,6 +129,8 @@ class FaissIndex:
 
     kind = "flat"
     supports_remove = True
+    MIN_TRAIN = 0   # nothing to learn
+    MAX_TRAIN = 0
 
     def __init__(self, dim: int, index: Any = None, spec: DenseSpec | None = None) -> None:
         self.dim = dim
@@ -122,6 +144,13 @@ class FaissIndex:
     @property
     def ntotal(self) -> int:
         return int(self._index.ntotal)
+
+    @property
+    def trained(self) -> bool:
+        return True
+
+    def train(self, sample: np.ndarray, n_total: int) -> None:
+        """Flat and HNSW indexes learn nothing from the corpus."""
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
@@ -237,18 +266,17 @@ class IVFPQIndex(FaissIndex):
         return f"ivfpq (nlist={ivf.nlist}, {ivf.pq.M}-byte codes, nprobe={self.spec.nprobe})"
 
 
-_KINDS: dict[str, type[FaissIndex]] = {"flat": FaissIndex, "hnsw": HNSWIndex, "ivfpq": IVFPQIndex}
+def make_dense(spec: DenseSpec, dim: int) -> VectorIndex:
+    index: VectorIndex = DENSE_KINDS.create(spec.kind, dim, spec=spec)
+    return index
 
 
-def make_dense(spec: DenseSpec, dim: int) -> FaissIndex:
-    return _KINDS[spec.kind](dim, spec=spec)
-
-
-def load_dense(path: Path, spec: DenseSpec, dim: int) -> FaissIndex:
+def load_dense(path: Path, spec: DenseSpec, dim: int) -> VectorIndex:
     try:
-        index = _faiss().read_index(str(path))
+        raw = _faiss().read_index(str(path))
     except RuntimeError as e:
         raise IndexCorruptError(f"{path}: unreadable FAISS index ({e})") from None
-    if index.d != dim:
-        raise IndexCorruptError(f"{path}: vectors have dim {index.d}, manifest says {dim}")
-    return _KINDS[spec.kind](dim, index, spec)
+    if raw.d != dim:
+        raise IndexCorruptError(f"{path}: vectors have dim {raw.d}, manifest says {dim}")
+    index: VectorIndex = DENSE_KINDS.create(spec.kind, dim, raw, spec)
+    return index

@@ -1,10 +1,12 @@
-"""manifest.json: read and checked before anything trusts it, fingerprints of the files it vouches for.
+"""manifest.json as a typed `Manifest`: checked field by field when read, written atomically,
+with fingerprints of the derived files it vouches for.
 
 A manifest that is not what ragline wrote (hand-edited, truncated, another program's JSON) is
 an IndexCorruptError that names the damaged field, never a KeyError or an AssertionError deep
-in a search:
+in a search. Every setting the query side needs travels in it.
 
     manifest = read_manifest(Path("my-index/manifest.json"))
+    manifest.encoder.dim, manifest.dense.kind, manifest.trained        # typed
     record = fingerprint(Path("my-index/dense.faiss"))   # {"bytes": …, "sha256": …}
     matches(record, Path("my-index/dense.faiss"))         # False if the file was swapped
 """
@@ -14,12 +16,19 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ragline.encode.base import EncoderSpec
 from ragline.errors import ConfigError, IndexCorruptError, IndexMismatchError
+from ragline.index.atomic import atomic_write_bytes
+from ragline.index.dense import DenseSpec
 
 FORMAT_VERSION = 1
+TOKENIZER_ID = "ragline-1"  # lower-case, snowball-english, jieba search mode; see ragline.text
+CHUNK_UNIT = "word; 2 CJK characters = 1 word"
 
 # Files up to this size are hashed whole; larger ones by a sample of blocks (size, head, tail
 # and evenly spaced blocks), so that opening a million-vector index does not read 1.5 GB.
@@ -28,14 +37,119 @@ _BLOCK = 1 << 20
 _SAMPLES = 16
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass(frozen=True)
+class SparseSpec:
+    """How BM25 was built: the query side must tokenize the same way."""
+
+    kind: str = "bm25s"
+    k1: float = 1.5
+    b: float = 0.75
+    tokenizer: str = TOKENIZER_ID
+
+
+@dataclass(frozen=True)
+class TrainedPart:
+    path: str          # a folder inside the index, e.g. "model/step-000030/generator"
+    base: str          # what it was trained from
+
+
+@dataclass(frozen=True)
+class TrainedState:
+    """What `ragline train` left in the index; `ask` and `search` use it."""
+
+    path: str                                  # the checkpoint folder, "model/step-N"
+    step: int
+    model: str                                 # rag-sequence | rag-token
+    generator: TrainedPart | None = None
+    question_encoder: TrainedPart | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    updated: str = ""
+
+    @property
+    def checkpoints(self) -> set[str]:
+        """The checkpoint folders (model/step-N) its parts live in."""
+        paths = [self.path] + [p.path for p in (self.generator, self.question_encoder) if p]
+        return {"/".join(Path(p).parts[:2]) for p in paths}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json. `generation` is the store generation the derived files reflect."""
+
+    encoder: EncoderSpec
+    chunk_words: int = 100
+    dense: DenseSpec = field(default_factory=DenseSpec)
+    sparse: SparseSpec = field(default_factory=SparseSpec)
+    generation: int = -1
+    counts: dict[str, int] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created: str = field(default_factory=now)
+    updated: str = field(default_factory=now)
+    ragline_version: str = ""
+    trained: TrainedState | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": FORMAT_VERSION, "ragline_version": self.ragline_version,
+            "encoder": self.encoder.to_dict(),
+            "chunking": {"words": self.chunk_words, "unit": CHUNK_UNIT},
+            "dense": self.dense.to_dict(), "sparse": asdict(self.sparse),
+            "generation": self.generation, "counts": dict(self.counts),
+            "files": dict(self.files), "created": self.created, "updated": self.updated,
+        }
+        if self.trained is not None:
+            out["trained"] = asdict(self.trained)
+        return out
+
+    @classmethod
+    def from_dict(cls, m: dict[str, Any], path: Path) -> Manifest:
+        """A checked manifest dict (see `check_manifest`) as a Manifest."""
+        m = check_manifest(m, path)
+        t = m.get("trained")
+        trained = None
+        if t is not None:
+            trained = TrainedState(
+                path=t["path"], step=int(t.get("step", 0)), model=str(t.get("model", "")),
+                generator=TrainedPart(**_part(t.get("generator"))) if t.get("generator") else None,
+                question_encoder=(TrainedPart(**_part(t["question_encoder"]))
+                                  if t.get("question_encoder") else None),
+                metrics=dict(t.get("metrics") or {}), updated=str(t.get("updated", "")))
+        sparse = m["sparse"]
+        return cls(encoder=EncoderSpec.from_dict(m["encoder"]),
+                   chunk_words=m["chunking"]["words"], dense=DenseSpec.from_dict(m["dense"]),
+                   sparse=SparseSpec(kind=str(sparse.get("kind", "bm25s")), k1=sparse["k1"],
+                                     b=sparse["b"],
+                                     tokenizer=str(sparse.get("tokenizer", TOKENIZER_ID))),
+                   generation=m["generation"], counts=dict(m.get("counts") or {}),
+                   files=dict(m.get("files") or {}), created=str(m.get("created", "")),
+                   updated=str(m.get("updated", "")),
+                   ragline_version=str(m.get("ragline_version", "")), trained=trained)
+
+    def updated_now(self, **changes: Any) -> Manifest:
+        return replace(self, **changes, updated=now())
+
+
+def _part(d: dict[str, Any]) -> dict[str, str]:
+    return {"path": d["path"], "base": str(d.get("base", ""))}
+
+
+def read_manifest(path: Path) -> Manifest:
     """The manifest at `path`, checked field by field (see `check_manifest`)."""
     try:
         raw = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as e:
         raise IndexCorruptError(f"{path}: unreadable manifest ({e}); restore it from a backup "
                                 "or rebuild the index") from None
-    return check_manifest(raw, path)
+    return Manifest.from_dict(raw, path)
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    """Replace manifest.json atomically (a kill leaves the old one or the new one)."""
+    atomic_write_bytes(path, json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False).encode())
 
 
 def check_manifest(m: Any, path: Path) -> dict[str, Any]:
@@ -73,8 +187,6 @@ def check_manifest(m: Any, path: Path) -> dict[str, Any]:
     words = section("chunking").get("words")
     if not _is_positive_int(words):
         raise bad("'chunking.words' is missing or not a positive integer")
-    from ragline.index.dense import DenseSpec  # the dense spec checks its own fields
-
     dense = section("dense")
     if any(k in dense and k != "kind" and not _is_int(dense[k])
            for k in DenseSpec.__dataclass_fields__):
@@ -96,6 +208,8 @@ def check_manifest(m: Any, path: Path) -> dict[str, Any]:
     if trained is not None:
         if not isinstance(trained, dict) or not isinstance(trained.get("path"), str):
             raise bad("'trained' is not an object with a 'path'")
+        if "step" in trained and not _is_int(trained["step"]):
+            raise bad("'trained.step' is not an integer")
         for part in ("generator", "question_encoder"):
             sub = trained.get(part)
             if sub is not None and not (isinstance(sub, dict) and isinstance(sub.get("path"), str)):

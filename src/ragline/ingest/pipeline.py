@@ -182,7 +182,7 @@ def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
     total = sum(len(ps) for p in pending for ps in p.passages)
     if pending:
         _embed_and_commit(folder, encoder, pending, total, progress, batch_passages, report)
-    if pending or folder.manifest.get("generation") != store.generation:
+    if pending or folder.manifest.generation != store.generation:
         folder.rebuild_sparse(progress=False)
         folder.persist()
     return report

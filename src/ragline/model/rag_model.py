@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ragline.config import check_model
 from ragline.errors import ConfigError
 from ragline.generate.prompts import passage_prompt_parts, rag_prompt
 from ragline.model.decode import (
@@ -27,6 +26,7 @@ from ragline.model.decode import (
 )
 from ragline.model.lm import CausalLM
 from ragline.model.marginal import doc_log_prior, doc_posterior, sequence_logprob, token_logprob
+from ragline.registry import MODELS
 from ragline.types import Hit
 
 
@@ -87,7 +87,7 @@ class RagModel:
 
     def generate(self, question: str, hits: Sequence[Hit], model: str = "rag-token",
                  beams: int = 1, thorough: bool = True) -> Generation:
-        check_model(model)
+        MODELS.check(model)
         if not hits:
             raise ConfigError("generation needs at least one retrieved passage")
         if beams < 1:
@@ -121,7 +121,7 @@ class RagModel:
                        answers: Sequence[str], doc_scores: Tensor, model: str) -> Tensor:
         """log p(y|x) for a batch, differentiable in the generator and in doc_scores (B, k),
         the d(z)·q(x) of each question's k hits. All questions need the same k."""
-        check_model(model)
+        MODELS.check(model)
         b, k = doc_scores.shape
         targets = [self.answer_tokens(q, a) for q, a in zip(questions, answers, strict=True)]
         if model == "concat":

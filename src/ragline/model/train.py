@@ -5,7 +5,7 @@ log-likelihood -log p(y|x) (RAG-Sequence or RAG-Token); the passage encoder and 
 frozen, so nothing has to be re-embedded. Checkpoints are folders of safetensors inside the
 index (model/step-NNNNNN/), recorded in its manifest, which `ask` then uses.
 
-    result = train(rag, examples, TrainConfig(model="rag-token", steps=200))
+    result = fine_tune(searcher, torch_rag, examples, TrainConfig(model="rag-token", steps=200))
 """
 
 from __future__ import annotations
@@ -15,30 +15,28 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ragline.config import check_model
 from ragline.errors import ConfigError
-from ragline.eval.metrics import exact_match, f1_score
-from ragline.eval.qa_data import QAExample, split_by_group
+from ragline.index.manifest import TrainedPart, TrainedState, now
+from ragline.index.upkeep import CHECKPOINTS
+from ragline.model.generators import TorchRag
 from ragline.model.lm import CausalLM
 from ragline.model.qencoder import QuestionEncoder
 from ragline.model.rag_model import RagModel
+from ragline.qa import QAExample, exact_match, f1_score, split_by_group
+from ragline.registry import MODELS
+from ragline.retrieve.searcher import Searcher
 from ragline.types import Hit
 
-if TYPE_CHECKING:
-    from ragline.rag import RAG
-
 log = logging.getLogger(__name__)
-
-CHECKPOINTS = "model"
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
 
     def __post_init__(self) -> None:
-        check_model(self.model)
+        MODELS.check(self.model)
         if self.model == "concat":
             raise ConfigError("training needs a RAG model: --model rag-sequence or rag-token")
         for name in ("k", "steps", "batch_size", "eval_every", "eval_questions", "save_every"):
@@ -89,12 +87,13 @@ def _batch_indices(n: int, step: int, batch: int, seed: int) -> list[int]:
 
 
 class Trainer:
-    """Holds the trainable pieces; `RAG.train` is the usual entry point."""
+    """Holds the trainable pieces; `fine_tune` (and `RAG.train`) is the usual entry point.
+    `searcher` retrieves with the index frozen; checkpoints go into its index."""
 
-    def __init__(self, rag: RAG, lm: CausalLM, qenc: QuestionEncoder | None,
+    def __init__(self, searcher: Searcher, lm: CausalLM, qenc: QuestionEncoder | None,
                  cfg: TrainConfig, max_passage_tokens: int = 160,
                  max_new_tokens: int = 24) -> None:
-        self.rag = rag
+        self.searcher = searcher
         self.cfg = cfg
         self.lm = lm
         self.qenc = qenc.to(lm.device) if qenc is not None else None
@@ -118,7 +117,7 @@ class Trainer:
     def _encode(self, questions: Sequence[str]) -> torch.Tensor:
         if self.qenc is not None:
             return self.qenc(questions)  # (B, d), carries the gradient
-        vecs = self.rag.retriever.query_encoder.encode_queries(list(questions))
+        vecs = self.searcher.encode_queries(questions)
         return torch.from_numpy(vecs).to(self.lm.device)
 
     def _retrieve(self, q: torch.Tensor) -> tuple[list[list[Hit]], torch.Tensor]:
@@ -126,7 +125,7 @@ class Trainer:
         # q(x), then recompute d(z)·q(x) in torch from the retrieved (frozen) passage vectors
         # so that the gradient of the marginal likelihood reaches the question encoder through
         # p(z|x) (Lewis et al. 2020, §2.4; the passage side stays fixed, like the index).
-        found = self.rag.retriever.dense_hits(q.detach().float().cpu().numpy(), self.cfg.k)
+        found = self.searcher.dense_hits(q.detach().float().cpu().numpy(), self.cfg.k)
         k = min(len(h) for h, _ in found)
         if k == 0:
             raise ConfigError("the index returned no passages; is it empty?")
@@ -184,7 +183,7 @@ class Trainer:
     def save(self, metrics: dict[str, float] | None = None) -> Path:
         """Write model/step-N/ beside the index, then point the manifest at it (last, so a
         kill leaves the previous checkpoint in force), then drop older checkpoints."""
-        folder = self.rag.folder
+        folder = self.searcher.index.folder
         root = folder.path / CHECKPOINTS
         name = f"step-{self.step:06d}"
         tmp = root / f".{name}.tmp"
@@ -199,23 +198,21 @@ class Trainer:
         final = root / name
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-        prev = folder.manifest.get("trained") or {}
-        folder.manifest["trained"] = {
-            "path": f"{CHECKPOINTS}/{name}", "step": self.step, "model": self.cfg.model,
-            "generator": {"path": f"{CHECKPOINTS}/{name}/generator",
-                          "base": prev.get("generator", {}).get("base", self.lm.name)},
-            "question_encoder": (
-                {"path": f"{CHECKPOINTS}/{name}/question-encoder",
-                 "base": folder.encoder_spec.id} if self.qenc is not None
-                else prev.get("question_encoder")),
-            "metrics": metrics or prev.get("metrics", {}),
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+        prev = folder.manifest.trained
+        here = f"{CHECKPOINTS}/{name}"
+        trained = TrainedState(
+            path=here, step=self.step, model=self.cfg.model,
+            generator=TrainedPart(f"{here}/generator",
+                                  prev.generator.base if prev and prev.generator else self.lm.name),
+            question_encoder=(TrainedPart(f"{here}/question-encoder", folder.encoder_spec.id)
+                              if self.qenc is not None
+                              else prev.question_encoder if prev else None),
+            metrics=metrics or (prev.metrics if prev else {}), updated=now())
+        folder.manifest = replace(folder.manifest, trained=trained)
         folder.save_manifest()
         # an older checkpoint goes, unless a frozen question encoder still lives in it
-        keep = (folder.manifest["trained"]["question_encoder"] or {}).get("path", "")
         for old in root.glob("step-*"):
-            if old.name != name and not keep.startswith(f"{CHECKPOINTS}/{old.name}/"):
+            if f"{CHECKPOINTS}/{old.name}" not in trained.checkpoints:
                 shutil.rmtree(old, ignore_errors=True)
         return final
 
@@ -249,8 +246,8 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def run_training(trainer: Trainer, examples: list[QAExample], progress: bool = True,
-                 on_eval: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+def run_training(trainer: Trainer, examples: list[QAExample],
+                 progress: bool = True) -> TrainResult:
     """Train to `cfg.steps` total steps from wherever the trainer stands (resume)."""
     cfg = trainer.cfg
     train_set, held_out = split_by_group(examples, cfg.held_out)
@@ -275,10 +272,44 @@ def run_training(trainer: Trainer, examples: list[QAExample], progress: bool = T
         if held_out and (trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps):
             metrics = trainer.evaluate(held_out, progress=progress)
             result.evals.append({"step": float(trainer.step), **metrics})
-            if on_eval:
-                on_eval(trainer.step, metrics)
         if trainer.step % cfg.save_every == 0 or trainer.step == cfg.steps:
             result.checkpoint = trainer.save(metrics)
     bar.close()
     result.step = trainer.step
+    return result
+
+
+def fine_tune(searcher: Searcher, torch_rag: TorchRag, examples: list[QAExample],
+              cfg: TrainConfig | None = None, progress: bool = True,
+              restart: bool = False) -> TrainResult:
+    """Fine-tune the question encoder and the generator end to end, resuming from the index's
+    last checkpoint unless `restart` (then from the base models, or the RagModel the caller
+    gave `torch_rag`). Afterwards the searcher asks with the trained question encoder and
+    `torch_rag` answers with the trained generator."""
+    cfg = cfg or TrainConfig()
+    index = searcher.index
+    m = torch_rag.config
+    trained = index.manifest.trained
+    resume = trained is not None and not restart
+    if resume:  # the generator the manifest records
+        lm = torch_rag().lm
+    elif torch_rag.given is not None:
+        lm = torch_rag.given.lm
+    else:  # never a trained generator loaded earlier by `ask`: restart means the base model
+        lm = CausalLM.bundled(m.device)
+    qenc = None
+    if cfg.train_question_encoder:
+        qenc = QuestionEncoder.from_encoder(searcher.query_encoder if resume else index.encoder)
+    trainer = Trainer(searcher, lm, qenc, cfg, max_passage_tokens=m.max_passage_tokens,
+                      max_new_tokens=m.max_new_tokens)
+    if resume and trained is not None:
+        checkpoint = index.path / trained.path
+        if (checkpoint / "optimizer.safetensors").is_file():
+            trainer.load_optimizer(checkpoint)
+    with index.folder.write_lock():
+        result = run_training(trainer, examples, progress=progress)
+    # use what was trained from now on
+    searcher.query_encoder = index.question_encoder()
+    lm.model.eval()
+    torch_rag.use(trainer.model)
     return result

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ragline.errors import ConfigError, ModelUnavailableError
+from ragline.registry import RERANKERS
 from ragline.text import has_cjk
 from ragline.types import Passage
 
@@ -138,16 +139,13 @@ class QueryLikelihoodReranker:
         return np.concatenate(out)
 
 
-RERANKERS: tuple[str, ...] = ("query-likelihood", "cross-encoder:PATH")
-
-
 def load_reranker(name: str, device: str | None = None) -> Reranker:
-    """'query-likelihood' (or 'ql'), or 'cross-encoder:PATH' / a CrossEncoder folder."""
-    key = name.strip()
-    if key.lower() in ("query-likelihood", "ql"):
-        return QueryLikelihoodReranker(device=device)
-    path = key.split(":", 1)[1] if key.lower().startswith("cross-encoder:") else key
-    if Path(path).expanduser().is_dir():
-        return CrossEncoderReranker(Path(path).expanduser(), device=device)
-    raise ConfigError(f"unknown reranker '{name}'; use 'query-likelihood' or "
-                      "'cross-encoder:PATH' (a sentence-transformers CrossEncoder folder)")
+    """A name of ragline.registry.RERANKERS ('query-likelihood' or 'ql', 'cross-encoder:PATH'),
+    or a CrossEncoder folder."""
+    if RERANKERS.find(name) is not None:
+        reranker: Reranker = RERANKERS.create(name, device=device)
+        return reranker
+    if Path(name).expanduser().is_dir():
+        return CrossEncoderReranker(Path(name).expanduser(), device=device)
+    raise ConfigError(f"unknown reranker '{name}'; use {RERANKERS.usage()} (a "
+                      "sentence-transformers CrossEncoder folder)")

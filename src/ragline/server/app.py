@@ -18,17 +18,12 @@ Routes (all JSON; errors are `{"error": {"message", "type", "code"}}`, see serve
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Request, Response, UploadFile
@@ -38,18 +33,15 @@ from starlette.concurrency import run_in_threadpool
 
 from ragline import __version__
 from ragline.config import ServerConfig
-from ragline.encode.batching import BatchingEncoder
-from ragline.errors import ConfigError, RaglineError
+from ragline.errors import PayloadTooLargeError, RaglineError, UnauthorizedError
 from ragline.rag import RAG
-from ragline.retrieve.retriever import check_mode
-from ragline.server import errors
-from ragline.server.jobs import GenerationQueue, Job
-from ragline.server.uploads import UploadStore
-from ragline.types import Answer, Hit, hit_to_dict
+from ragline.server import errors, openai_api
+from ragline.server.jobs import Job
+from ragline.server.service import Service
+from ragline.server.sse import sse
+from ragline.types import Answer, Hit
 
 log = logging.getLogger(__name__)
-
-LOCAL_BACKENDS = ("llama-cpp", "llama.cpp", "llama")
 
 
 class AskRequest(BaseModel):
@@ -60,120 +52,6 @@ class AskRequest(BaseModel):
     stream: bool = Field(False, description="answer as server-sent events")
     max_tokens: int | None = Field(None, description="concat model: longest answer in tokens")
     temperature: float | None = Field(None, description="concat model: 0 is greedy")
-
-
-@dataclass(frozen=True)
-class Retrieved:
-    """A checked question and its passages, ready to be queued for generation."""
-
-    question: str
-    hits: list[Hit]
-    model: str
-    seconds: float
-
-
-class Service:
-    """What the routes share: the RAG, the generation queue, the upload store, the key."""
-
-    def __init__(self, rag: RAG, cfg: ServerConfig, api_key: str | None) -> None:
-        backend = rag.config.generation.backend
-        if cfg.workers > 1 and backend in LOCAL_BACKENDS:
-            raise ConfigError("server.workers > 1 needs generation.backend = 'openai': the local "
-                              "model generates one answer at a time")
-        self.rag = rag
-        self.cfg = cfg
-        self.api_key = api_key or None
-        self.queue = GenerationQueue(workers=cfg.workers, max_waiting=cfg.queue_size,
-                                     queue_timeout=cfg.queue_timeout_s, timeout=cfg.timeout_s)
-        self.uploads = UploadStore(rag, max_bytes=int(cfg.max_upload_mb * 2**20))
-        # concurrent searches share query-encoder batches (see encode.batching)
-        self.query_encoder = BatchingEncoder(rag.retriever.query_encoder)
-        rag.retriever.query_encoder = self.query_encoder
-        self._torch_model = threading.Lock()  # the RAG models share one torch model
-
-    # ------------------------------------------------------------ ask
-
-    def retrieve(self, question: str, k: int | None, mode: str | None, model: str | None,
-                 max_tokens: int | None = None, temperature: float | None = None) -> Retrieved:
-        """Check the request and retrieve its passages, before anything is queued."""
-        model = self.rag.check_ask(question, k, model, max_tokens=max_tokens,
-                                   temperature=temperature)
-        if mode is not None:
-            check_mode(mode)
-        t0 = time.perf_counter()
-        hits = self.rag.search(question, k=k, mode=mode)
-        return Retrieved(question, hits, model, time.perf_counter() - t0)
-
-    def submit(self, r: Retrieved, max_tokens: int | None = None,
-               temperature: float | None = None) -> Job:
-        def answers() -> Iterator[str | Answer]:
-            if r.model == "concat":
-                yield from self.rag.ask_stream(r.question, hits=r.hits, model=r.model,
-                                               max_tokens=max_tokens, temperature=temperature)
-                return
-            with self._torch_model:
-                yield from self.rag.ask_stream(r.question, hits=r.hits, model=r.model)
-
-        def work() -> Iterator[str | Answer]:
-            for item in answers():
-                if isinstance(item, Answer):  # count the retrieval done before the queue
-                    t = item.timings
-                    item = replace(item, timings={**t, "retrieve_s": r.seconds,
-                                                  "total_s": t.get("total_s", 0.0) + r.seconds})
-                yield item
-
-        return self.queue.submit(work)
-
-    async def answer(self, job: Job) -> Answer:
-        answer = None
-        async for item in job.results():
-            if isinstance(item, Answer):
-                answer = item
-        if answer is None:
-            raise RaglineError("the generation ended without an answer")
-        return answer
-
-    # ------------------------------------------------------------ JSON
-
-    def hits_json(self, hits: Sequence[Hit]) -> dict[str, Any]:
-        """Passages (with their file's name: uploads are stored under content hashes) and the
-        document posteriors: p(z|x) summed over each document's passages."""
-        names = self.rag.folder.store.names([h.passage.doc_id for h in hits])
-
-        def name(h: Hit) -> str:  # a document deleted since its retrieval keeps its file name
-            return names.get(h.passage.doc_id) or Path(h.passage.source).name
-
-        passages = [{**hit_to_dict(h), "name": name(h)} for h in hits]
-        docs: dict[str, dict[str, Any]] = {}
-        for h in hits:
-            d = docs.setdefault(h.passage.doc_id, {"doc_id": h.passage.doc_id, "name": name(h),
-                                                   "source": h.passage.source, "prob": 0.0})
-            d["prob"] += h.prob or 0.0
-        return {"passages": passages,
-                "documents": sorted(docs.values(), key=lambda d: -d["prob"])}
-
-    def answer_json(self, answer: Answer) -> dict[str, Any]:
-        out = answer.to_dict()
-        out.update(self.hits_json(answer.hits))
-        names = {p["passage_id"]: p["name"] for p in out["passages"]}
-        for c in out["citations"]:
-            c["name"] = names.get(c["passage_id"], "")
-        return out
-
-    # ------------------------------------------------------------ auth
-
-    def authorized(self, request: Request) -> bool:
-        if self.api_key is None or request.url.path == "/":  # the page holds no data
-            return True
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and secrets.compare_digest(
-            token.strip().encode(), self.api_key.encode())
-
-
-def sse(data: Any, event: str | None = None) -> str:
-    """One server-sent event: `data` as JSON, under an event name if given."""
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 @cache
@@ -192,7 +70,7 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
         service.query_encoder.start()
         if rag.config.model.kind == "concat":
             try:  # load the model now, not on the first question; search works without it
-                await run_in_threadpool(rag.generator.load)
+                await run_in_threadpool(service.answerer.generator().load)
             except RaglineError as e:
                 log.warning("the generator is not available (%s); /v1/ask will answer 503", e)
         yield
@@ -210,14 +88,14 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     async def guard(request: Request,
                     call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if not service.authorized(request):
-            return errors.error_response(errors.UnauthorizedError(
+            return errors.error_response(UnauthorizedError(
                 "this server needs an API key: send 'Authorization: Bearer <key>'"))
         length = request.headers.get("content-length", "")
         if request.method == "POST" and length.isdigit():
             # a multipart body is the file plus a little framing: refuse before reading it
             try:
                 service.uploads.check_size(int(length) - 64 * 1024)
-            except errors.PayloadTooLargeError as e:
+            except PayloadTooLargeError as e:
                 return errors.error_response(e)
         try:
             return await call_next(request)
@@ -232,7 +110,7 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     @app.get("/health")
     def health() -> dict[str, Any]:
         enc = service.query_encoder
-        return {"status": "ok", "version": __version__, "index": rag.folder.store.counts(),
+        return {"status": "ok", "version": __version__, "index": rag.index.counts(),
                 "generation": service.queue.stats(),
                 "query_encoder": {"queries": enc.queries, "batches": enc.batches}}
 
@@ -240,23 +118,24 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     def search(q: str, k: int | None = None, mode: str | None = None,
                rerank: bool = True) -> dict[str, Any]:
         t0 = time.perf_counter()
-        hits = rag.search(q, k=k, mode=mode, rerank=rerank)
+        hits = service.searcher.search(q, k=k, mode=mode, rerank=rerank)
         return {"query": q, "mode": mode or rag.config.retrieval.mode, **service.hits_json(hits),
                 "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
 
     @app.post("/v1/ask", response_model=None)
     async def ask(req: AskRequest) -> dict[str, Any] | StreamingResponse:
-        r = await run_in_threadpool(service.retrieve, req.question, req.k, req.mode, req.model,
-                                    req.max_tokens, req.temperature)
-        job = service.submit(r, req.max_tokens, req.temperature)
+        prepared = await run_in_threadpool(service.prepare, req.question, req.k, req.mode,
+                                           req.model, req.max_tokens, req.temperature)
+        job = service.submit(prepared)
         if not req.stream:
             return service.answer_json(await service.answer(job))
-        return StreamingResponse(_ask_events(service, job, r.hits), media_type="text/event-stream",
+        return StreamingResponse(_ask_events(service, job, prepared.hits),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/v1/documents")
     def list_documents() -> dict[str, Any]:
-        docs = rag.documents()
+        docs = rag.index.documents()
         return {"documents": [d.to_dict() for d in docs], "count": len(docs)}
 
     @app.post("/v1/documents", status_code=201)
@@ -269,8 +148,6 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     @app.delete("/v1/documents/{doc_id:path}")  # ids may hold '/' (a jsonl row's own id)
     def delete_document(doc_id: str) -> dict[str, Any]:
         return service.uploads.remove(doc_id)
-
-    from ragline.server import openai_api
 
     openai_api.register(app, service)
     return app

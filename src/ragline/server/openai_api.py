@@ -29,15 +29,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from ragline.config import MODELS
 from ragline.errors import ConfigError, ModelNotFoundError
+from ragline.registry import MODELS
 from ragline.server import errors
-from ragline.server.app import sse
 from ragline.server.jobs import Job
+from ragline.server.sse import sse
 from ragline.types import Answer
 
 if TYPE_CHECKING:
-    from ragline.server.app import Service
+    from ragline.server.service import Service
 
 PREFIX = "ragline"
 
@@ -62,13 +62,13 @@ class ChatRequest(BaseModel):
 
 
 def model_ids() -> list[str]:
-    return [PREFIX] + [f"{PREFIX}/{m}" for m in MODELS]
+    return [PREFIX] + [f"{PREFIX}/{m}" for m in MODELS.names]
 
 
 def resolve_model(name: str, default: str) -> str:
     if name == PREFIX:
         return default
-    if name.startswith(PREFIX + "/") and name[len(PREFIX) + 1:] in MODELS:
+    if name.startswith(PREFIX + "/") and name[len(PREFIX) + 1:] in MODELS.names:
         return name[len(PREFIX) + 1:]
     raise ModelNotFoundError(f"unknown model '{name}'; available: {', '.join(model_ids())}")
 
@@ -104,9 +104,9 @@ def register(app: FastAPI, service: Service) -> None:
         model = resolve_model(req.model, rag.config.model.kind)
         question = question_of(req.messages)
         max_tokens = req.max_completion_tokens or req.max_tokens
-        r = await run_in_threadpool(service.retrieve, question, req.k, req.mode, model,
-                                    max_tokens, req.temperature)
-        job = service.submit(r, max_tokens, req.temperature)
+        prepared = await run_in_threadpool(service.prepare, question, req.k, req.mode, model,
+                                           max_tokens, req.temperature)
+        job = service.submit(prepared)
         head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
                 "model": req.model}
         if req.stream:

@@ -5,7 +5,7 @@ A client's file name is never used as a path. It is reduced to a display name (n
 control characters, at most 200 characters), its extension picks the loader, and the bytes are
 stored as `<index>/uploads/<sha256><ext>`, so the same file uploaded twice is indexed once.
 
-    store = UploadStore(rag, max_bytes=32 << 20)
+    store = UploadStore(index, max_bytes=32 << 20)
     result = store.add("report.pdf", data)        # {"status": "added", "documents": [...]}
 """
 
@@ -25,10 +25,10 @@ from ragline.errors import (
     UnsupportedFileError,
 )
 from ragline.index.atomic import atomic_write_bytes
-from ragline.index.folder import UPLOADS
+from ragline.index.index import Index
 from ragline.index.store import source_key
+from ragline.index.upkeep import UPLOADS
 from ragline.ingest.loaders import supported_suffixes
-from ragline.rag import RAG
 
 
 def display_name(raw: str | None) -> str:
@@ -49,10 +49,10 @@ def suffix_of(name: str) -> str:
 
 
 class UploadStore:
-    def __init__(self, rag: RAG, max_bytes: int) -> None:
-        self.rag = rag
+    def __init__(self, index: Index, max_bytes: int) -> None:
+        self.index = index
         self.max_bytes = max_bytes
-        self.folder = rag.folder.path / UPLOADS
+        self.folder = index.path / UPLOADS
         # one upload or deletion at a time: a deletion must not unlink a file that a
         # concurrent upload of the same bytes is indexing
         self._lock = threading.Lock()
@@ -74,22 +74,22 @@ class UploadStore:
         path = self.folder / f"{hashlib.sha256(data).hexdigest()}{suffix}"
         # under the index's writer lock, so that an open in another process never takes the
         # file for a leftover of a killed upload between its writing and its commit
-        with self._lock, self.rag.folder.write_lock():
+        with self._lock, self.index.folder.write_lock():
             self.folder.mkdir(exist_ok=True)
             existed = path.exists()
             try:
                 if not existed:
                     atomic_write_bytes(path, data)
-                report = self.rag.add([path], names={path: name})
+                report = self.index.add([path], names={path: name})
                 if report.skipped:
                     raise UnreadableFileError(f"{name}: {report.skipped[0][1]}")
             except BaseException:
                 if not existed:  # a failed upload leaves nothing behind
                     path.unlink(missing_ok=True)
                 raise
-            docs = self.rag.documents(source=source_key(path))
+            docs = self.index.documents(source=source_key(path))
             if not docs:  # every document of it is already indexed from another file
-                self.rag.remove(str(path))
+                self.index.remove(str(path))
                 path.unlink(missing_ok=True)
                 return {"name": name, "status": "duplicate", "documents": [], "passages": 0,
                         "duplicate_of": sorted({doc_id for _, doc_id in report.duplicates})}
@@ -99,14 +99,13 @@ class UploadStore:
 
     def remove(self, doc_id: str) -> dict[str, Any]:
         """Remove a document by id; its uploaded file goes with its last document."""
-        store = self.rag.folder.store
         with self._lock:
-            doc = store.document(doc_id)
-            if doc is None:
+            source = self.index.document_source(doc_id)
+            if source is None:
                 raise DocumentNotFoundError(f"no document '{doc_id}' in the index; "
                                             "GET /v1/documents lists them")
-            self.rag.remove_documents([doc_id])
-            path = Path(doc.source)
-            if path.parent == self.folder.resolve() and not store.document_ids_of_source(doc.source):
+            self.index.remove_documents([doc_id])
+            path = Path(source)
+            if path.parent == self.folder.resolve() and not self.index.documents(source):
                 path.unlink(missing_ok=True)
         return {"deleted": [doc_id]}

@@ -1,0 +1,112 @@
+"""`ragline search · ask · score`: passages for a query, cited answers, answer likelihoods."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from typing import Any
+
+from ragline.cli import render
+from ragline.cli.options import (
+    add_generator,
+    add_index_arg,
+    add_json,
+    add_mode,
+    add_model,
+    add_retrieval,
+    positive_int,
+)
+from ragline.config import Config, override
+from ragline.registry import MODELS
+from ragline.types import Answer, hit_to_dict
+
+log = logging.getLogger("ragline")
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("search", help="retrieve passages for a query")
+    add_index_arg(s)
+    s.add_argument("query")
+    add_retrieval(s)
+    add_json(s)
+    s.set_defaults(run=cmd_search)
+
+    s = sub.add_parser("ask", help="answer a question from the index, with citations")
+    add_index_arg(s)
+    s.add_argument("question")
+    add_retrieval(s, "passages to condition on (default 5)")
+    add_json(s, "print the answer as JSON")
+    add_model(s, "concat: all passages in one prompt (default); rag-token / rag-sequence: "
+                 "the RAG model, marginalizing over passages")
+    s.add_argument("--beams", type=positive_int, help="beam size of the RAG models (default 4)")
+    s.add_argument("--fast", action="store_true", help="RAG-Sequence fast decoding")
+    add_generator(s)
+    s.add_argument("--max-tokens", type=positive_int)
+    s.set_defaults(run=cmd_ask)
+
+    s = sub.add_parser("score", help="log p(answer | question) under each model")
+    add_index_arg(s)
+    s.add_argument("question")
+    s.add_argument("answer")
+    s.add_argument("-k", type=positive_int, help="passages to condition on (default 5)")
+    add_mode(s)
+    add_model(s, "only this model (repeatable)", action="append")
+    add_json(s)
+    s.set_defaults(run=cmd_score)
+
+
+def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.rag import RAG
+
+    with RAG.open(args.index, config=cfg) as rag:
+        hits = rag.search(args.query, k=args.k, mode=args.mode)
+    if args.json:
+        render.out(json.dumps([hit_to_dict(h) for h in hits], ensure_ascii=False, indent=2))
+    else:
+        render.hits(hits)
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.rag import RAG
+
+    cfg = replace(cfg, model=override(cfg.model, thorough=False if args.fast else None))
+    answer: Answer | None = None
+    streamed = ""
+    with RAG.open(args.index, config=cfg) as rag:
+        for piece in rag.ask_stream(args.question, k=args.k, mode=args.mode, model=args.model,
+                                    beams=args.beams):
+            if isinstance(piece, Answer):
+                answer = piece
+            elif not args.json:
+                streamed += piece
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+    if answer is None:
+        raise RuntimeError("the generation ended without an answer")
+    if args.json:
+        render.out(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    render.answer_tail(answer, streamed)
+    t = answer.timings
+    log.info("retrieval %.2fs, first token %.2fs, total %.2fs", t.get("retrieve_s", 0),
+             t.get("first_token_s", 0), t.get("total_s", 0))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.rag import RAG
+
+    with RAG.open(args.index, config=cfg) as rag:
+        scores = rag.score(args.question, args.answer, k=args.k, mode=args.mode,
+                           models=args.model or MODELS.names)
+    if args.json:
+        render.out(json.dumps({"question": args.question, "answer": args.answer,
+                               "log_prob": scores}, ensure_ascii=False, indent=2))
+        return 0
+    for name, lp in scores.items():
+        render.out(f"{name:<13} log p(y|x) = {lp:9.3f}")
+    return 0

@@ -1,0 +1,164 @@
+"""`ragline eval retrieval · qa`: BEIR retrieval metrics, and open-domain QA (hit@k, EM, F1)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ragline.cli import render
+from ragline.cli.options import (
+    add_dense,
+    add_index_arg,
+    add_json,
+    add_mode,
+    add_model,
+    add_rerank,
+    positive_int,
+)
+from ragline.config import Config, override
+from ragline.errors import ConfigError
+from ragline.eval.ranking import DEFAULT_METRICS
+from ragline.registry import RETRIEVERS
+
+log = logging.getLogger("ragline")
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("eval", help="measure retrieval (BEIR data) or question answering "
+                                    "(SQuAD-format or QA jsonl)")
+    ev = s.add_subparsers(dest="what", required=True, metavar="WHAT")
+    r = ev.add_parser("retrieval", help="nDCG@10, recall@k, MRR@10 per retrieval mode")
+    add_index_arg(r, "the index; built from the corpus first if DIR has none")
+    r.add_argument("--beir", type=Path, metavar="FOLDER",
+                   help="BEIR data folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)")
+    r.add_argument("--split", default="test", help="qrels split in a BEIR folder (default test)")
+    r.add_argument("--queries", type=Path, help="BEIR queries.jsonl (instead of --beir)")
+    r.add_argument("--qrels", type=Path, help="BEIR qrels .tsv (instead of --beir)")
+    r.add_argument("--corpus", type=Path, help="corpus.jsonl to build DIR from if it has no index")
+    r.add_argument("--modes", default="bm25,dense,hybrid",
+                   help=f"comma-separated, of {', '.join(RETRIEVERS.names)} "
+                        "(default bm25,dense,hybrid)")
+    r.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help="comma-separated ndcg@K, recall@K, mrr@K")
+    add_rerank(r)
+    r.add_argument("--limit", type=positive_int,
+                   help="evaluate N queries, evenly spread (e.g. to try a slow reranker)")
+    r.add_argument("--chunk-words", type=positive_int,
+                   help="passage size when building (default 100; BEIR scores whole documents: "
+                        "use a size above the longest, e.g. 100000, to index them unsplit)")
+    add_dense(r, "dense index kind when building")
+    add_json(r)
+    r.set_defaults(run=cmd_eval_retrieval)
+
+    q = ev.add_parser("qa", help="retrieval hit@k, exact match, F1 and seconds per question")
+    add_index_arg(q, "the index; for SQuAD-format data built from its paragraphs if DIR has none")
+    q.add_argument("--data", required=True, type=Path,
+                   help='SQuAD-format JSON or jsonl rows {"question": ..., "answers": [...]}')
+    q.add_argument("-k", type=positive_int, default=5, help="passages to answer from (default 5)")
+    add_mode(q)
+    add_rerank(q)
+    add_model(q, "generator model (default concat)")
+    q.add_argument("--limit", type=positive_int,
+                   help="evaluate N questions, evenly spread over the file")
+    q.add_argument("--retrieval-only", action="store_true", help="hit@k only, no generation")
+    add_json(q)
+    q.add_argument("--out", type=Path, help="write every question's answer and scores as jsonl")
+    q.set_defaults(run=cmd_eval_qa)
+
+
+def _open_or_build(path: Path, cfg: Config, corpus: list[Path], progress: bool) -> Any:
+    """Open the index at `path`, or build it from `corpus` when there is none yet."""
+    from ragline.index.index import Index
+    from ragline.rag import RAG
+
+    if Index.exists(path) or not corpus:
+        return RAG.open(path, config=cfg)
+    missing = [c for c in corpus if not c.exists()]
+    if missing:
+        raise ConfigError(f"corpus not found: {missing[0]}")
+    log.warning("building %s from %s", path, ", ".join(str(c) for c in corpus))
+    rag = RAG.build(path, config=cfg)
+    report = rag.add(corpus, progress=progress)
+    if report.failed:
+        rag.close()
+        raise ConfigError(f"could not index {corpus[0]}: "
+                          f"{report.skipped[0][1] if report.skipped else ''}")
+    return rag
+
+
+def cmd_eval_retrieval(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.eval.beir import BeirData
+    from ragline.eval.retrieval import evaluate_retrieval
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.beir is not None:
+        if args.queries or args.qrels:
+            raise ConfigError("give either --beir FOLDER or --queries and --qrels, not both")
+        data = BeirData.from_folder(args.beir, args.split)
+    elif args.queries and args.qrels:
+        data = BeirData.from_files(args.queries, args.qrels)
+    else:
+        raise ConfigError("say what to evaluate on: --beir FOLDER, or --queries Q --qrels R")
+    if args.limit:
+        data = data.spread(args.limit)
+    corpus = args.corpus or data.corpus
+    cfg = replace(cfg, index=override(cfg.index, chunk_words=args.chunk_words, dense=args.dense))
+    with _open_or_build(args.index, cfg, [corpus] if corpus else [], not args.quiet) as rag:
+        results = evaluate_retrieval(rag, data, modes, metrics, progress=not args.quiet)
+        if cfg.retrieval.rerank:
+            results += evaluate_retrieval(rag, data, modes, metrics, rerank=True,
+                                          progress=not args.quiet)
+    if args.json:
+        render.out(json.dumps({"index": str(args.index), "queries": len(data.queries),
+                               "results": [r.to_dict() for r in results]}, indent=2))
+        return 0
+    render.out(f"{len(data.queries)} queries, "
+               f"{sum(len(r) for r in data.qrels.values())} judgements")
+    render.table(["mode", *metrics, "ms/query"],
+                 [[r.name, *[f"{r.metrics[m]:.4f}" for m in metrics],
+                   f"{1000 * r.seconds_per_query:.1f}"] for r in results])
+    return 0
+
+
+def cmd_eval_qa(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.eval.qa import evaluate_qa
+    from ragline.eval.qa_data import read_qa, write_paragraphs_jsonl
+    from ragline.index.index import Index
+    from ragline.qa import spread
+
+    examples = read_qa(args.data)
+    if args.limit:
+        examples = spread(examples, args.limit)  # the file is ordered by article
+    with tempfile.TemporaryDirectory(prefix="ragline-eval-") as tmp:
+        corpus: list[Path] = []
+        if not Index.exists(args.index):
+            if not any(e.context for e in examples):
+                raise ConfigError(f"no index at {args.index}, and {args.data} has no paragraphs "
+                                  "to build one from; index your corpus first")
+            corpus = [write_paragraphs_jsonl(args.data,
+                                             Path(tmp) / f"{args.data.stem}-paragraphs.jsonl")]
+        with _open_or_build(args.index, cfg, corpus, not args.quiet) as rag:
+            report = evaluate_qa(rag, examples, k=args.k, mode=args.mode, model=args.model,
+                                 generate=not args.retrieval_only, progress=not args.quiet)
+    if args.out:
+        args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                    for r in report.rows), "utf-8")
+    if args.json:
+        render.out(json.dumps(report.to_dict(), indent=2))
+        return 0
+    render.out(f"{report.questions} questions")
+    render.table(["metric", "value"],
+                 [[f"hit@{k}", f"{100 * v:.1f}"] for k, v in report.hit_at.items()]
+                 + [["retrieval ms/question", f"{1000 * report.retrieval_seconds:.1f}"]]
+                 + ([[f"exact match ({report.model}, k={args.k})", f"{100 * report.em:.1f}"],
+                     ["F1", f"{100 * (report.f1 or 0):.1f}"],
+                     ["answered", f"{100 * (report.answered or 0):.1f}"],
+                     ["s/question", f"{report.seconds_per_question:.2f}"]]
+                    if report.em is not None else []))
+    return 0

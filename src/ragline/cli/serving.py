@@ -1,0 +1,54 @@
+"""`ragline serve`: the HTTP API, the OpenAI-compatible endpoint and the web page."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import replace
+from typing import Any
+
+from ragline.cli import render
+from ragline.cli.options import add_generator, add_index_arg, add_model, positive_int
+from ragline.config import Config, override
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("serve", help="HTTP API, OpenAI-compatible endpoint and web page "
+                                     "(needs ragline[server])")
+    add_index_arg(s, "the index (an empty one is created if DIR is new or empty)")
+    s.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=positive_int, help="default 8000")
+    s.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API "
+                   "key; when it is set, every request needs it (default RAGLINE_API_KEY)")
+    s.add_argument("--queue-size", type=int, help="generations that may wait (default 32)")
+    s.add_argument("--timeout", type=float, help="longest generation in seconds (default 120)")
+    s.add_argument("--max-upload-mb", type=float, help="largest upload (default 32)")
+    add_model(s, "the default model of /v1/ask")
+    s.add_argument("--encoder", help="encoder of a new index (default minilm)")
+    add_generator(s)
+    s.set_defaults(run=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.index.index import Index
+    from ragline.rag import RAG
+    from ragline.server import serve
+
+    cfg = replace(cfg, server=override(cfg.server, host=args.host, port=args.port,
+                                       api_key_env=args.api_key_env,
+                                       queue_size=args.queue_size, timeout_s=args.timeout,
+                                       max_upload_mb=args.max_upload_mb),
+                  model=override(cfg.model, kind=args.model))
+    new = not Index.exists(args.index)
+    rag = (RAG.build(args.index, encoder=args.encoder, config=cfg) if new
+           else RAG.open(args.index, config=cfg, encoder=args.encoder))
+    with rag:
+        s = cfg.server
+        keyed = bool(os.environ.get(s.api_key_env))
+        c = rag.index.counts()
+        render.out(f"{'new empty index' if new else 'index'} {args.index}: {c['documents']} "
+                   f"documents, {c['passages']} passages")
+        render.out(f"serving http://{s.host}:{s.port}/  (API docs /docs, OpenAI-compatible /v1)"
+                   + (f"; API key from ${s.api_key_env}" if keyed else "") + "; Ctrl-C stops")
+        serve(rag, s)
+    return 0

@@ -1,0 +1,62 @@
+"""`ragline train`: fine-tune the question encoder and the generator end to end."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ragline.cli import render
+from ragline.cli.options import add_index_arg, positive_int
+from ragline.config import Config
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("train", help="fine-tune the question encoder and the generator end to end")
+    add_index_arg(s)
+    s.add_argument("--data", required=True, type=Path,
+                   help='jsonl rows {"question": ..., "answers": [...]} or SQuAD-format JSON')
+    s.add_argument("--model", choices=("rag-sequence", "rag-token"), default="rag-sequence")
+    s.add_argument("--steps", type=positive_int, default=100, help="total optimizer steps")
+    s.add_argument("-k", type=positive_int, default=4, help="passages per question")
+    s.add_argument("--batch-size", type=positive_int, default=2)
+    s.add_argument("--lr", type=float, default=2e-5, help="generator learning rate")
+    s.add_argument("--lr-question-encoder", type=float, default=1e-5)
+    s.add_argument("--held-out", type=float, default=0.2,
+                   help="share of articles kept out for evaluation (default 0.2)")
+    s.add_argument("--eval-every", type=positive_int, default=50)
+    s.add_argument("--eval-questions", type=positive_int, default=50)
+    s.add_argument("--save-every", type=positive_int, default=50)
+    s.add_argument("--freeze-question-encoder", action="store_true",
+                   help="train the generator only")
+    s.add_argument("--restart", action="store_true",
+                   help="start from the base models instead of resuming the last checkpoint")
+    s.set_defaults(run=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.eval.qa_data import read_qa
+    from ragline.model.train import TrainConfig
+    from ragline.rag import RAG
+
+    tc = TrainConfig(model=args.model, k=args.k, steps=args.steps, batch_size=args.batch_size,
+                     lr=args.lr, lr_question_encoder=args.lr_question_encoder,
+                     held_out=args.held_out, eval_every=args.eval_every,
+                     eval_questions=args.eval_questions, save_every=args.save_every,
+                     train_question_encoder=not args.freeze_question_encoder)
+    examples = read_qa(args.data)
+    with RAG.open(args.index, config=cfg) as rag:
+        trained = rag.index.manifest.trained
+        done = trained.step if trained else 0
+        if done >= args.steps and not args.restart:
+            render.out(f"{args.index} is already trained for {done} steps; ask for more with "
+                       f"--steps N (N > {done}) or start over with --restart")
+            return 0
+        result = rag.train(examples, tc, progress=not args.quiet, restart=args.restart)
+    for ev in result.evals:
+        render.out(f"step {int(ev['step'])}: held-out exact match {100 * ev['em']:.1f}, "
+                   f"F1 {100 * ev['f1']:.1f} ({int(ev['questions'])} questions)")
+    if result.losses:
+        render.out(f"trained to step {result.step}; loss {result.losses[0]:.3f} → "
+                   f"{result.losses[-1]:.3f}; checkpoint {result.checkpoint}")
+    return 0

@@ -1,0 +1,203 @@
+"""An `Index`: an index folder with its passage encoder — what is stored and how it changes.
+
+    index = Index.open_or_create("my-index", IndexConfig(encoder="hash"))
+    index.add(["docs/"]); index.remove("docs/old.md"); index.documents()
+    index.question_encoder()        # the one `ragline train` left, else the passage encoder
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ragline.config import IndexConfig
+from ragline.encode import Encoder, SentenceTransformerEncoder, encoder_from_spec, load_encoder
+from ragline.errors import ConfigError, DocumentNotFoundError, IndexCorruptError
+from ragline.index.dense import DenseSpec
+from ragline.index.folder import IndexFolder
+from ragline.index.manifest import Manifest
+from ragline.index.store import source_key
+from ragline.index.upkeep import MANIFEST
+from ragline.ingest.pipeline import IngestReport, ingest_paths
+from ragline.text import invalid_char
+from ragline.types import DocumentInfo
+
+
+class Index:
+    """Writes take the folder's writer lock; reads are safe beside them (see IndexFolder)."""
+
+    def __init__(self, folder: IndexFolder, encoder: Encoder, batch_passages: int = 256,
+                 device: str | None = None) -> None:
+        self.folder = folder
+        self.encoder = encoder
+        self.batch_passages = batch_passages
+        self.device = device
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def exists(cls, path: str | Path) -> bool:
+        return (Path(path) / MANIFEST).exists()
+
+    @classmethod
+    def open(cls, path: str | Path, encoder: str | None = None, batch_passages: int = 256,
+             device: str | None = None) -> Index:
+        """Open an existing index with the encoder its manifest names (`encoder`, if given,
+        must be that one)."""
+        folder = IndexFolder.open(Path(path), expect_encoder=encoder)
+        return cls(folder, encoder_from_spec(folder.encoder_spec, device=device),
+                   batch_passages, device)
+
+    @classmethod
+    def open_or_create(cls, path: str | Path, config: IndexConfig | None = None,
+                       encoder: str | None = None, device: str | None = None) -> Index:
+        """Open the index at `path`, or create it from `config`. An existing index keeps its
+        encoder, chunking and dense kind; settings that name different ones are an error
+        (the prefixes and the dense kind, when the config sets them)."""
+        config = config or IndexConfig()
+        path = Path(path)
+        if cls.exists(path):
+            index = cls.open(path, encoder, config.batch_passages, device)
+            try:
+                index._check_settings(config)
+            except ConfigError:
+                index.close()
+                raise
+            return index
+        enc = load_encoder(encoder or config.encoder, device=device,
+                           query_prefix=config.query_prefix, passage_prefix=config.passage_prefix)
+        enc.load()  # the dimension and the model's own prefixes are known once loaded
+        folder = IndexFolder.create(path, enc.spec, chunk_words=config.chunk_words,
+                                    dense=DenseSpec(config.dense or "flat"))
+        return cls(folder, enc, config.batch_passages, device)
+
+    def _check_settings(self, config: IndexConfig) -> None:
+        have = self.folder.dense_spec.kind
+        if config.dense and config.dense != have:
+            raise ConfigError(f"{self.path} already has a {have} dense index; switch it with: "
+                              f"ragline reindex {self.path} --dense {config.dense}")
+        spec = self.folder.encoder_spec
+        for name, given, kept in (("query", config.query_prefix, spec.query_prefix),
+                                  ("passage", config.passage_prefix, spec.passage_prefix)):
+            if given and given != kept:
+                raise ConfigError(f"{self.path} was built with --{name}-prefix {kept!r}; a "
+                                  "different prefix needs a new index")
+
+    def close(self) -> None:
+        self.folder.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.folder.manifest
+
+    def question_encoder(self) -> Encoder:
+        """The question encoder `ragline train` left in the index (the manifest names it),
+        else the passage encoder itself. The passage side never changes."""
+        trained = self.manifest.trained
+        if trained is None or trained.question_encoder is None:
+            return self.encoder
+        part = trained.question_encoder
+        path = self.path / part.path
+        if not path.is_dir():
+            raise IndexCorruptError(f"{path}: the trained question encoder named in the manifest "
+                                    "is missing; retrain or remove 'trained' from manifest.json")
+        spec = self.folder.encoder_spec
+        enc = SentenceTransformerEncoder(path=path, model_id=f"{spec.id}+{part.path}",
+                                         dim=spec.dim, query_prefix=spec.query_prefix,
+                                         passage_prefix=spec.passage_prefix, device=self.device)
+        enc.prefixes_from_model = False  # the manifest's prefixes, even when they are empty
+        return enc
+
+    # ------------------------------------------------------------ writes
+
+    def add(self, paths: Sequence[str | Path], progress: bool = False,
+            names: Mapping[Path, str] | None = None) -> IngestReport:
+        """Index files and folders (changed files are replaced, unchanged ones skipped).
+        `names`: display names for files stored under meaningless names (server uploads)."""
+        with self.folder.write_lock():
+            return ingest_paths(self.folder, self.encoder, [Path(p) for p in paths],
+                                progress=progress, batch_passages=self.batch_passages,
+                                names=names)
+
+    def remove(self, target: str) -> list[str]:
+        """Remove a document by id, or every document of a source file; returns the doc ids."""
+        store = self.folder.store
+        if invalid_char(target) is None and store.has_document(target):
+            return self.remove_documents([target])  # else a path (its bytes need not be UTF-8)
+        source = source_key(Path(target).expanduser())
+        with self.folder.write_lock():
+            doc_ids = store.document_ids_of_source(source)
+            if not doc_ids and store.source(source) is None:
+                raise DocumentNotFoundError(
+                    f"no document or source '{target}' in {self.path}; "
+                    f"list them with: ragline info {self.path} --documents")
+            with store.transaction():
+                removed = store.delete_source(source)
+            self._after_removal(removed)
+        return doc_ids
+
+    def remove_documents(self, doc_ids: Sequence[str]) -> list[str]:
+        """Remove documents by id (never a path: what the HTTP API calls). Their files count
+        as changed from then on, so indexing one again brings its documents back."""
+        store = self.folder.store
+        with self.folder.write_lock():
+            missing = [d for d in doc_ids if not store.has_document(d)]
+            if missing:
+                raise DocumentNotFoundError(f"no document '{missing[0]}' in {self.path}")
+            with store.transaction():
+                store.forget_sources_of(doc_ids)
+                removed = store.delete_documents(doc_ids)
+            self._after_removal(removed)
+        return list(doc_ids)
+
+    def _after_removal(self, removed: list[int]) -> None:
+        self.folder.apply_dense(removed)
+        self.folder.rebuild_sparse()
+        self.folder.persist()
+
+    def reindex(self, dense: DenseSpec | None = None, progress: bool = False) -> None:
+        """Rebuild the search indexes from the store, the dense one as `dense` if given (e.g.
+        to switch a grown corpus to HNSW or IVF-PQ, or to retrain IVF-PQ on all of it)."""
+        with self.folder.write_lock():
+            self.folder.rebuild_dense(dense)
+            self.folder.rebuild_sparse(progress)
+            self.folder.persist()
+
+    # ------------------------------------------------------------ reads
+
+    def info(self) -> dict[str, Any]:
+        m = self.manifest.to_dict()
+        return {"path": str(self.path), **{k: m[k] for k in (
+            "format", "ragline_version", "encoder", "chunking", "dense", "sparse", "counts",
+            "generation", "created", "updated")},
+                "dense_index": self.folder.dense.describe() if self.folder.dense else ""}
+
+    def documents(self, source: str | None = None) -> list[DocumentInfo]:
+        """The indexed documents, or those of one source file (its resolved path)."""
+        return self.folder.store.documents(source)
+
+    def counts(self) -> dict[str, int]:
+        """Documents, passages and source files, as committed."""
+        return self.folder.store.counts()
+
+    def names(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """Display names of documents, by id (see DocumentInfo.name)."""
+        return self.folder.store.names(doc_ids)
+
+    def has_document(self, doc_id: str) -> bool:
+        return invalid_char(doc_id) is None and self.folder.store.has_document(doc_id)
+
+    def document_source(self, doc_id: str) -> str | None:
+        doc = self.folder.store.document(doc_id) if self.has_document(doc_id) else None
+        return doc.source if doc else None

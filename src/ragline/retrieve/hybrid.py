@@ -1,0 +1,63 @@
+"""Hybrid retrieval: dense and BM25 candidates fused by a pure function of ragline.retrieve.fusion.
+
+    rrf_retriever(folder, RetrievalConfig()).retrieve(queries, vectors, n=10)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ragline.config import RetrievalConfig
+from ragline.errors import ConfigError
+from ragline.index.folder import IndexFolder
+from ragline.retrieve.base import Ranked, Retriever, Run
+from ragline.retrieve.dense import DenseRetriever
+from ragline.retrieve.fusion import rrf, top, weighted
+from ragline.retrieve.sparse import BM25Retriever
+
+Fuse = Callable[[Sequence[Ranked]], dict[int, float]]
+
+
+class FusionRetriever:
+    """Each part's top `candidates` (at least n), fused into one ranking."""
+
+    uses_vectors = True
+
+    def __init__(self, name: str, parts: Sequence[Retriever], fuse: Fuse,
+                 candidates: int = 100) -> None:
+        self.name = name
+        self.parts = list(parts)
+        self.fuse = fuse
+        self.candidates = candidates
+
+    def retrieve(self, queries: Sequence[str], vectors: np.ndarray | None,
+                 n: int) -> list[Run]:
+        depth = max(n, self.candidates)
+        runs = [p.retrieve(queries, vectors, depth) for p in self.parts]  # (parts, queries)
+        return [Run(top(self.fuse([r.ranked for r in per_query]), n),
+                    {i: s for r in per_query for i, s in r.sparse.items()})
+                for per_query in zip(*runs, strict=True)]
+
+
+def rrf_retriever(folder: IndexFolder, config: RetrievalConfig | None = None) -> FusionRetriever:
+    """Reciprocal rank fusion (k = rrf_k) of dense and BM25."""
+    c = config or RetrievalConfig()
+    return FusionRetriever("hybrid", [DenseRetriever(folder), BM25Retriever(folder)],
+                           lambda runs: rrf([[i for i, _ in r] for r in runs], k=c.rrf_k),
+                           c.candidates)
+
+
+def weighted_retriever(folder: IndexFolder,
+                       config: RetrievalConfig | None = None) -> FusionRetriever:
+    """Min-max normalized scores, dense_weight · dense + (1 − dense_weight) · BM25."""
+    c = config or RetrievalConfig()
+    if not 0.0 <= c.dense_weight <= 1.0:
+        raise ConfigError(f"dense_weight must be in [0, 1], got {c.dense_weight}")
+    w = c.dense_weight
+    return FusionRetriever(
+        "weighted", [DenseRetriever(folder), BM25Retriever(folder)],
+        lambda runs: weighted([([i for i, _ in r], np.array([s for _, s in r])) for r in runs],
+                              [w, 1 - w]),
+        c.candidates)

@@ -1,0 +1,98 @@
+"""What the routes share: the index, a searcher whose query encoder batches concurrent callers,
+the answerer over it, the generation queue, the upload store and the API key.
+
+    service = Service(rag, ServerConfig(), api_key=None)
+    prepared = service.prepare("Who built it?", k=5)      # 400s happen here, before queueing
+    job = service.submit(prepared)                         # text…, then the Answer
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from ragline.answer import Prepared
+from ragline.config import ServerConfig
+from ragline.encode.batching import BatchingEncoder
+from ragline.errors import ConfigError, RaglineError
+from ragline.rag import RAG
+from ragline.registry import BACKENDS
+from ragline.server.jobs import GenerationQueue, Job
+from ragline.server.uploads import UploadStore
+from ragline.types import Answer, Hit, document_posteriors, hit_to_dict
+
+
+class Service:
+    def __init__(self, rag: RAG, cfg: ServerConfig, api_key: str | None) -> None:
+        backend = BACKENDS.canonical(rag.config.generation.backend)
+        if cfg.workers > 1 and backend == "llama-cpp":
+            raise ConfigError("server.workers > 1 needs generation.backend = 'openai': the local "
+                              "model generates one answer at a time")
+        self.rag = rag
+        self.index = rag.index
+        self.cfg = cfg
+        self.api_key = api_key or None
+        self.queue = GenerationQueue(workers=cfg.workers, max_waiting=cfg.queue_size,
+                                     queue_timeout=cfg.queue_timeout_s, timeout=cfg.timeout_s)
+        self.uploads = UploadStore(rag.index, max_bytes=int(cfg.max_upload_mb * 2**20))
+        # concurrent searches share query-encoder batches (see encode.batching)
+        self.query_encoder = BatchingEncoder(rag.searcher.query_encoder)
+        self.searcher = rag.searcher.using(self.query_encoder)
+        self.answerer = rag.answerer.using(self.searcher)
+
+    # ------------------------------------------------------------ ask
+
+    def prepare(self, question: str, k: int | None, mode: str | None, model: str | None,
+                max_tokens: int | None = None, temperature: float | None = None) -> Prepared:
+        """Check the request and retrieve its passages, before anything is queued."""
+        return self.answerer.prepare(question, k=k, mode=mode, model=model,
+                                     max_tokens=max_tokens, temperature=temperature)
+
+    def submit(self, prepared: Prepared) -> Job:
+        return self.queue.submit(lambda: self.answerer.answer(prepared))
+
+    async def answer(self, job: Job) -> Answer:
+        answer = None
+        async for item in job.results():
+            if isinstance(item, Answer):
+                answer = item
+        if answer is None:
+            raise RaglineError("the generation ended without an answer")
+        return answer
+
+    # ------------------------------------------------------------ JSON
+
+    def hits_json(self, hits: Sequence[Hit]) -> dict[str, Any]:
+        """Passages (with their file's name: uploads are stored under content hashes) and the
+        document posteriors: p(z|x) summed over each document's passages."""
+        names = self.index.names([h.passage.doc_id for h in hits])
+
+        def name(doc_id: str, source: str) -> str:  # a document deleted since keeps its file name
+            return names.get(doc_id) or Path(source).name
+
+        return {"passages": [{**hit_to_dict(h), "name": name(h.passage.doc_id, h.passage.source)}
+                             for h in hits],
+                "documents": [{"doc_id": d.doc_id, "name": name(d.doc_id, d.source),
+                               "source": d.source, "prob": d.prob}
+                              for d in document_posteriors(hits)]}
+
+    def answer_json(self, answer: Answer) -> dict[str, Any]:
+        out = answer.to_dict()
+        out.update(self.hits_json(answer.hits))
+        names = {p["passage_id"]: p["name"] for p in out["passages"]}
+        for c in out["citations"]:
+            c["name"] = names.get(c["passage_id"], "")
+        return out
+
+    # ------------------------------------------------------------ auth
+
+    def authorized(self, request: Request) -> bool:
+        if self.api_key is None or request.url.path == "/":  # the page holds no data
+            return True
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and secrets.compare_digest(
+            token.strip().encode(), self.api_key.encode())
