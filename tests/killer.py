@@ -39,6 +39,7 @@ INDEX_PHASES: dict[str, str] = {
 _CHILD = """
 import importlib, os, signal, sys
 target, nth = sys.argv[1], int(sys.argv[2])
+SIG = signal.Signals[os.environ.get("RAGLINE_TEST_SIGNAL", "SIGKILL")]
 module, _, attr = target.partition(":")
 owner = importlib.import_module(module)
 *path, name = attr.split(".")
@@ -53,7 +54,7 @@ def killer(*args, **kwargs):
     global calls
     calls += 1
     if calls == nth:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), SIG)
     return orig(*args, **kwargs)
 if isinstance(owner, type) and isinstance(owner.__dict__.get(name), staticmethod):
     killer = staticmethod(killer)
@@ -83,11 +84,20 @@ def run_killed(target: str, nth: int, argv: list[str], cwd: Path | None = None,
     """Run `ragline ARGV` (or the code `run`, which sees sys.argv[3:] as its arguments) in a
     child process killed at the nth call of `target` (a phase name or "module:attr").
     Returns the exit status: -SIGKILL when the kill point was reached."""
-    cmd, env = _command(target, nth, argv, run)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = signal_at(target, nth, argv, signal.SIGKILL, cwd, run, timeout)
     if proc.returncode not in (0, -signal.SIGKILL):
         raise RuntimeError(f"the child failed (rc {proc.returncode}): {proc.stderr[-2000:]}")
     return proc.returncode
+
+
+def signal_at(target: str, nth: int, argv: list[str], sig: signal.Signals,
+              cwd: Path | None = None, run: str = _RUN_CLI,
+              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`run_killed` with any signal (SIGINT: the user's Ctrl-C, at a known point)."""
+    cmd, env = _command(target, nth, argv, run)
+    env["RAGLINE_TEST_SIGNAL"] = sig.name
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def count_calls(target: str, argv: list[str], run: str = _RUN_CLI, timeout: float = 300) -> int:

@@ -1,14 +1,14 @@
 """Killing a writer at any moment leaves the last committed index usable and loses nothing."""
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from ragline import RAG
+
+from killer import run_killed, signal_at
 
 
 def _run_and_kill(script: str, tmp_path: Path) -> int:
@@ -66,12 +66,9 @@ def test_cli_index_killed_midway_leaves_usable_index(hash_rag: RAG, tmp_path: Pa
     many.mkdir()
     for i in range(3000):
         (many / f"f{i:04d}.txt").write_text(f"Document {i} talks about topic {i % 17}. " * 20)
-    proc = subprocess.Popen([sys.executable, "-m", "ragline.cli", "-q", "index", str(many),
-                             "--index", str(hash_rag.index.folder.path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(3.0)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    # killed while committing the 1,500th file: the kill lands there on every machine
+    assert run_killed("commit", 1500, ["-q", "index", str(many), "--index",
+                                       str(hash_rag.index.folder.path)]) == -signal.SIGKILL
     with RAG.open(hash_rag.index.folder.path) as rag:
         assert rag.search("capital of France Paris", k=1)[0].passage.source.endswith("france.txt")
         _consistent(rag)
@@ -91,12 +88,10 @@ def test_ctrl_c_exits_130_and_keeps_the_old_index(hash_rag: RAG, tmp_path: Path)
     with big.open("w") as f:
         for i in range(40000):
             f.write(json.dumps({"id": f"r{i}", "text": f"Row {i} is about subject {i % 97}. " * 8}) + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "ragline.cli", "-q", "index", str(big),
-                             "--index", str(hash_rag.index.folder.path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    # Ctrl-C in the middle of embedding (its 3rd batch), inside the command, on every machine
+    proc = signal_at("embed", 3, ["-q", "index", str(big), "--index",
+                                  str(hash_rag.index.folder.path)], signal.SIGINT)
+    err = proc.stderr
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     with RAG.open(hash_rag.index.folder.path) as rag:

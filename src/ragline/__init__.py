@@ -19,12 +19,16 @@ from ragline.errors import (  # noqa: E402
                             UnreadableFileError,
                             UnsupportedFileError,
 )
+from ragline.answer import Answerer, Prepared  # noqa: E402
+from ragline.index.index import Index  # noqa: E402
 from ragline.rag import RAG  # noqa: E402
+from ragline.retrieve.searcher import Searcher  # noqa: E402
 from ragline.types import Answer, Citation, Document, DocumentInfo, Hit, Passage  # noqa: E402
 
 __all__ = [
-    "RAG", "Answer", "Citation", "Config", "ConfigError", "Document", "DocumentNotFoundError",
-    "EmptyIndexError", "Hit", "IndexMismatchError", "IndexNotFoundError",
-    "ModelUnavailableError", "Passage", "DocumentInfo", "RaglineError", "UnreadableFileError",
-    "UnsupportedFileError", "__version__", "load_config",
+    "RAG", "Answer", "Answerer", "Citation", "Config", "ConfigError", "Document",
+    "DocumentInfo", "DocumentNotFoundError", "EmptyIndexError", "Hit", "Index",
+    "IndexMismatchError", "IndexNotFoundError", "ModelUnavailableError", "Passage", "Prepared",
+    "RaglineError", "Searcher", "UnreadableFileError", "UnsupportedFileError", "__version__",
+    "load_config",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ragline.devices import pick_device
 from ragline.encode.base import EncoderSpec, l2_normalize
 from ragline.errors import ModelUnavailableError
 
@@ -37,14 +38,6 @@ def bundled_minilm(device: str | None = None, query_prefix: str = "",
     """The registry's factory for `minilm`: the bundled all-MiniLM-L6-v2 (not loaded yet)."""
     return SentenceTransformerEncoder(device=device, query_prefix=query_prefix,
                                       passage_prefix=passage_prefix)
-
-
-def pick_device(device: str | None = None) -> str:
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class SentenceTransformerEncoder:

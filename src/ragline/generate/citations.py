@@ -19,7 +19,6 @@ from ragline.text import sentence_spans, tokenize
 from ragline.types import Citation, Hit
 
 _MARKER_BODY = re.compile(r"\s*\d{1,3}(\s*,\s*\d{1,3})*\s*")
-_SENT_END = ".!?。！？"
 _REFUSAL = re.compile(
     r"(i (do not|don't|cannot|can't) (know|answer|find)|not (mentioned|contain|provided|stated|"
     r"specified|given)|no (information|answer|mention)|cannot be (determined|answered)|unknown|"

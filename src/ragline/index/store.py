@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -83,6 +84,14 @@ def source_key(path: Path) -> str:
 def _row_to_passage(r: sqlite3.Row | tuple) -> tuple[int, Passage]:  # type: ignore[type-arg]
     return r[0], Passage(id=r[1], doc_id=r[2], text=r[3], title=r[4], start=r[5], end=r[6],
                          position=r[7], source=r[8], page=r[9])
+
+
+def _select_in(con: sqlite3.Connection, sql: str, ids: Sequence[Any]) -> Iterator[Any]:
+    """The rows of `sql` for every id, its `{marks}` an IN list 500 ids long at most (SQLite's
+    bound-parameter limit)."""
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        yield from con.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
 
 
 def _display_name(source: str, meta: str) -> str:
@@ -276,15 +285,9 @@ class Store:
 
     def names(self, doc_ids: Sequence[str]) -> dict[str, str]:
         """Display names of documents (see DocumentInfo.name), by id."""
-        ids = list(dict.fromkeys(doc_ids))
-        out: dict[str, str] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for doc_id, source, meta in self.reader.execute(
-                    f"SELECT id, source, meta FROM documents WHERE id IN ({marks})", chunk):
-                out[doc_id] = _display_name(source, meta)
-        return out
+        return {doc_id: _display_name(source, meta) for doc_id, source, meta in _select_in(
+            self.reader, "SELECT id, source, meta FROM documents WHERE id IN ({marks})",
+            list(dict.fromkeys(doc_ids)))}
 
     def counts(self) -> dict[str, int]:
         q = self.reader.execute
@@ -294,27 +297,17 @@ class Store:
 
     def passages_by_rowid(self, rowids: Sequence[int]) -> dict[int, tuple[Passage, np.ndarray]]:
         out: dict[int, tuple[Passage, np.ndarray]] = {}
-        ids = [int(i) for i in rowids]
-        for i in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
-            chunk = ids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for r in self.reader.execute(
-                    f"SELECT {_PASSAGE_COLS}, p.vector FROM passages p JOIN documents d "
-                    f"ON d.id = p.doc_id WHERE p.rowid IN ({marks})", chunk):
-                rowid, passage = _row_to_passage(r)
-                out[rowid] = (passage, np.frombuffer(r[10], dtype=np.float32))
+        for r in _select_in(self.reader, f"SELECT {_PASSAGE_COLS}, p.vector FROM passages p JOIN "
+                            "documents d ON d.id = p.doc_id WHERE p.rowid IN ({marks})",
+                            [int(i) for i in rowids]):
+            rowid, passage = _row_to_passage(r)
+            out[rowid] = (passage, np.frombuffer(r[10], dtype=np.float32))
         return out
 
     def vectors_by_rowid(self, rowids: Sequence[int]) -> dict[int, np.ndarray]:
-        out: dict[int, np.ndarray] = {}
-        ids = [int(i) for i in rowids]
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for rowid, vec in self.reader.execute(
-                    f"SELECT rowid, vector FROM passages WHERE rowid IN ({marks})", chunk):
-                out[rowid] = np.frombuffer(vec, dtype=np.float32)
-        return out
+        return {rowid: np.frombuffer(vec, dtype=np.float32) for rowid, vec in _select_in(
+            self.reader, "SELECT rowid, vector FROM passages WHERE rowid IN ({marks})",
+            [int(i) for i in rowids])}
 
     def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(row ids, vectors) of every passage, in row-id order, `batch` rows at a time."""

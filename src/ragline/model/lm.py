@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from ragline.devices import pick_device
 from ragline.errors import ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -77,18 +78,12 @@ class DecodeState:
         self.next_pos = self.next_pos.index_select(0, rows)
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class CausalLM:
     """A Hugging Face causal LM plus a tokenizer, batched over contexts."""
 
     def __init__(self, model: Any, tokenizer: Tokenizer, name: str = "custom",
                  device: str | torch.device | None = None) -> None:
-        self.device = pick_device(str(device) if device is not None else None)
+        self.device = torch.device(pick_device(str(device) if device is not None else None))
         self.model = model.to(self.device)
         self.tokenizer = tokenizer
         self.name = name

@@ -62,7 +62,7 @@ class CrossEncoderReranker:
             raise ModelUnavailableError(f"cross-encoder folder not found: {self.path}")
         from sentence_transformers import CrossEncoder
 
-        from ragline.encode.sbert import pick_device
+        from ragline.devices import pick_device
 
         try:
             self._model = CrossEncoder(str(self.path), max_length=self.max_length,

@@ -138,7 +138,8 @@ class Searcher:
         return out
 
     def _check_not_empty(self) -> None:
-        if self.index.folder.store.counts()["passages"] == 0:
+        dense = self.index.folder.dense  # in memory: counting the store's rows costs ms at 100k
+        if dense is None or dense.ntotal == 0:
             raise EmptyIndexError(f"{self.index.path} has no passages yet; add documents with: "
                                   f"ragline index FILES --index {self.index.path}")
 
