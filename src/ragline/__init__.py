@@ -7,6 +7,7 @@
 
 __version__ = "0.1.0"
 
+from ragline.answer import Answerer, Prepared  # noqa: E402
 from ragline.config import Config, load_config  # noqa: E402
 from ragline.errors import (  # noqa: E402
                             ConfigError,
@@ -19,7 +20,6 @@ from ragline.errors import (  # noqa: E402
                             UnreadableFileError,
                             UnsupportedFileError,
 )
-from ragline.answer import Answerer, Prepared  # noqa: E402
 from ragline.index.index import Index  # noqa: E402
 from ragline.rag import RAG  # noqa: E402
 from ragline.retrieve.searcher import Searcher  # noqa: E402

@@ -9,6 +9,7 @@ from typing import Any
 from ragline.cli import render
 from ragline.cli.options import add_index_arg, positive_int
 from ragline.config import Config
+from ragline.registry import MODELS
 
 
 def register(sub: Any) -> None:
@@ -16,7 +17,8 @@ def register(sub: Any) -> None:
     add_index_arg(s)
     s.add_argument("--data", required=True, type=Path,
                    help='jsonl rows {"question": ..., "answers": [...]} or SQuAD-format JSON')
-    s.add_argument("--model", choices=("rag-sequence", "rag-token"), default="rag-sequence")
+    s.add_argument("--model", default="rag-sequence",
+                   choices=[m for m in MODELS.names if m != "concat"])  # the RAG models train
     s.add_argument("--steps", type=positive_int, default=100, help="total optimizer steps")
     s.add_argument("-k", type=positive_int, default=4, help="passages per question")
     s.add_argument("--batch-size", type=positive_int, default=2)
