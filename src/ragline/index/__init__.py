@@ -2,7 +2,8 @@
 
 from ragline.index.dense import FaissIndex, VectorIndex
 from ragline.index.folder import IndexFolder
+from ragline.index.index import Index
 from ragline.index.sparse import BM25Index
 from ragline.index.store import Store
 
-__all__ = ["BM25Index", "FaissIndex", "IndexFolder", "Store", "VectorIndex"]
+__all__ = ["BM25Index", "FaissIndex", "Index", "IndexFolder", "Store", "VectorIndex"]
