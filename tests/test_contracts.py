@@ -222,3 +222,37 @@ def test_reranker_contract(name: str, tmp_path: Path) -> None:
     alone = [float(rr.score("abc paris france", [p])[0]) for p in passages]
     assert np.allclose(alone, scores, atol=1e-4)
     assert np.allclose(rr.score("abc paris france", passages[::-1])[::-1], scores, atol=1e-4)
+
+
+class _Whole:
+    """A generator that does not stream: its whole text, then its Generation."""
+
+    id = "whole"
+    streams = False
+
+    def __init__(self, text: str, posterior: tuple[float, ...] | None = None) -> None:
+        self.text, self.posterior = text, posterior
+
+    def load(self) -> None:
+        pass
+
+    def generate(self, question: str, hits: Any, options: GenerateOptions) -> Iterator[Any]:
+        yield self.text
+        yield Generation(self.text, self.posterior)
+
+
+@pytest.mark.parametrize("generator", [ScriptedGenerator("Paris is the capital [1]."),
+                                       _Whole("Paris is the capital [1]."),
+                                       _Whole("Paris is the capital.", (0.9, 0.05, 0.05))],
+                         ids=["streams markers", "whole text with markers", "posterior"])
+def test_the_answerer_cites_for_any_generator_of_the_contract(hash_rag: RAG,
+                                                              generator: Any) -> None:
+    from ragline.answer import Answerer
+
+    answerer = Answerer(hash_rag.searcher, hash_rag.config, generator=generator)
+    pieces = list(answerer.answer(answerer.prepare("capital of France Paris", k=3, mode="bm25")))
+    *text, answer = pieces
+    assert answer.answered and answer.text.startswith("Paris is the capital")
+    assert "".join(text).strip() == answer.text and "[1]" in answer.text
+    assert [c.marker for c in answer.citations] == [1]
+    assert answer.citations[0].passage.source.endswith("france.txt")

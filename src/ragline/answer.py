@@ -136,25 +136,31 @@ class Answerer:
                 if out:
                     parts.append(out)
                     yield out
-        if result.posterior is None:
+        if result.posterior is None:  # the text cites with [n] markers: check them
+            if not generator.streams:
+                parts.append(stream.feed(result.text.lstrip()))
             tail = stream.finish()
             if tail:
                 parts.append(tail)
-                yield tail
+                if generator.streams:
+                    yield tail
             text = "".join(parts).strip()
             cites = [stream.citations[n] for n in sorted(stream.citations)]
-        else:
+            markers = ""
+        else:  # the passages that explain the answer are cited after it
             text = result.text.strip()
             cites = _posterior_citations(text, hits, result.posterior)
+            markers = " " + "".join(f"[{c.marker}]" for c in cites)
         if not self._backed(text, hits):
             if not generator.streams:
                 yield not_found_message(q)
             yield done(not_found_message(q), (), False)
             return
-        if result.posterior is not None:
-            text = text + " " + "".join(f"[{c.marker}]" for c in cites)
-            yield text
-        yield done(text, cites, True)
+        if not generator.streams:
+            yield text + markers
+        elif markers:
+            yield markers
+        yield done(text + markers, cites, True)
 
     def ask(self, question: str, **kwargs: Any) -> Answer:
         """`prepare` and `answer` in one call; the Answer only."""
