@@ -23,7 +23,7 @@ from ragline.rag import RAG
 from ragline.registry import BACKENDS
 from ragline.server.jobs import GenerationQueue, Job
 from ragline.server.uploads import UploadStore
-from ragline.types import Answer, Hit, document_posteriors, hit_to_dict
+from ragline.types import Answer, DocumentPosterior, Hit, document_posteriors, hit_to_dict
 
 
 class Service:
@@ -66,23 +66,24 @@ class Service:
 
     # ------------------------------------------------------------ JSON
 
-    def hits_json(self, hits: Sequence[Hit]) -> dict[str, Any]:
+    def hits_json(self, hits: Sequence[Hit],
+                  documents: Sequence[DocumentPosterior] | None = None) -> dict[str, Any]:
         """Passages (with their file's name: uploads are stored under content hashes) and the
-        document posteriors: p(z|x) summed over each document's passages."""
+        document posteriors (p(z|x) summed over each document's passages)."""
         names = self.index.names([h.passage.doc_id for h in hits])
 
         def name(doc_id: str, source: str) -> str:  # a document deleted since keeps its file name
             return names.get(doc_id) or Path(source).name
 
+        docs = document_posteriors(hits) if documents is None else documents
         return {"passages": [{**hit_to_dict(h), "name": name(h.passage.doc_id, h.passage.source)}
                              for h in hits],
                 "documents": [{"doc_id": d.doc_id, "name": name(d.doc_id, d.source),
-                               "source": d.source, "prob": d.prob}
-                              for d in document_posteriors(hits)]}
+                               "source": d.source, "prob": d.prob} for d in docs]}
 
     def answer_json(self, answer: Answer) -> dict[str, Any]:
         out = answer.to_dict()
-        out.update(self.hits_json(answer.hits))
+        out.update(self.hits_json(answer.hits, answer.documents))
         names = {p["passage_id"]: p["name"] for p in out["passages"]}
         for c in out["citations"]:
             c["name"] = names.get(c["passage_id"], "")
