@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ragline.config import RetrievalConfig
-from ragline.errors import ConfigError
 from ragline.index.folder import IndexFolder
 from ragline.retrieve.base import Ranked, Retriever, Run
 from ragline.retrieve.dense import DenseRetriever
@@ -52,9 +51,7 @@ def rrf_retriever(folder: IndexFolder, config: RetrievalConfig | None = None) ->
 def weighted_retriever(folder: IndexFolder,
                        config: RetrievalConfig | None = None) -> FusionRetriever:
     """Min-max normalized scores, dense_weight · dense + (1 − dense_weight) · BM25."""
-    c = config or RetrievalConfig()
-    if not 0.0 <= c.dense_weight <= 1.0:
-        raise ConfigError(f"dense_weight must be in [0, 1], got {c.dense_weight}")
+    c = config or RetrievalConfig()  # validated there: dense_weight is in [0, 1]
     w = c.dense_weight
     return FusionRetriever(
         "weighted", [DenseRetriever(folder), BM25Retriever(folder)],
