@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 from collections.abc import Iterator
 
@@ -49,6 +50,12 @@ def invalid_char(text: str) -> int | None:
 def scrub(text: str) -> str:
     """`text` with every lone surrogate replaced by U+FFFD, as a UTF-8 decoder would."""
     return _SURROGATE_RE.sub("\ufffd", text)
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as text that can always be printed and stored in SQLite: bytes of a file name
+    that are not UTF-8 (another locale's) are written as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def has_cjk(text: str) -> bool:

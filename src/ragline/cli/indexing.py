@@ -14,7 +14,8 @@ from ragline.config import Config, override
 from ragline.errors import RaglineError
 from ragline.index.dense import DenseSpec
 from ragline.ingest.loaders import supported_suffixes
-from ragline.ingest.pipeline import IngestReport, display_path
+from ragline.ingest.pipeline import IngestReport
+from ragline.text import display_path
 
 
 def register(sub: Any) -> None:

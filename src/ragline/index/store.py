@@ -12,7 +12,6 @@ keeps its vector and its BM25 tokens. Every change happens in one transaction an
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -26,6 +25,7 @@ from urllib.parse import quote
 import numpy as np
 
 from ragline.errors import IndexCorruptError
+from ragline.text import display_path
 from ragline.types import Document, DocumentInfo, Passage
 
 SCHEMA = """
@@ -72,13 +72,13 @@ def is_blank(path: Path) -> bool:
 
 
 def source_key(path: Path) -> str:
-    """How the store names a source file: its resolved path, with bytes that are not UTF-8
-    (a file name from another locale) written as \\xNN, since SQLite text must be UTF-8."""
+    """How the store names a source file: its resolved path as `display_path` writes it
+    (SQLite text must be UTF-8)."""
     try:
         full = path.resolve()
     except (OSError, RuntimeError):  # a symbolic link loop has no resolved path
         full = path.absolute()
-    return os.fsencode(full).decode("utf-8", "backslashreplace")
+    return display_path(full)
 
 
 def _row_to_passage(r: sqlite3.Row | tuple) -> tuple[int, Passage]:  # type: ignore[type-arg]

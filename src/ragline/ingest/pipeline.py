@@ -28,7 +28,7 @@ from ragline.index.folder import IndexFolder
 from ragline.index.store import SourceRecord, source_key
 from ragline.ingest.chunk import chunk_document
 from ragline.ingest.loaders import LOADERS, load_file
-from ragline.text import tokenize
+from ragline.text import display_path, tokenize
 from ragline.types import Document, Passage
 
 log = logging.getLogger(__name__)
@@ -116,11 +116,6 @@ def discover(paths: Iterable[Path], report: IngestReport) -> list[Path]:
             seen.add(r)
             unique.append(f)
     return unique
-
-
-def display_path(path: str | Path) -> str:
-    """A path as text that can always be printed and stored (bytes that are not UTF-8 as \\xNN)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
