@@ -45,10 +45,9 @@ def tidy(path: Path, store: Store, manifest: Manifest) -> None:
         if _temporary(p.name):
             _remove(p)
     uploads = path / UPLOADS
-    if uploads.is_dir():
-        known = store.source_paths()
+    if uploads.is_dir():  # one lookup a file: the store may know millions of other sources
         for p in uploads.iterdir():
-            if source_key(p) not in known:
+            if store.source(source_key(p)) is None:
                 _remove(p)
     checkpoints = path / CHECKPOINTS
     if checkpoints.is_dir():
