@@ -133,7 +133,7 @@ class Index:
     def remove(self, target: str) -> list[str]:
         """Remove a document by id, or every document of a source file; returns the doc ids."""
         store = self.folder.store
-        if invalid_char(target) is None and store.has_document(target):
+        if self.has_document(target):
             return self.remove_documents([target])  # else a path (its bytes need not be UTF-8)
         source = source_key(Path(target).expanduser())
         with self.folder.write_lock():
