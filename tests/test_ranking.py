@@ -152,3 +152,15 @@ def test_passage_depth_covers_the_documents_but_never_exceeds_max_k(tmp_path: Pa
         assert rag.index.folder.store.counts()["passages"] == 20  # 5 passages a document
         assert passage_depth(rag, 10) == 75  # 10 documents × 5 passages × 1.5
         assert passage_depth(rag, 1000) == MAX_K
+
+
+def test_bad_modes_or_metrics_fail_before_an_index_is_built(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _beir(tmp_path / "b", DOCS, QUERIES, QRELS)
+    idx = tmp_path / "idx"
+    for flag, value, message in (("--modes", "magic", "unknown retrieval mode"),
+                                 ("--metrics", "map@5", "unknown metric")):
+        assert main(["-q", "eval", "retrieval", str(idx), "--beir", str(folder),
+                     flag, value]) == 2
+        assert message in capsys.readouterr().err
+        assert not idx.exists()  # nothing was indexed for a run that could not happen

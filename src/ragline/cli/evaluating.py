@@ -93,10 +93,11 @@ def _open_or_build(path: Path, cfg: Config, corpus: list[Path], progress: bool) 
 
 def cmd_eval_retrieval(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.eval.beir import BeirData
-    from ragline.eval.retrieval import evaluate_retrieval
+    from ragline.eval.retrieval import check_evaluation, evaluate_retrieval
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    check_evaluation(modes, metrics)  # before an index is built to evaluate
     if args.beir is not None:
         if args.queries or args.qrels:
             raise ConfigError("give either --beir FOLDER or --queries and --qrels, not both")

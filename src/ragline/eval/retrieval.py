@@ -56,10 +56,9 @@ def check_judged_documents(rag: RAG, data: BeirData) -> None:
             f"from the same corpus (ragline index corpus.jsonl --index DIR keeps its '_id's)")
 
 
-def evaluate_retrieval(rag: RAG, data: BeirData, modes: Sequence[str] = ("bm25", "dense", "hybrid"),
-                       metrics: Sequence[str] = DEFAULT_METRICS, rerank: bool = False,
-                       progress: bool = False) -> list[RetrievalResult]:
-    """One result per mode; with `rerank`, each mode's run goes through the configured reranker."""
+def check_evaluation(modes: Sequence[str], metrics: Sequence[str]) -> None:
+    """Every mode registered and every metric known (ConfigError otherwise): cheap, so callers
+    check before they build an index to evaluate."""
     for mode in modes:
         RETRIEVERS.check(mode)
     for m in metrics:
@@ -67,6 +66,13 @@ def evaluate_retrieval(rag: RAG, data: BeirData, modes: Sequence[str] = ("bm25",
             parse_metric(m)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+
+
+def evaluate_retrieval(rag: RAG, data: BeirData, modes: Sequence[str] = ("bm25", "dense", "hybrid"),
+                       metrics: Sequence[str] = DEFAULT_METRICS, rerank: bool = False,
+                       progress: bool = False) -> list[RetrievalResult]:
+    """One result per mode; with `rerank`, each mode's run goes through the configured reranker."""
+    check_evaluation(modes, metrics)
     if rerank and rag.searcher.reranker is None:
         raise ConfigError("rerank asked for, but no reranker is configured (retrieval.rerank)")
     depth = max(parse_metric(m)[1] for m in metrics)
