@@ -32,7 +32,10 @@ def _positive(section: str, obj: object, *names: str) -> None:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    encoder: str = "minilm"             # for new indexes: minilm | hash[:DIM] | a folder
+    encoder: str = "minilm"             # for new indexes: a name of ENCODERS | a folder
+    # what a new index gets instead of the default encoder when the files it is created from
+    # are mostly Chinese (MiniLM is English-only; "": never switch)
+    encoder_zh: str = "use-multilingual"
     chunk_words: int = 100
     batch_passages: int = 256
     # flat | hnsw | ivfpq (see index.dense); None: flat for a new index. An existing index
@@ -69,7 +72,14 @@ class RetrievalConfig:
 @dataclass(frozen=True)
 class GenerationConfig:
     backend: str = "llama-cpp"          # or "openai" (any OpenAI-compatible server)
-    model: str | None = None            # GGUF path for llama-cpp; model name for openai
+    # llama-cpp: a name of ragline.registry.LLMS or a GGUF path (None: the first name);
+    # openai: the server's model name
+    model: str | None = None
+    # the passages' share of the prompt, in tokens (None: what the context allows). The time
+    # to the first token grows with the prompt (Qwen 0.5B reads ≈100 tokens/s on 2 cores);
+    # passages over it keep the sentences that share most with the question.
+    passage_tokens: int | None = 240
+    chat: bool | None = None            # use the model's chat template (None: instruct models)
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     max_tokens: int = 128
@@ -85,6 +95,8 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         BACKENDS.check(self.backend)
         _positive("generation", self, "n_ctx")
+        if self.passage_tokens is not None:
+            _positive("generation", self, "passage_tokens")
         check_sampling(self.max_tokens, self.temperature, self.n_ctx)
 
 
@@ -106,6 +118,9 @@ class ModelConfig:
     """The RAG model (torch generator): how `ask --model rag-token|rag-sequence` decodes."""
 
     kind: str = "concat"                # concat | rag-token | rag-sequence (registry.MODELS)
+    # the RAG models' generator: any transformers causal-LM folder (None: the bundled Gemma 3
+    # 270M). An index that `ragline train` left a generator in uses that one.
+    generator: str | None = None
     beams: int = 4
     thorough: bool = True               # RAG-Sequence decoding: thorough or fast
     max_passage_tokens: int = 192

@@ -53,7 +53,7 @@ class RAG:
               progress: bool = False) -> RAG:
         """Create an index at `path` (or open the one there) and add `paths` to it."""
         config = config or Config()
-        rag = cls(Index.open_or_create(path, config.index, encoder, config.model.device),
+        rag = cls(Index.open_or_create(path, config.index, encoder, config.model.device, paths),
                   config, generator)
         if paths:
             rag.add(paths, progress=progress)

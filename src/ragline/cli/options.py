@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ragline.config import Config, load_config, override
-from ragline.registry import BACKENDS, DENSE_KINDS, MODELS, RETRIEVERS
+from ragline.registry import BACKENDS, DENSE_KINDS, LLMS, MODELS, RETRIEVERS
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,10 +57,17 @@ def add_rerank(s: argparse.ArgumentParser) -> None:
 
 def add_model(s: argparse.ArgumentParser, help: str, **kwargs: Any) -> None:
     s.add_argument("--model", choices=MODELS.names, help=help, **kwargs)
+    s.add_argument("--rag-lm", metavar="FOLDER",
+                   help="the RAG models' generator: a transformers causal-LM folder "
+                        "(default: the bundled Gemma 3 270M)")
 
 
 def add_generator(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--llm", help="concat's generator: GGUF file (llama-cpp) or model name (openai)")
+    s.add_argument("--llm", metavar="NAME|GGUF",
+                   help=f"concat's generator: {', '.join(LLMS.names)} (default {LLMS.names[0]}), "
+                        "a GGUF file (llama-cpp), or the server's model name (openai)")
+    s.add_argument("--passage-tokens", type=positive_int, metavar="N",
+                   help="the passages' share of the prompt (default 240): fewer answer sooner")
     s.add_argument("--backend", choices=BACKENDS.names)
     s.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
 
@@ -83,5 +90,7 @@ def settings(args: argparse.Namespace) -> Config:
     return replace(
         cfg,
         retrieval=override(cfg.retrieval, rerank=get("rerank"), rerank_depth=get("rerank_depth")),
+        model=override(cfg.model, generator=get("rag_lm")),
         generation=override(cfg.generation, model=get("llm"), backend=get("backend"),
-                            base_url=get("base_url"), max_tokens=get("max_tokens")))
+                            base_url=get("base_url"), max_tokens=get("max_tokens"),
+                            passage_tokens=get("passage_tokens")))

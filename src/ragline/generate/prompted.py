@@ -15,20 +15,26 @@ from typing import Any
 
 from ragline.config import Config
 from ragline.generate.base import GenerateOptions, Generation
-from ragline.generate.prompts import STOP, rag_prompt
+from ragline.generate.prompts import CHAT_STOP, STOP, ChatTemplate, rag_prompt
 from ragline.registry import BACKENDS
 from ragline.types import Hit
 
 
 class PromptGenerator:
-    """`n_ctx`: the model's context in tokens; the prompt gets what the answer leaves."""
+    """`n_ctx`: the model's context in tokens; the prompt gets what the answer leaves.
+    `passage_tokens`: the passages' share of the prompt (None: all the context allows)."""
 
     id = "prompt"
     streams = True
     n_ctx = 4096
+    passage_tokens: int | None = None
 
     def load(self) -> None:
         pass
+
+    def chat_template(self) -> ChatTemplate | None:
+        """The model's chat template, for instruct models; None: a base model's prompt."""
+        return None
 
     def count_tokens(self, text: str) -> int:
         raise NotImplementedError
@@ -40,10 +46,13 @@ class PromptGenerator:
     def generate(self, question: str, hits: Sequence[Hit],
                  options: GenerateOptions) -> Iterator[str | Generation]:
         self.load()
+        chat = self.chat_template()
         prompt = rag_prompt(question, list(hits), self.count_tokens,
-                            budget=max(256, self.n_ctx - options.max_tokens - 16))
+                            budget=max(256, self.n_ctx - options.max_tokens - 16),
+                            passage_tokens=self.passage_tokens, chat=chat)
         parts: list[str] = []
-        for piece in self.stream(prompt, max_tokens=options.max_tokens, stop=STOP,
+        for piece in self.stream(prompt, max_tokens=options.max_tokens,
+                                 stop=STOP if chat is None else CHAT_STOP,
                                  temperature=options.temperature):
             if not parts:
                 piece = piece.lstrip()

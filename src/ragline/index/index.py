@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from ragline.index.folder import IndexFolder
 from ragline.index.manifest import Manifest
 from ragline.index.store import source_key
 from ragline.index.upkeep import MANIFEST
-from ragline.ingest.pipeline import IngestReport, ingest_paths
+from ragline.ingest.pipeline import IngestReport, cjk_share, ingest_paths
 from ragline.text import invalid_char
 from ragline.types import DocumentInfo
+
+log = logging.getLogger(__name__)
 
 
 class Index:
@@ -51,10 +54,12 @@ class Index:
 
     @classmethod
     def open_or_create(cls, path: str | Path, config: IndexConfig | None = None,
-                       encoder: str | None = None, device: str | None = None) -> Index:
+                       encoder: str | None = None, device: str | None = None,
+                       paths: Sequence[str | Path] = ()) -> Index:
         """Open the index at `path`, or create it from `config`. An existing index keeps its
         encoder, chunking and dense kind; settings that name different ones are an error
-        (the prefixes and the dense kind, when the config sets them)."""
+        (the prefixes and the dense kind, when the config sets them). A new index whose first
+        `paths` are mostly Chinese gets `config.encoder_zh` unless an encoder was chosen."""
         config = config or IndexConfig()
         path = Path(path)
         if cls.exists(path):
@@ -65,7 +70,7 @@ class Index:
                 index.close()
                 raise
             return index
-        enc = load_encoder(encoder or config.encoder, device=device,
+        enc = load_encoder(encoder or _default_encoder(config, paths), device=device,
                            query_prefix=config.query_prefix, passage_prefix=config.passage_prefix)
         enc.load()  # the dimension and the model's own prefixes are known once loaded
         folder = IndexFolder.create(path, enc.spec, chunk_words=config.chunk_words,
@@ -201,3 +206,12 @@ class Index:
     def document_source(self, doc_id: str) -> str | None:
         doc = self.folder.store.document(doc_id) if self.has_document(doc_id) else None
         return doc.source if doc else None
+
+
+def _default_encoder(config: IndexConfig, paths: Sequence[str | Path]) -> str:
+    """The config's encoder, or its Chinese one for files that are mostly Chinese."""
+    if (not config.encoder_zh or config.encoder != IndexConfig.encoder or not paths
+            or cjk_share(Path(p) for p in paths) < 0.5):
+        return config.encoder
+    log.info("the files are mostly Chinese: the index gets %s", config.encoder_zh)
+    return config.encoder_zh

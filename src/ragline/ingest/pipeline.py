@@ -28,7 +28,7 @@ from ragline.index.folder import IndexFolder
 from ragline.index.store import SourceRecord, source_key
 from ragline.ingest.chunk import chunk_document
 from ragline.ingest.loaders import LOADERS, load_file
-from ragline.text import display_path, tokenize
+from ragline.text import CJK_RE, display_path, tokenize
 from ragline.types import Document, Passage
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,24 @@ def discover(paths: Iterable[Path], report: IngestReport) -> list[Path]:
             seen.add(r)
             unique.append(f)
     return unique
+
+
+def cjk_share(paths: Iterable[Path], max_files: int = 20, max_chars: int = 200_000) -> float:
+    """The share of CJK characters among the letters of the first files under `paths` (up to
+    `max_files` of them, `max_chars` in all): how a new index picks its encoder."""
+    cjk = letters = 0
+    for f in discover(paths, IngestReport())[:max_files]:
+        try:
+            docs = load_file(f)
+        except Exception:  # noqa: BLE001 - a file ingestion will skip and report anyway
+            continue
+        for d in docs:
+            text = d.text[:max_chars - letters]
+            cjk += len(CJK_RE.findall(text))
+            letters += sum(ch.isalpha() for ch in text)
+        if letters >= max_chars:
+            break
+    return cjk / letters if letters else 0.0
 
 
 def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],

@@ -206,7 +206,8 @@ class CausalLM:
 def bundled_torch_gemma() -> Path:
     """Dequantize the bundled GGUF into a safetensors folder in the cache, once (≈40 s);
     later loads read the folder in ≈2 s. Needs the `gguf` package (the `llama` extra)."""
-    from ragline.generate.llama import bundled_gemma_path, cache_dir
+    from ragline.generate.llama import bundled_gemma_path
+    from ragline.generate.packaged import cache_dir
 
     target = cache_dir() / "models" / TORCH_GEMMA_DIR
     if (target / "ragline-converted.json").is_file():
