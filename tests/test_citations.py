@@ -32,6 +32,13 @@ def test_marker_for_a_missing_passage_is_dropped_and_replaced_by_attribution() -
     assert set(cs.citations) == {2}
 
 
+def test_a_marker_on_a_passage_that_does_not_support_the_sentence_moves_to_one_that_does() -> None:
+    out, cs = _run("Completed in 1889 [2].")
+    assert out == "Completed in 1889 [1]." and set(cs.citations) == {1}
+    out, cs = _run("The capital is Paris [2].")  # no passage supports it: kept as written
+    assert out == "The capital is Paris [2]."
+
+
 def test_sentences_without_markers_are_attributed_each_to_its_passage() -> None:
     out, cs = _run("The tower was completed in 1889. Berlin is the capital of Germany.")
     assert out == "The tower was completed in 1889. [1] Berlin is the capital of Germany. [2]"

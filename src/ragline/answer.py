@@ -112,14 +112,15 @@ class Answerer:
         t0 = time.perf_counter()
         timings = dict(prepared.timings)
 
-        def done(text: str, cites: Sequence[Citation], answered: bool) -> Answer:
+        def done(text: str, cites: Sequence[Citation], reason: str | None = None) -> Answer:
             timings["total_s"] = timings.get("retrieve_s", 0.0) + time.perf_counter() - t0
-            return Answer(q, text, tuple(cites), tuple(hits), answered, timings, model)
+            return Answer(q, text, tuple(cites), tuple(hits), reason is None, timings, model,
+                          reason)
 
         if not self._relevant(hits):
             text = not_found_message(q)
             yield text
-            yield done(text, (), False)
+            yield done(text, (), "not_relevant" if hits else "no_passages")
             return
         generator = self.generator(model)
         stream = CitationStream(hits, min_support=self.config.generation.min_support)
@@ -151,16 +152,17 @@ class Answerer:
             text = result.text.strip()
             cites = _posterior_citations(text, hits, result.posterior)
             markers = " " + "".join(f"[{c.marker}]" for c in cites)
-        if not self._backed(text, hits):
+        reason = self._refusal(text, hits)
+        if reason is not None:
             if not generator.streams:
                 yield not_found_message(q)
-            yield done(not_found_message(q), (), False)
+            yield done(not_found_message(q), (), reason)
             return
         if not generator.streams:
             yield text + markers
         elif markers:
             yield markers
-        yield done(text + markers, cites, True)
+        yield done(text + markers, cites)
 
     def ask(self, question: str, **kwargs: Any) -> Answer:
         """`prepare` and `answer` in one call; the Answer only."""
@@ -184,10 +186,14 @@ class Answerer:
         return bool(hits) and not (g.min_relevance is not None and best is not None
                                    and best < g.min_relevance and gated)
 
-    def _backed(self, text: str, hits: Sequence[Hit]) -> bool:
-        """Refusals and answers the passages do not back are reported as "not found"."""
-        return bool(text) and not is_refusal(text) and (
-            support(text, list(hits)) >= self.config.generation.min_support)
+    def _refusal(self, text: str, hits: Sequence[Hit]) -> str | None:
+        """Why the generated text is no answer (ragline.types.REFUSAL_REASONS), or None.
+        Refusals and answers the passages do not back are reported as "not found"."""
+        if not text or is_refusal(text):
+            return "model_declined"
+        if support(text, list(hits)) < self.config.generation.min_support:
+            return "unsupported"
+        return None
 
 
 def _posterior_citations(text: str, hits: Sequence[Hit],

@@ -123,6 +123,13 @@ class Answer:
     # concat: one prompt, citations' prob is p(z|x); rag-token / rag-sequence: the RAG model,
     # citations' prob is the passage's share of the answer, p(z|x,y)
     model: str = "concat"
+    # why the answer is a refusal (None when answered): one of REFUSAL_REASONS
+    reason: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        """The passages did not answer the question, so ragline said so instead of guessing."""
+        return not self.answered
 
     @property
     def documents(self) -> list[DocumentPosterior]:
@@ -135,6 +142,8 @@ class Answer:
             "question": self.question,
             "answer": self.text,
             "answered": self.answered,
+            "refused": self.refused,
+            "reason": self.reason,
             "model": self.model,
             "citations": [
                 {"marker": c.marker, "passage_id": c.passage.id, "doc_id": c.passage.doc_id,
@@ -146,6 +155,15 @@ class Answer:
             "passages": [hit_to_dict(h) for h in self.hits],
             "timings": dict(self.timings),
         }
+
+
+# Answer.reason: why ragline refused rather than answer
+REFUSAL_REASONS = {
+    "no_passages": "the index returned no passages",
+    "not_relevant": "no passage is close enough to the question",
+    "model_declined": "the model said the passages do not contain the answer",
+    "unsupported": "the passages do not contain the words of the model's answer",
+}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 from ragline.cli import render
 from ragline.cli.options import (
     add_dense,
+    add_generator,
     add_index_arg,
     add_json,
     add_mode,
@@ -63,12 +64,27 @@ def register(sub: Any) -> None:
     add_mode(q)
     add_rerank(q)
     add_model(q, "generator model (default concat)")
+    add_generator(q)
     q.add_argument("--limit", type=positive_int,
                    help="evaluate N questions, evenly spread over the file")
     q.add_argument("--retrieval-only", action="store_true", help="hit@k only, no generation")
     add_json(q)
     q.add_argument("--out", type=Path, help="write every question's answer and scores as jsonl")
     q.set_defaults(run=cmd_eval_qa)
+
+    f = ev.add_parser("faithfulness", help="answers when the documents say, refusals when they "
+                                           "don't, citations that back each sentence")
+    add_index_arg(f, "the index; for SQuAD-format data built from its paragraphs if DIR has none")
+    f.add_argument("--data", required=True, type=Path,
+                   help='SQuAD-format JSON or jsonl rows {"question": ..., "answers": [...]}')
+    f.add_argument("-k", type=positive_int, default=5, help="passages to answer from (default 5)")
+    add_mode(f)
+    add_generator(f)
+    f.add_argument("--limit", type=positive_int,
+                   help="evaluate N questions, evenly spread over the file")
+    add_json(f)
+    f.add_argument("--out", type=Path, help="write every question's two answers as jsonl")
+    f.set_defaults(run=cmd_eval_faithfulness)
 
 
 def _open_or_build(path: Path, cfg: Config, corpus: list[Path], progress: bool) -> Any:
@@ -127,8 +143,9 @@ def cmd_eval_retrieval(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def cmd_eval_qa(args: argparse.Namespace, cfg: Config) -> int:
-    from ragline.eval.qa import evaluate_qa
+def _qa_rag(args: argparse.Namespace, cfg: Config, tmp: str) -> Any:
+    """The examples of --data (--limit spread) and the index to ask them over, built from the
+    data's paragraphs when DIR has none."""
     from ragline.eval.qa_data import read_qa, write_paragraphs_jsonl
     from ragline.index.index import Index
     from ragline.qa import spread
@@ -136,20 +153,60 @@ def cmd_eval_qa(args: argparse.Namespace, cfg: Config) -> int:
     examples = read_qa(args.data)
     if args.limit:
         examples = spread(examples, args.limit)  # the file is ordered by article
+    corpus: list[Path] = []
+    if not Index.exists(args.index):
+        if not any(e.context for e in examples):
+            raise ConfigError(f"no index at {args.index}, and {args.data} has no paragraphs "
+                              "to build one from; index your corpus first")
+        corpus = [write_paragraphs_jsonl(args.data,
+                                         Path(tmp) / f"{args.data.stem}-paragraphs.jsonl")]
+    return examples, _open_or_build(args.index, cfg, corpus, not args.quiet)
+
+
+def _write_rows(path: Path | None, rows: list[dict[str, Any]]) -> None:
+    if path is not None:
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+
+
+def cmd_eval_faithfulness(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.eval.faithfulness import evaluate_faithfulness
+
     with tempfile.TemporaryDirectory(prefix="ragline-eval-") as tmp:
-        corpus: list[Path] = []
-        if not Index.exists(args.index):
-            if not any(e.context for e in examples):
-                raise ConfigError(f"no index at {args.index}, and {args.data} has no paragraphs "
-                                  "to build one from; index your corpus first")
-            corpus = [write_paragraphs_jsonl(args.data,
-                                             Path(tmp) / f"{args.data.stem}-paragraphs.jsonl")]
-        with _open_or_build(args.index, cfg, corpus, not args.quiet) as rag:
+        examples, rag = _qa_rag(args, cfg, tmp)
+        with rag:
+            report = evaluate_faithfulness(rag, examples, k=args.k, mode=args.mode,
+                                           progress=not args.quiet)
+    _write_rows(args.out, report.rows)
+    if args.json:
+        render.out(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+
+    def pct(v: float | None) -> str:
+        return "–" if v is None else f"{100 * v:.1f}"
+
+    render.out(f"{report.questions} questions, k={report.k}; judge: {report.judge}")
+    render.table(["metric", "value"], [
+        ["answerable questions answered", pct(report.answered_answerable)],
+        ["unanswerable questions refused", pct(report.refused_unanswerable)],
+        ["exact match / F1 (answerable)", f"{pct(report.em)} / {pct(report.f1)}"],
+        ["citation precision", pct(report.citation_precision)],
+        ["citation recall", pct(report.citation_recall)],
+        ["answers no passage supports", pct(report.unsupported)],
+        ["refusal reasons", ", ".join(f"{k} {v}" for k, v in
+                                      sorted(report.refusal_reasons.items())) or "–"],
+        ["s/question (two answers)", f"{report.seconds_per_question:.2f}"]])
+    return 0
+
+
+def cmd_eval_qa(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.eval.qa import evaluate_qa
+
+    with tempfile.TemporaryDirectory(prefix="ragline-eval-") as tmp:
+        examples, rag = _qa_rag(args, cfg, tmp)
+        with rag:
             report = evaluate_qa(rag, examples, k=args.k, mode=args.mode, model=args.model,
                                  generate=not args.retrieval_only, progress=not args.quiet)
-    if args.out:
-        args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                    for r in report.rows), "utf-8")
+    _write_rows(args.out, report.rows)
     if args.json:
         render.out(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -160,6 +217,7 @@ def cmd_eval_qa(args: argparse.Namespace, cfg: Config) -> int:
                  + ([[f"exact match ({report.model}, k={args.k})", f"{100 * report.em:.1f}"],
                      ["F1", f"{100 * (report.f1 or 0):.1f}"],
                      ["answered", f"{100 * (report.answered or 0):.1f}"],
-                     ["s/question", f"{report.seconds_per_question:.2f}"]]
+                     ["s/question", f"{report.seconds_per_question:.2f}"],
+                     ["first token s (median)", f"{report.first_token_s or 0:.2f}"]]
                     if report.em is not None else []))
     return 0

@@ -12,6 +12,7 @@ question ragline declines to answer ("not found") scores 0.
 from __future__ import annotations
 
 import re
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class QAReport:
     f1: float | None = None
     answered: float | None = None            # share not declined as "not found"
     seconds_per_question: float | None = None  # retrieval and generation
+    first_token_s: float | None = None       # median time to the first token of an answer
     model: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)   # per question
 
@@ -44,7 +46,8 @@ class QAReport:
                 "hit_at": {str(k): v for k, v in self.hit_at.items()},
                 "retrieval_seconds_per_question": self.retrieval_seconds, "exact_match": self.em,
                 "f1": self.f1, "answered": self.answered,
-                "seconds_per_question": self.seconds_per_question}
+                "seconds_per_question": self.seconds_per_question,
+                "first_token_seconds": self.first_token_s}
 
 
 def evaluate_qa(rag: RAG, examples: Sequence[QAExample], k: int = 5, mode: str | None = None,
@@ -67,6 +70,7 @@ def evaluate_qa(rag: RAG, examples: Sequence[QAExample], k: int = 5, mode: str |
         return report
 
     em = f1 = answered = 0.0
+    first: list[float] = []
     t0 = time.perf_counter()
     bar = tqdm(examples, desc=f"answering ({report.model})", unit="question",
                disable=not progress, dynamic_ncols=True)
@@ -75,9 +79,14 @@ def evaluate_qa(rag: RAG, examples: Sequence[QAExample], k: int = 5, mode: str |
         text = _MARKERS.sub("", a.text).strip() if a.answered else ""
         e, f = exact_match(text, ex.answers), f1_score(text, ex.answers)
         em, f1, answered = em + e, f1 + f, answered + a.answered
+        if "first_token_s" in a.timings:
+            first.append(a.timings["first_token_s"])
         report.rows.append({"id": ex.id, "question": ex.question, "answer": text,
-                            "gold": list(ex.answers), "em": e, "f1": f, "hit_rank": rank})
+                            "gold": list(ex.answers), "em": e, "f1": f, "hit_rank": rank,
+                            "first_token_s": a.timings.get("first_token_s"),
+                            "total_s": a.timings.get("total_s")})
         bar.set_postfix(em=f"{100 * em / len(report.rows):.1f}", f1=f"{100 * f1 / len(report.rows):.1f}")
     report.em, report.f1, report.answered = em / n, f1 / n, answered / n
     report.seconds_per_question = (time.perf_counter() - t0) / n  # ask() retrieves again
+    report.first_token_s = statistics.median(first) if first else None
     return report

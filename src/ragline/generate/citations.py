@@ -116,11 +116,22 @@ class CitationStream:
         return "".join(out)
 
     def _marker(self, numbers: list[int]) -> str:
-        valid = [n for n in dict.fromkeys(numbers) if 1 <= n <= len(self.hits)]
+        claim = tokenize(self._sentence)
+        valid = [self._supporting(n, claim) for n in numbers if 1 <= n <= len(self.hits)]
+        valid = list(dict.fromkeys(valid))
         for n in valid:
-            self._cite(n, tokenize(self._sentence))
+            self._cite(n, claim)
         self._marked = self._marked or bool(valid)
         return "".join(f"[{n}]" for n in valid)
+
+    def _supporting(self, n: int, claim: list[str]) -> int:
+        """Passage n, or the one that supports the sentence so far when n does not: a small
+        model often cites [1] for whatever it read."""
+        if not claim or best_span(claim, self.hits[n - 1].passage.embed_text)[1] >= self.min_support:
+            return n
+        scores = [best_span(claim, h.passage.embed_text)[1] for h in self.hits]
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        return best + 1 if scores[best] >= self.min_support else n
 
     def _cite(self, n: int, claim: list[str]) -> None:
         hit = self.hits[n - 1]
