@@ -24,7 +24,7 @@ from ragline.generate.openai_http import OpenAIGenerator
 from ragline.model.generators import RagModelGenerator
 from ragline.model.rag_model import RagModel
 from ragline.registry import MODELS, RETRIEVERS
-from ragline.retrieve.rerank import QueryLikelihoodReranker, Reranker
+from ragline.retrieve.rerank import QueryLikelihoodReranker, Reranker, load_reranker
 from ragline.testing import ScriptedGenerator
 from ragline.types import Hit, Passage
 
@@ -39,6 +39,7 @@ TEXTS = ["Paris is the capital of France.", "北京是中国的首都。", "Gree
 ENCODERS: dict[str, Callable[[], Encoder]] = {
     "hash": lambda: load_encoder("hash:64"),
     "minilm": lambda: load_encoder("minilm"),
+    "use-multilingual": lambda: load_encoder("use-multilingual"),
     "batching(hash)": lambda: BatchingEncoder(load_encoder("hash:64")),
 }
 
@@ -207,6 +208,7 @@ RERANKERS: dict[str, Callable[[Path], Reranker]] = {
     "word": lambda _: _WordReranker(),
     "query-likelihood": lambda _: QueryLikelihoodReranker(abc_lm(seed=2), batch_size=2),
     "cross-encoder": _cross_encoder,
+    "llm-judge": lambda _: load_reranker("llm-judge"),   # the default answer model
 }
 
 

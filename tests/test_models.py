@@ -83,3 +83,50 @@ def test_right_answer_is_likelier_than_a_wrong_one_under_every_model(demo: RAG) 
     wrong = demo.score(q, "1925", k=3, mode="dense")
     for name in ("concat", "rag-token", "rag-sequence"):
         assert right[name] > wrong[name] + 1.0, (name, right, wrong)
+
+
+
+# ---------------------------------------------------------------- the answer models
+
+def test_the_default_answer_model_is_an_instruct_model_with_its_chat_template(demo: RAG) -> None:
+    gen = demo.answerer.generator("concat")
+    assert gen.id == "qwen2.5-0.5b"
+    chat = gen.chat_template()  # type: ignore[attr-defined]
+    assert chat is not None
+    prompt = chat([("system", "S"), ("user", "U")])
+    assert prompt.startswith("<|im_start|>system\nS<|im_end|>") and prompt.endswith(
+        "<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("llm", ["gemma-270m", "qwen2.5-1.5b"])
+def test_every_packaged_answer_model_answers(demo: RAG, llm: str) -> None:
+    from dataclasses import replace
+
+    from ragline.errors import ModelUnavailableError
+    from ragline.generate.packaged import resolve_gguf
+
+    try:
+        resolve_gguf(llm, progress=False)
+    except ModelUnavailableError as e:  # qwen2.5-1.5b is an extra (1.1 GB), not in CI's
+        pytest.skip(str(e))
+    config = replace(demo.config, generation=replace(demo.config.generation, model=llm))
+    with RAG.open(demo.index.path, config=config) as rag:
+        gen = rag.answerer.generator("concat")
+        assert gen.id == llm and (gen.chat_template() is None) == (llm == "gemma-270m")  # type: ignore[attr-defined]
+        answer = rag.ask("When was the Eiffel Tower completed?")
+        assert answer.answered and "1889" in answer.text, answer.text
+
+
+def test_the_multilingual_encoder_finds_chinese_and_cross_lingual_passages(
+        tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("长城是中国古代修建的军事防御工程，今天看到的大部分是明朝修建的。")
+    (docs / "b.txt").write_text("绿茶由茶树的叶子制成，中国是最大的绿茶生产国。")
+    (docs / "c.txt").write_text("埃菲尔铁塔位于巴黎，于1889年建成。")
+    with RAG.build(tmp_path / "idx", paths=[docs]) as rag:  # mostly Chinese: USE by default
+        assert rag.index.folder.encoder_spec.id == "universal-sentence-encoder-multilingual-3"
+        assert rag.search("明朝修建了什么？", k=1, mode="dense")[0].passage.source.endswith("a.txt")
+        # an English question finds the Chinese passage (MiniLM cannot)
+        hit = rag.search("When was the Eiffel Tower built?", k=1, mode="dense")[0]
+        assert hit.passage.source.endswith("c.txt")

@@ -19,6 +19,9 @@ def register(sub: Any) -> None:
                    help='jsonl rows {"question": ..., "answers": [...]} or SQuAD-format JSON')
     s.add_argument("--model", default="rag-sequence",
                    choices=[m for m in MODELS.names if m != "concat"])  # the RAG models train
+    s.add_argument("--rag-lm", metavar="FOLDER",
+                   help="the generator to start from: a transformers causal-LM folder "
+                        "(default: the bundled Gemma 3 270M)")
     s.add_argument("--steps", type=positive_int, default=100, help="total optimizer steps")
     s.add_argument("-k", type=positive_int, default=4, help="passages per question")
     s.add_argument("--batch-size", type=positive_int, default=2)

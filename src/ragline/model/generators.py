@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 from ragline.config import Config, ModelConfig
 from ragline.generate.base import GenerateOptions, Generation
@@ -24,8 +25,8 @@ _ONE_AT_A_TIME = threading.Lock()
 
 class TorchRag:
     """The torch RAG model an index uses: the generator `ragline train` left in it (the manifest
-    names it), else the bundled Gemma 3 270M. Loaded on first use; shared by RAG-Token,
-    RAG-Sequence, scoring and training."""
+    names it), else the configured causal-LM folder (model.generator), else the bundled Gemma
+    3 270M. Loaded on first use; shared by RAG-Token, RAG-Sequence, scoring and training."""
 
     def __init__(self, index: Index, config: ModelConfig | None = None,
                  model: RagModel | None = None) -> None:
@@ -40,8 +41,12 @@ class TorchRag:
 
             m = self.config
             trained = self.index.manifest.trained
-            lm = (CausalLM.from_folder(self.index.path / trained.generator.path, device=m.device)
-                  if trained and trained.generator else CausalLM.bundled(device=m.device))
+            if trained and trained.generator:
+                lm = CausalLM.from_folder(self.index.path / trained.generator.path, m.device)
+            elif m.generator:
+                lm = CausalLM.from_folder(Path(m.generator).expanduser(), m.device)
+            else:
+                lm = CausalLM.bundled(device=m.device)
             self._model = RagModel(lm, max_passage_tokens=m.max_passage_tokens,
                                    max_new_tokens=m.max_new_tokens)
         return self._model
