@@ -65,3 +65,21 @@ def test_names_and_paths_resolve(tmp_path: Path) -> None:
     assert resolve_gguf(str(gguf)) == (gguf, None)  # a file: its metadata decides the format
     with pytest.raises(ModelUnavailableError, match="not a file and not a model name.*qwen2.5"):
         resolve_gguf("qwen-7b")
+
+
+def test_a_chat_template_that_refuses_a_system_turn_gets_it_in_the_first_user_turn() -> None:
+    from types import SimpleNamespace
+
+    from ragline.generate.llama import LlamaCppGenerator
+
+    gen = LlamaCppGenerator("x.gguf")
+    gen.llm = SimpleNamespace(detokenize=lambda ids, special: b"<s>", token_eos=lambda: 2,
+                              token_bos=lambda: 1)
+    strict = ("{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('no') }}"
+              "{% endif %}<{{ m.role }}>{{ m.content }}{% endfor %}")
+    render = gen._chat(strict, Path("x.gguf"))
+    assert render([("system", "S"), ("user", "U"), ("assistant", "A"), ("user", "V")]) == (
+        "<user>S\n\nU<assistant>A<user>V")
+    broken = gen._chat("{{ raise_exception('broken') }}", Path("x.gguf"))
+    with pytest.raises(ModelUnavailableError, match="chat template of x.gguf failed: broken"):
+        broken([("user", "U")])

@@ -98,7 +98,8 @@ def _open_or_build(path: Path, cfg: Config, corpus: list[Path], progress: bool) 
     if missing:
         raise ConfigError(f"corpus not found: {missing[0]}")
     log.warning("building %s from %s", path, ", ".join(str(c) for c in corpus))
-    rag = RAG.build(path, config=cfg)
+    # the corpus decides the encoder of a new index (mostly Chinese: the multilingual one)
+    rag = RAG(Index.open_or_create(path, cfg.index, None, cfg.model.device, corpus), cfg)
     report = rag.add(corpus, progress=progress)
     if report.failed:
         rag.close()

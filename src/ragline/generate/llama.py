@@ -92,9 +92,9 @@ class LlamaCppGenerator(PromptGenerator):
             raise ModelUnavailableError(f"{path} has no chat template in its metadata; "
                                         "use it as a base model (generation.chat = false)")
         if use_chat:
-            self._template = self._chat(template)
+            self._template = self._chat(template, path)
 
-    def _chat(self, template: str) -> ChatTemplate:
+    def _chat(self, template: str, path: Path) -> ChatTemplate:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         def token(i: int) -> str:
@@ -105,7 +105,15 @@ class LlamaCppGenerator(PromptGenerator):
 
         def render(turns: list[tuple[str, str]]) -> str:
             messages: Any = [{"role": role, "content": text} for role, text in turns]
-            return formatter(messages=messages).prompt
+            try:
+                return str(formatter(messages=messages).prompt)
+            except Exception as e:  # noqa: BLE001 - the template is the model's own Jinja
+                if turns and turns[0][0] == "system" and len(turns) > 1:
+                    # some templates refuse a system turn: it opens the first user turn instead
+                    (_, system), (role, first), *rest = turns
+                    return render([(role, f"{system}\n\n{first}"), *rest])
+                raise ModelUnavailableError(f"the chat template of {path} failed: {e}; use it "
+                                            "as a base model (generation.chat = false)") from None
 
         return render
 

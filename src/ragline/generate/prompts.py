@@ -1,7 +1,9 @@
 """Prompts that condition the generator on numbered passages.
 
-Written for small base models as much as for chat models: the task is stated, one worked
-example shows the citation format and the refusal, then the passages and the question.
+A base model completes a document (the task, the passages, the question, "Answer:"); an
+instruct model gets the task as its system turn, two worked turns (a short answer and a
+refusal), then the passages and the question, in its own chat template. Passages that do not
+fit the token budget give way sentence by sentence, the least related to the question first.
 
     prompt = rag_prompt("Who designed it?", hits)
 """
@@ -135,12 +137,14 @@ def select_sentences(question: str, hits: list[Hit], cost: Callable[[str], int],
     three budgets are read, so the cost does not grow with k. A sentence that crosses the
     budget is cut when enough room is left for it to be worth reading."""
     candidates: list[tuple[int, int, int, int]] = []  # (hit, start, end, tokens)
+    header: list[int] = []  # "[n] title" and the blank line before it, per passage
     total = 0
     for i, h in enumerate(hits):
         if total > 3 * budget:
             break
         text = h.passage.text
-        total += _HEADER_TOKENS
+        header.append(cost(format_passage(i + 1, h, text="")) + 2)
+        total += header[-1]
         for s, e in sentence_spans(text) or [(0, len(text))]:
             c = cost(text[s:e]) + 1
             candidates.append((i, s, e, c))
@@ -158,13 +162,13 @@ def select_sentences(question: str, hits: list[Hit], cost: Callable[[str], int],
     left = budget
     for c in order:
         i, s, e, tokens = candidates[c]
-        tokens += 0 if i in opened else _HEADER_TOKENS
-        if tokens <= left:
+        head = 0 if i in opened else header[i]
+        if tokens + head <= left:
             chosen.append((i, s, e))
             opened.add(i)
-            left -= tokens
+            left -= tokens + head
         elif left >= _MIN_PASSAGE_TOKENS:  # cut this one to what is left, then stop
-            keep = int((e - s) * (left - _HEADER_TOKENS) / tokens * 0.9)
+            keep = int((e - s) * (left - head) / tokens * 0.9)
             chosen.append((i, s, s + max(1, keep)))
             break
         if left < _MIN_SENTENCE_TOKENS:
@@ -196,7 +200,6 @@ def render_selection(hits: list[Hit], chosen: Selection) -> list[tuple[int, str]
 
 _MIN_PASSAGE_TOKENS = 48  # less than this shows the model no passage worth reading
 _MIN_SENTENCE_TOKENS = 8  # stop filling below this
-_HEADER_TOKENS = 4        # "[n]" and the blank line before it
 
 
 # a base model goes on to invent the next question or passage; these end the answer there
