@@ -22,6 +22,9 @@ def test_the_rag_models_take_any_causal_lm_folder(tmp_path: Path, hash_rag: RAG)
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
                                    eos_token="<eos>")
+    # an instruct model: its tokenizer carries a chat template
+    fast.chat_template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>"
+                          "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}")
     cfg = Qwen2Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64,
                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                       max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2)
@@ -31,7 +34,13 @@ def test_the_rag_models_take_any_causal_lm_folder(tmp_path: Path, hash_rag: RAG)
     config = replace(Config(), model=replace(Config().model, generator=str(folder),
                                              max_new_tokens=4))
     with RAG.open(hash_rag.index.path, config=config) as rag:
-        assert rag.torch_rag().lm.name == "qwen-tiny"
+        rm = rag.torch_rag()
+        assert rm.lm.name == "qwen-tiny" and rm.instruct
+        hit = rag.search("What is the capital of France?", k=1)[0]
+        context = rm.lm.tokenizer.decode(rm.passage_context("What is the capital of France?", hit))
+        assert context.startswith("<system>") and hit.passage.text[:20] in context
+        assert context.endswith("Question: What is the capital of France?</user><assistant>")
+        assert rm.lm.tokenizer.decode(rm.answer_tokens("Where?", "Paris")) == "Paris"
         for model in ("rag-token", "rag-sequence"):
             a = rag.ask("What is the capital of France?", k=2, model=model, beams=2)
             assert a.model == model and len(a.hits) == 2

@@ -58,8 +58,8 @@ class LlamaCppGenerator(PromptGenerator):
                  n_threads: int | None = None, seed: int = 0,
                  passage_tokens: int | None = None, chat: bool | None = None) -> None:
         self.model = model
-        if model is None or (isinstance(model, str) and LLMS.find(model) is not None):
-            self.id = LLMS.canonical(model or LLMS.names[0])
+        if not model or (isinstance(model, str) and LLMS.find(model) is not None):
+            self.id = LLMS.canonical(str(model or LLMS.names[0]))
         else:
             self.id = Path(model).stem
         self.n_ctx = n_ctx

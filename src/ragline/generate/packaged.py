@@ -127,8 +127,8 @@ def qwen_15b() -> PackagedModel:
 def resolve_gguf(spec: str | Path | None, progress: bool = True) -> tuple[Path, bool | None]:
     """(GGUF path, instruct) for a registry name or a file path; `instruct` is None for a path
     (the file's own metadata decides). None is the default model."""
-    if spec is None or (isinstance(spec, str) and LLMS.find(spec) is not None):
-        model: PackagedModel = LLMS.create(spec or LLMS.names[0])
+    if not spec or (isinstance(spec, str) and LLMS.find(spec) is not None):
+        model: PackagedModel = LLMS.create(str(spec or LLMS.names[0]))
         return model.path(progress), model.instruct
     path = Path(spec).expanduser()
     if not path.is_file():

@@ -221,3 +221,15 @@ def passage_prompt_parts(question: str) -> tuple[str, str]:
     """(text after the passage, prefix of the answer) for a question's language."""
     tail, prefix = _PASSAGE_ZH if has_cjk(question) else _PASSAGE_EN
     return tail.format(question=question.strip()), prefix
+
+
+# An instruct model in the RAG models reads one passage a turn: the task, then the passage and
+# the question; its answer is the assistant's turn.
+_PASSAGE_CHAT = {"en": (_SYSTEM_EN, "{passage}\n\nQuestion: {question}"),
+                 "zh": (_SYSTEM_ZH, "{passage}\n\n问题：{question}")}
+
+
+def passage_chat_turns(question: str) -> tuple[str, str]:
+    """(system turn, user turn with a {passage} slot) for a question's language."""
+    system, user = _PASSAGE_CHAT["zh" if has_cjk(question) else "en"]
+    return system, user.replace("{question}", question.strip())

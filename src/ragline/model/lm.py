@@ -62,6 +62,15 @@ class HFTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return str(self.tok.decode(list(ids), skip_special_tokens=True))
 
+    def chat(self, turns: list[tuple[str, str]]) -> str | None:
+        """The turns in the tokenizer's chat template, ready for the answer; None when it has
+        none (a base model)."""
+        if not getattr(self.tok, "chat_template", None):
+            return None
+        messages = [{"role": role, "content": text} for role, text in turns]
+        return str(self.tok.apply_chat_template(messages, tokenize=False,
+                                                add_generation_prompt=True))
+
 
 @dataclass
 class DecodeState:

@@ -9,6 +9,7 @@ all-passages-in-one-prompt baseline ("concat"), and the training loss.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ragline.errors import ConfigError
-from ragline.generate.prompts import passage_prompt_parts, rag_prompt
+from ragline.generate.prompts import passage_chat_turns, passage_prompt_parts, rag_prompt
 from ragline.model.decode import (
     Candidate,
     beam_search_each,
@@ -55,21 +56,42 @@ class RagModel:
         bos = self.lm.tokenizer.bos_id
         return [bos] if bos is not None else []
 
+    def _chat(self, turns: list[tuple[str, str]]) -> str | None:
+        """An instruct model's chat template applied, or None for a base model."""
+        chat = getattr(self.lm.tokenizer, "chat", None)
+        return chat(turns) if chat is not None else None
+
+    @functools.cached_property
+    def instruct(self) -> bool:
+        """Whether the generator reads its input in a chat template (its tokenizer has one)."""
+        return self._chat([("user", "?")]) is not None
+
     def passage_context(self, question: str, hit: Hit) -> list[int]:
-        """bos, title, passage (cut to max_passage_tokens), question, answer cue."""
+        """bos, title, passage (cut to max_passage_tokens), question, answer cue; for an
+        instruct model, the same in its chat template (a system turn, then the user's)."""
         tok = self.lm.tokenizer
         p = hit.passage
         head = tok.encode(p.title + "\n") if p.title else []
         body = tok.encode(p.text)[: self.max_passage_tokens]
         tail, _ = passage_prompt_parts(question)
+        if self.instruct:
+            system, user = passage_chat_turns(question)
+            chat = self._chat([("system", system),
+                               ("user", user.format(passage=tok.decode(head + body)))])
+            return tok.encode(chat or "")  # the template places its own special tokens
         return self._bos() + head + body + tok.encode(tail)
 
     def concat_context(self, question: str, hits: Sequence[Hit]) -> list[int]:
+        if self.instruct:
+            return self.lm.tokenizer.encode(
+                rag_prompt(question, list(hits), chat=lambda turns: self._chat(turns) or ""))
         return self._bos() + self.lm.tokenizer.encode(rag_prompt(question, list(hits)))
 
     def answer_tokens(self, question: str, answer: str) -> list[int]:
+        """The answer as the model continues it: after "Answer:" (a base model), or as the
+        assistant's turn."""
         _, prefix = passage_prompt_parts(question)
-        return self.lm.tokenizer.encode(prefix + answer.strip())
+        return self.lm.tokenizer.encode(("" if self.instruct else prefix) + answer.strip())
 
     @staticmethod
     def doc_scores(hits: Sequence[Hit]) -> Tensor:
