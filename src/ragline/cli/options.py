@@ -67,7 +67,7 @@ def add_generator(s: argparse.ArgumentParser) -> None:
                    help=f"concat's generator: {', '.join(LLMS.names)} (default {LLMS.names[0]}), "
                         "a GGUF file (llama-cpp), or the server's model name (openai)")
     s.add_argument("--passage-tokens", type=positive_int, metavar="N",
-                   help="the passages' share of the prompt (default 240): fewer answer sooner")
+                   help="the passages' share of the prompt (default 200): fewer answer sooner")
     s.add_argument("--backend", choices=BACKENDS.names)
     s.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
 
