@@ -3,7 +3,7 @@
     # ragline.toml
     [retrieval]
     k = 5
-    mode = "hybrid"
+    mode = "weighted"
     [generation]
     backend = "openai"
     base_url = "http://127.0.0.1:8080/v1"
@@ -55,7 +55,7 @@ class IndexConfig:
 @dataclass(frozen=True)
 class RetrievalConfig:
     k: int = 5
-    mode: str = "hybrid"                # a name of ragline.registry.RETRIEVERS
+    mode: str = "weighted"              # a name of ragline.registry.RETRIEVERS (see README, "Measured")
     rrf_k: int = 60
     candidates: int = 100
     dense_weight: float = 0.5

@@ -41,9 +41,9 @@ def register(sub: Any) -> None:
     r.add_argument("--queries", type=Path, help="BEIR queries.jsonl (instead of --beir)")
     r.add_argument("--qrels", type=Path, help="BEIR qrels .tsv (instead of --beir)")
     r.add_argument("--corpus", type=Path, help="corpus.jsonl to build DIR from if it has no index")
-    r.add_argument("--modes", default="bm25,dense,hybrid",
+    r.add_argument("--modes", default="bm25,dense,hybrid,weighted",
                    help=f"comma-separated, of {', '.join(RETRIEVERS.names)} "
-                        "(default bm25,dense,hybrid)")
+                        "(default bm25,dense,hybrid,weighted)")
     r.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
                    help="comma-separated ndcg@K, recall@K, mrr@K")
     add_rerank(r)

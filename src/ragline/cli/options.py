@@ -44,7 +44,7 @@ def add_retrieval(s: argparse.ArgumentParser, k_help: str = "number of passages 
 
 
 def add_mode(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--mode", choices=RETRIEVERS.names, help="retrieval mode (default hybrid)")
+    s.add_argument("--mode", choices=RETRIEVERS.names, help="retrieval mode (default weighted)")
 
 
 def add_rerank(s: argparse.ArgumentParser) -> None:
