@@ -117,3 +117,15 @@ def test_cli_reports_faithfulness(built: Path, tmp_path: Path, monkeypatch: pyte
     assert main(["-q", "eval", "faithfulness", str(built), "--data", str(data),
                  "--llm", "no-such.gguf"]) == 1
     assert "no-such.gguf" in capsys.readouterr().err  # one line, no traceback
+
+
+def test_a_refusal_says_why_in_the_cli_and_in_json(built: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("ragline.generate.prompted.concat_generator",
+                        lambda *a: Oracle(always="I don't know."))
+    assert main(["ask", str(built), "Who first swam the Pacific?", "--mode", "dense"]) == 0
+    assert "the model said the passages do not contain the answer" in capsys.readouterr().out
+    assert main(["ask", str(built), "Who first swam the Pacific?", "--mode", "dense",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["refused"] is True and out["reason"] == "model_declined" and not out["citations"]

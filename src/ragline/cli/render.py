@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ragline.ingest.loaders import TABLE_SUFFIXES
-from ragline.types import Answer, Hit
+from ragline.types import REFUSAL_REASONS, Answer, Hit
 
 
 def out(text: str = "") -> None:
@@ -60,9 +60,12 @@ def answer_tail(answer: Answer, streamed: str) -> None:
     """What follows the streamed answer: its sources, or why it was not given."""
     out()
     if not answer.answered:
+        why = REFUSAL_REASONS.get(answer.reason or "", "")
         if streamed.strip() != answer.text:
             # the model's draft was a refusal or is not backed by the passages
-            out(f"\n→ {answer.text} (the draft above is not supported by the passages)")
+            out(f"\n→ {answer.text} ({why or 'the draft above is not supported'})")
+        elif why:
+            out(f"({why})")
         out("Closest passages:")
         for h in answer.hits[:3]:
             out(f"  [{h.rank}] {where(h)}")
