@@ -20,7 +20,13 @@ from typing import Any
 from ragline.config import Config, check_sampling
 from ragline.errors import ConfigError
 from ragline.generate.base import GenerateOptions, Generation, Generator
-from ragline.generate.citations import CitationStream, best_span, is_refusal, support
+from ragline.generate.citations import (
+    CitationStream,
+    best_span,
+    grounding,
+    is_refusal,
+    support,
+)
 from ragline.generate.prompts import not_found_message
 from ragline.registry import MODELS
 from ragline.retrieve.searcher import Searcher, check_k, check_query
@@ -152,7 +158,7 @@ class Answerer:
             text = result.text.strip()
             cites = _posterior_citations(text, hits, result.posterior)
             markers = " " + "".join(f"[{c.marker}]" for c in cites)
-        reason = self._refusal(text, hits)
+        reason = self._refusal(q, text, hits)
         if reason is not None:
             if not generator.streams:
                 yield not_found_message(q)
@@ -186,13 +192,15 @@ class Answerer:
         return bool(hits) and not (g.min_relevance is not None and best is not None
                                    and best < g.min_relevance and gated)
 
-    def _refusal(self, text: str, hits: Sequence[Hit]) -> str | None:
+    def _refusal(self, question: str, text: str, hits: Sequence[Hit]) -> str | None:
         """Why the generated text is no answer (ragline.types.REFUSAL_REASONS), or None.
         Refusals and answers the passages do not back are reported as "not found"."""
         if not text or is_refusal(text):
             return "model_declined"
         if support(text, list(hits)) < self.config.generation.min_support:
             return "unsupported"
+        if grounding(question, text, list(hits)) < self.config.generation.min_grounding:
+            return "off_topic"
         return None
 
 

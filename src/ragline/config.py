@@ -92,6 +92,10 @@ class GenerationConfig:
     # paragraphs and stopped 84% of them over unrelated documents (README, "Measured").
     min_relevance: float | None = 0.25
     min_support: float = 0.5            # share of answer words the passages must contain
+    # share of the question's words that the sentence the answer comes from must hold: on
+    # SQuAD it refused 63 % of questions whose passages were taken out (10 % without it) and
+    # kept 22 of 23 exactly right answers (README, "Faithfulness"). 0 turns it off.
+    min_grounding: float = 0.3
 
     def __post_init__(self) -> None:
         BACKENDS.check(self.backend)
