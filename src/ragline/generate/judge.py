@@ -56,6 +56,7 @@ class LlmJudgeReranker:
         llm = gen.llm
         lang = "zh" if has_cjk(query) else "en"
         yes, no = (self._first_tokens(w) for w in _YES_NO[lang])
+
         def tokens_for(passage: str) -> list[int]:
             prompt = chat([("system", _SYSTEM[lang]),
                            ("user", _ASK[lang].format(query=query.strip(), passage=passage))])
@@ -82,8 +83,6 @@ class LlmJudgeReranker:
             llm.eval(tokens[split:])
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1),
                                            shape=(llm.n_vocab(),))
-            top = logits.max()
-            lp = np.log(np.exp(logits - top).sum()) + top  # log Σ exp, for log-probabilities
-            out[i] = (np.logaddexp.reduce(logits[yes] - lp)
-                      - np.logaddexp.reduce(logits[no] - lp))
+            # log p(yes) − log p(no): the softmax's normalizer cancels out
+            out[i] = np.logaddexp.reduce(logits[yes]) - np.logaddexp.reduce(logits[no])
         return out
