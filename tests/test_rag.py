@@ -78,6 +78,15 @@ def test_config_file(tmp_path: Path) -> None:
     p.write_text("[retrieval\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(p)
+    for bad, match in (("min_grounding = 1.5", r"min_grounding must be in \[0, 1\]"),
+                       ("passage_tokens = 0", "passage_tokens must be an integer"),
+                       ('model = "qwen2.5-1.5b"\nchat = true', None)):
+        p.write_text(f"[generation]\n{bad}\n")
+        if match is None:
+            assert load_config(p).generation.chat is True
+            continue
+        with pytest.raises(ConfigError, match=match):
+            load_config(p)
 
 
 def test_openai_backend_needs_url_and_model(hash_rag: RAG) -> None:

@@ -92,9 +92,9 @@ class GenerationConfig:
     # paragraphs and stopped 84% of them over unrelated documents (README, "Measured").
     min_relevance: float | None = 0.25
     min_support: float = 0.5            # share of answer words the passages must contain
-    # share of the question's words that the sentence the answer comes from must hold: on
-    # SQuAD it refused 63 % of questions whose passages were taken out (10 % without it) and
-    # kept 22 of 23 exactly right answers (README, "Faithfulness"). 0 turns it off.
+    # share of the question's words that the sentence the answer comes from must hold. On 50
+    # SQuAD questions it refused 54 % of them once their passages were taken out (10 %
+    # without it) and answered 80 % with them (95 %) (README, "Faithfulness"). 0: off.
     min_grounding: float = 0.3
 
     def __post_init__(self) -> None:
@@ -102,6 +102,9 @@ class GenerationConfig:
         _positive("generation", self, "n_ctx")
         if self.passage_tokens is not None:
             _positive("generation", self, "passage_tokens")
+        for name in ("min_support", "min_grounding"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"generation.{name} must be in [0, 1], got {getattr(self, name)}")
         check_sampling(self.max_tokens, self.temperature, self.n_ctx)
 
 
