@@ -57,16 +57,9 @@ def register(sub: Any) -> None:
     r.set_defaults(run=cmd_eval_retrieval)
 
     q = ev.add_parser("qa", help="retrieval hit@k, exact match, F1 and seconds per question")
-    add_index_arg(q, "the index; for SQuAD-format data built from its paragraphs if DIR has none")
-    q.add_argument("--data", required=True, type=Path,
-                   help='SQuAD-format JSON or jsonl rows {"question": ..., "answers": [...]}')
-    q.add_argument("-k", type=positive_int, default=5, help="passages to answer from (default 5)")
-    add_mode(q)
+    _add_qa_data(q)
     add_rerank(q)
     add_model(q, "generator model (default concat)")
-    add_generator(q)
-    q.add_argument("--limit", type=positive_int,
-                   help="evaluate N questions, evenly spread over the file")
     q.add_argument("--retrieval-only", action="store_true", help="hit@k only, no generation")
     add_json(q)
     q.add_argument("--out", type=Path, help="write every question's answer and scores as jsonl")
@@ -74,14 +67,7 @@ def register(sub: Any) -> None:
 
     f = ev.add_parser("faithfulness", help="answers when the documents say, refusals when they "
                                            "don't, citations that back each sentence")
-    add_index_arg(f, "the index; for SQuAD-format data built from its paragraphs if DIR has none")
-    f.add_argument("--data", required=True, type=Path,
-                   help='SQuAD-format JSON or jsonl rows {"question": ..., "answers": [...]}')
-    f.add_argument("-k", type=positive_int, default=5, help="passages to answer from (default 5)")
-    add_mode(f)
-    add_generator(f)
-    f.add_argument("--limit", type=positive_int,
-                   help="evaluate N questions, evenly spread over the file")
+    _add_qa_data(f)
     add_json(f)
     f.add_argument("--out", type=Path, help="write every question's two answers as jsonl")
     f.set_defaults(run=cmd_eval_faithfulness)
@@ -142,6 +128,19 @@ def cmd_eval_retrieval(args: argparse.Namespace, cfg: Config) -> int:
                  [[r.name, *[f"{r.metrics[m]:.4f}" for m in metrics],
                    f"{1000 * r.seconds_per_query:.1f}"] for r in results])
     return 0
+
+
+def _add_qa_data(s: argparse.ArgumentParser) -> None:
+    """What `eval qa` and `eval faithfulness` share: the index, the data, k, the mode, the
+    answer model and --limit."""
+    add_index_arg(s, "the index; for SQuAD-format data built from its paragraphs if DIR has none")
+    s.add_argument("--data", required=True, type=Path,
+                   help='SQuAD-format JSON or jsonl rows {"question": ..., "answers": [...]}')
+    s.add_argument("-k", type=positive_int, default=5, help="passages to answer from (default 5)")
+    add_mode(s)
+    add_generator(s)
+    s.add_argument("--limit", type=positive_int,
+                   help="evaluate N questions, evenly spread over the file")
 
 
 def _qa_rag(args: argparse.Namespace, cfg: Config, tmp: str) -> Any:
