@@ -19,11 +19,17 @@ from ragline.qa import normalize_answer
 from ragline.text import sentence_spans, tokenize
 from ragline.types import Citation, Hit
 
+_MARKER = re.compile(r"\[\d+\]")
 _MARKER_BODY = re.compile(r"\s*\d{1,3}(\s*,\s*\d{1,3})*\s*")
 _REFUSAL = re.compile(
     r"(i (do not|don't|cannot|can't) (know|answer|find)|not (mentioned|contain|provided|stated|"
     r"specified|given)|no (information|answer|mention)|cannot be (determined|answered)|unknown|"
     r"不知道|无法回答|没有提到|未提及|没有相关|无法确定)", re.IGNORECASE)
+
+
+def strip_markers(text: str) -> str:
+    """The text without its [n] citation markers."""
+    return _MARKER.sub(" ", text)
 
 
 def is_refusal(text: str) -> bool:
@@ -49,7 +55,7 @@ def best_span(claim: list[str], text: str) -> tuple[tuple[int, int], float]:
 
 def support(answer: str, hits: list[Hit]) -> float:
     """Share of the answer's content words found in the passages (1.0 for a contentless answer)."""
-    claim = tokenize(re.sub(r"\[\d+\]", " ", answer))
+    claim = tokenize(strip_markers(answer))
     if not claim:
         return 1.0
     vocab: set[str] = set()
@@ -65,7 +71,7 @@ def grounding(question: str, answer: str, hits: list[Hit]) -> float:
     not say still answers, with a span from a sentence about something else; such a sentence
     shares little with the question."""
     asked = set(tokenize(question))
-    claim = re.sub(r"\[\d+\]", " ", answer)
+    claim = strip_markers(answer)
     norm = normalize_answer(claim)
     words = tokenize(claim)
     if not asked:
