@@ -61,13 +61,14 @@ def test_import_ragline_loads_no_model_stack() -> None:
 
 def test_torch_generator_without_gguf_names_the_extra(monkeypatch: pytest.MonkeyPatch,
                                                       tmp_path: Path) -> None:
+    from ragline.generate.packaged import PackagedModel
     from ragline.model import lm
 
     monkeypatch.setenv("RAGLINE_CACHE", str(tmp_path))  # nothing converted yet
-    monkeypatch.setattr("ragline.generate.llama.bundled_gemma_path", lambda: tmp_path / "g.gguf")
+    monkeypatch.setattr(PackagedModel, "path", lambda self, progress=True: tmp_path / "g.gguf")
     _hide(monkeypatch, "gguf")
     with pytest.raises(ModelUnavailableError, match=r"ragline\[llama\]"):
-        lm.bundled_torch_gemma()
+        lm.torch_folder(PackagedModel("g.gguf", (), "0" * 64, "llama", instruct=False))
 
 
 @pytest.mark.parametrize("hidden", ["fastapi", "python_multipart"])

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from ragline.model.decode import beam_search_each, rag_sequence_search, rag_token_search, score_under_each
-from ragline.model.marginal import doc_log_prior, sequence_logprob, token_logprob, token_next
+from ragline.model.marginal import (
+    answer_prior_mass,
+    calibrate_scale,
+    doc_log_prior,
+    sequence_logprob,
+    token_logprob,
+    token_next,
+)
+from ragline.model.rag_model import DocPrior
 
 from toymodels import abc_lm
 
@@ -178,3 +186,59 @@ def test_with_one_passage_both_models_are_plain_conditional_generation() -> None
     plain_lp = lp.sum()
     assert sequence_logprob(doc_lp[None], lp[None], mask).item() == pytest.approx(plain_lp.item(), abs=1e-5)
     assert token_logprob(doc_lp[None], lp[None], mask).item() == pytest.approx(plain_lp.item(), abs=1e-5)
+
+
+# ---------------------------------------------------------------- the prior's scale
+
+
+def test_prior_scale_is_an_inverse_temperature_and_marginals_hold_with_it() -> None:
+    scores = torch.tensor([0.8, 0.55, 0.2])
+    flat, sharp = doc_log_prior(scores, 1.0).exp(), doc_log_prior(scores, 20.0).exp()
+    assert flat.max() < 0.45  # cosine scores at scale 1: nearly uniform
+    assert sharp[0] > 0.99
+    assert torch.allclose(sharp, torch.softmax(20.0 * scores, 0))
+    # the learnable prior gives the same, and a gradient that reaches its scale
+    prior = DocPrior(20.0)
+    lp = prior(scores)
+    assert torch.allclose(lp.exp(), sharp, atol=1e-6)
+    lp[0].backward()
+    assert prior.log_scale.grad is not None and float(prior.log_scale.grad) > 0
+    # brute force: with the sharpened prior the marginals are still distributions over answers
+    _, table = _tables(4)
+    seqs = list(itertools.product(range(V), repeat=T))
+    tok_lp = torch.stack([torch.stack([torch.stack([table[z, y[:i]][y[i]].log() for i in range(T)])
+                                       for z in range(K)]) for y in seqs])
+    doc_lp = doc_log_prior(scores, 7.5).expand(len(seqs), K)
+    mask = torch.ones(len(seqs), T)
+    assert sequence_logprob(doc_lp, tok_lp, mask).exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert token_logprob(doc_lp, tok_lp, mask).exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def _mean_log_mass(scale: float, scores: torch.Tensor, positive: torch.Tensor) -> float:
+    lp = doc_log_prior(scores.double(), scale)
+    return float(torch.logsumexp(lp.masked_fill(~positive, float("-inf")), -1).mean())
+
+
+def test_calibration_maximizes_the_prior_mass_of_answer_passages() -> None:
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(40, 5, generator=g) * 0.6 + 0.1
+    positive = torch.zeros(40, 5, dtype=torch.bool)
+    # the answer is mostly, not always, in the best-scored passage
+    best = scores.argmax(-1)
+    for i in range(40):
+        positive[i, best[i] if i % 4 else (best[i] + 1) % 5] = True
+    s = calibrate_scale(scores, positive)
+    assert 1.0 < s < 50.0
+    at = _mean_log_mass(s, scores, positive)
+    # a maximum: both neighbours are worse, and far better than the flat prior at scale 1
+    assert at >= _mean_log_mass(s * 1.1, scores, positive)
+    assert at >= _mean_log_mass(s / 1.1, scores, positive)
+    assert at > _mean_log_mass(1.0, scores, positive) + 0.3
+    # when the answer is always in the top passage the sharpest prior on the grid wins
+    always = torch.nn.functional.one_hot(best, 5).bool()
+    assert calibrate_scale(scores, always) == pytest.approx(50.0, rel=1e-6)
+    # rows without an answer passage do not count; none at all is an error
+    mass = answer_prior_mass(doc_log_prior(scores, s), positive)
+    assert mass.shape == (40,) and bool((mass > 0).all())
+    with pytest.raises(ValueError, match="no question"):
+        calibrate_scale(scores, torch.zeros_like(positive))

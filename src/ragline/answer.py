@@ -25,6 +25,7 @@ from ragline.generate.citations import (
     best_span,
     grounding,
     is_refusal,
+    overlap,
     support,
 )
 from ragline.generate.prompts import not_found_message
@@ -156,7 +157,8 @@ class Answerer:
             markers = ""
         else:  # the passages that explain the answer are cited after it
             text = result.text.strip()
-            cites = _posterior_citations(text, hits, result.posterior)
+            cites = _posterior_citations(text, hits, result.posterior,
+                                         self.config.generation.min_support)
             markers = " " + "".join(f"[{c.marker}]" for c in cites)
         reason = self._refusal(q, text, hits)
         if reason is not None:
@@ -204,12 +206,18 @@ class Answerer:
         return None
 
 
-def _posterior_citations(text: str, hits: Sequence[Hit],
-                         posterior: Sequence[float]) -> list[Citation]:
-    """The passages that explain a RAG answer: p(z|x,y) ≥ 0.2, three at most, the best always."""
-    order = sorted(range(len(hits)), key=lambda i: -posterior[i])
-    chosen = [i for i in order if posterior[i] >= 0.2][:3] or order[:1]
+def _posterior_citations(text: str, hits: Sequence[Hit], posterior: Sequence[float],
+                         min_support: float) -> list[Citation]:
+    """The passages that explain a RAG answer and support it: p(z|x,y) ≥ 0.2 and at least
+    `min_support` of the answer's content words in the passage; three at most. When none
+    qualifies, the one that supports it best (ties: the more probable). A posterior alone is
+    not enough: over a flat prior an unrelated passage can carry 0.3 of it."""
     claim = tokenize(text)
+    held = [overlap(claim, set(tokenize(h.passage.embed_text))) if claim else 1.0 for h in hits]
+    order = sorted(range(len(hits)), key=lambda i: -posterior[i])
+    chosen = [i for i in order if posterior[i] >= 0.2 and held[i] >= min_support][:3]
+    if not chosen:
+        chosen = [max(range(len(hits)), key=lambda i: (held[i], posterior[i]))]
     cites = []
     for i in sorted(chosen):
         span, _ = best_span(claim, hits[i].passage.text)

@@ -52,6 +52,15 @@ class IndexConfig:
             DENSE_KINDS.check(self.dense)
 
 
+# p(z|x) over cosine scores needs an inverse temperature: at 1 the softmax over d(z)·q(x) ∈ [-1, 1]
+# is nearly uniform. 20 is the scale sentence-transformers' in-batch softmax loss trains its
+# bi-encoders with (all-MiniLM-L6-v2 among them), so softmax(20 · cos) is the distribution the
+# encoder learned to produce. `ragline train` calibrates and learns its own.
+DEFAULT_PRIOR_SCALE = 20.0
+
+RAG_RUNTIMES = ("auto", "llama-cpp", "torch")
+
+
 @dataclass(frozen=True)
 class RetrievalConfig:
     k: int = 5
@@ -61,9 +70,14 @@ class RetrievalConfig:
     dense_weight: float = 0.5
     rerank: str | None = None           # query-likelihood | cross-encoder:PATH (None: off)
     rerank_depth: int = 20              # first-stage passages the reranker reorders
+    # the inverse temperature of p(z|x) = softmax(scale · d(z)·q(x)) over the top k (None: the
+    # one `ragline train` learned for the index, else DEFAULT_PRIOR_SCALE)
+    prior_scale: float | None = None
 
     def __post_init__(self) -> None:
         _positive("retrieval", self, "k", "rrf_k", "candidates", "rerank_depth")
+        if self.prior_scale is not None and not 0 < self.prior_scale <= 1000:
+            raise ConfigError(f"retrieval.prior_scale must be in (0, 1000], got {self.prior_scale}")
         RETRIEVERS.check(self.mode)
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ConfigError(f"dense_weight must be in [0, 1], got {self.dense_weight}")
@@ -126,11 +140,19 @@ class ModelConfig:
     """The RAG model (torch generator): how `ask --model rag-token|rag-sequence` decodes."""
 
     kind: str = "concat"                # concat | rag-token | rag-sequence (registry.MODELS)
-    # the RAG models' generator: any transformers causal-LM folder (None: the bundled Gemma 3
-    # 270M). An index that `ragline train` left a generator in uses that one.
+    # the RAG models' generator: a name of registry.LLMS or any transformers causal-LM folder
+    # (None: qwen2.5-0.5b, the concat default). An index that `ragline train` left a generator
+    # in uses that one.
     generator: str | None = None
+    # where RAG-Token and RAG-Sequence decode: llama-cpp (the packaged GGUF, with a trained LoRA
+    # adapter converted to GGUF), torch, or auto (torch on a GPU or for a folder or fully
+    # fine-tuned generator, llama-cpp otherwise). Training always runs in torch.
+    runtime: str = "auto"
     beams: int = 4
     thorough: bool = True               # RAG-Sequence decoding: thorough or fast
+    # generation reads only the passages with p(z|x) ≥ this: one below it changes p(y|x) by
+    # less than that much, and skipping it saves its share of the prompt (0: read all k)
+    min_prior: float = 1e-3
     max_passage_tokens: int = 192
     max_new_tokens: int = 32
     device: str | None = None           # None: cuda when present, else cpu
@@ -138,6 +160,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         MODELS.check(self.kind)
         _positive("model", self, "beams", "max_passage_tokens", "max_new_tokens")
+        if not 0.0 <= self.min_prior < 1.0:
+            raise ConfigError(f"model.min_prior must be in [0, 1), got {self.min_prior}")
+        if self.runtime not in RAG_RUNTIMES:
+            raise ConfigError(f"model.runtime must be one of {', '.join(RAG_RUNTIMES)}, "
+                              f"got {self.runtime!r}")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from ragline.retrieve.searcher import Searcher
 from ragline.types import Answer, DocumentInfo, Hit
 
 if TYPE_CHECKING:  # torch loads only when the RAG model is used
-    from ragline.model.generators import TorchRag
+    from ragline.model.generators import RagModelSlot
     from ragline.model.rag_model import RagModel
     from ragline.model.train import TrainConfig, TrainResult
     from ragline.qa import QAExample
@@ -41,11 +41,12 @@ class RAG:
         self.index = index
         self.config = config or Config()
         self._rag_model = rag_model
-        self._torch: TorchRag | None = None
+        self._slot: RagModelSlot | None = None
         r = self.config.retrieval
         reranker = load_reranker(r.rerank, device=self.config.model.device) if r.rerank else None
-        self.searcher = Searcher(index, index.question_encoder(), r, reranker)
-        self.answerer = Answerer(self.searcher, self.config, self.torch_rag, generator)
+        self.searcher = Searcher(index, index.question_encoder(), r, reranker,
+                                 index.prior_scale(r.prior_scale))
+        self.answerer = Answerer(self.searcher, self.config, self.load_rag_model, generator)
 
     @classmethod
     def build(cls, path: str | Path, paths: Sequence[str | Path] = (), encoder: str | None = None,
@@ -77,20 +78,21 @@ class RAG:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def torch_rag(self) -> RagModel:
-        """The torch RAG model (see ragline.model.generators.TorchRag), loaded on first use."""
-        return self._torch_slot()()
+    def load_rag_model(self) -> RagModel:
+        """The torch RAG model (see ragline.model.generators.RagModelSlot), loaded on first use."""
+        return self._rag_slot()()
 
-    def _torch_slot(self) -> TorchRag:
-        if self._torch is None:
-            from ragline.model.generators import TorchRag
+    def _rag_slot(self) -> RagModelSlot:
+        if self._slot is None:
+            from ragline.model.generators import RagModelSlot
 
-            self._torch = TorchRag(self.index, self.config.model, self._rag_model)
-        return self._torch
+            self._slot = RagModelSlot(self.index, self.config.model, self._rag_model,
+                                   self.config.retrieval.prior_scale)
+        return self._slot
 
     @property
     def rag_model(self) -> RagModel:
-        return self.torch_rag()
+        return self.load_rag_model()
 
     # ------------------------------------------------------------ the index
 
@@ -154,7 +156,7 @@ class RAG:
         hits = self.search(question, k=k, mode=mode)
         if not hits:
             raise ConfigError("nothing was retrieved for the question")
-        return {name: self.torch_rag().score(question, hits, answer, name) for name in models}
+        return {name: self.load_rag_model().score(question, hits, answer, name) for name in models}
 
     def train(self, examples: list[QAExample], cfg: TrainConfig | None = None,
               progress: bool = True, restart: bool = False) -> TrainResult:
@@ -162,4 +164,4 @@ class RAG:
         resumes from the index's last checkpoint unless `restart`."""
         from ragline.model.train import fine_tune
 
-        return fine_tune(self.searcher, self._torch_slot(), examples, cfg, progress, restart)
+        return fine_tune(self.searcher, self._rag_slot(), examples, cfg, progress, restart)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ragline.config import IndexConfig
+from ragline.config import DEFAULT_PRIOR_SCALE, IndexConfig
 from ragline.encode import Encoder, SentenceTransformerEncoder, encoder_from_spec, load_encoder
 from ragline.errors import ConfigError, DocumentNotFoundError, IndexCorruptError
 from ragline.index.dense import DenseSpec
@@ -123,6 +123,16 @@ class Index:
                                          passage_prefix=spec.passage_prefix, device=self.device)
         enc.prefixes_from_model = False  # the manifest's prefixes, even when they are empty
         return enc
+
+    def prior_scale(self, configured: float | None = None) -> float:
+        """The inverse temperature of p(z|x): the configured one, else the one `ragline train`
+        learned for this index, else DEFAULT_PRIOR_SCALE."""
+        if configured is not None:
+            return configured
+        trained = self.manifest.trained
+        if trained is not None and trained.prior_scale is not None:
+            return trained.prior_scale
+        return DEFAULT_PRIOR_SCALE
 
     # ------------------------------------------------------------ writes
 

@@ -68,6 +68,8 @@ class TrainedState:
     question_encoder: TrainedPart | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     updated: str = ""
+    prior_scale: float | None = None           # the learned inverse temperature of p(z|x)
+    adapter: bool = False                      # generator/ holds a LoRA adapter, not weights
 
     @property
     def checkpoints(self) -> set[str]:
@@ -117,7 +119,10 @@ class Manifest:
                 generator=TrainedPart(**_part(t.get("generator"))) if t.get("generator") else None,
                 question_encoder=(TrainedPart(**_part(t["question_encoder"]))
                                   if t.get("question_encoder") else None),
-                metrics=dict(t.get("metrics") or {}), updated=str(t.get("updated", "")))
+                metrics=dict(t.get("metrics") or {}), updated=str(t.get("updated", "")),
+                prior_scale=(float(t["prior_scale"]) if t.get("prior_scale") is not None
+                             else None),
+                adapter=bool(t.get("adapter", False)))
         sparse = m["sparse"]
         return cls(encoder=EncoderSpec.from_dict(m["encoder"]),
                    chunk_words=m["chunking"]["words"], dense=DenseSpec.from_dict(m["dense"]),

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ragline.model.lm import CausalLM
+from ragline.model.lm import LanguageModel
 from ragline.model.marginal import token_next
 
 NEG_INF = float("-inf")
@@ -33,7 +33,7 @@ class Candidate:
     finished: bool = True   # False: cut at max_new_tokens, score has no end term
 
 
-def _beam_search(lm: CausalLM, contexts: Sequence[Sequence[int]], problems: int, rows: int,
+def _beam_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], problems: int, rows: int,
                  combine: Callable[[Tensor], Tensor], beams: int,
                  max_new_tokens: int) -> list[list[Candidate]]:
     """contexts: P*R token lists, problem-major. combine maps next-token log-probs of shape
@@ -96,7 +96,7 @@ def _beam_search(lm: CausalLM, contexts: Sequence[Sequence[int]], problems: int,
     return out
 
 
-def rag_token_search(lm: CausalLM, contexts: Sequence[Sequence[int]], doc_lp: Tensor,
+def rag_token_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], doc_lp: Tensor,
                      beams: int = 1, max_new_tokens: int = 32) -> list[Candidate]:
     """RAG-Token: greedy (beams=1) or beam search on Σ_z p(z|x) p(y_i|x,z,y_<i); doc_lp (k,)."""
     k = len(contexts)
@@ -108,14 +108,14 @@ def rag_token_search(lm: CausalLM, contexts: Sequence[Sequence[int]], doc_lp: Te
     return _beam_search(lm, contexts, 1, k, mix, beams, max_new_tokens)[0]
 
 
-def beam_search_each(lm: CausalLM, contexts: Sequence[Sequence[int]], beams: int = 1,
+def beam_search_each(lm: LanguageModel, contexts: Sequence[Sequence[int]], beams: int = 1,
                      max_new_tokens: int = 32) -> list[list[Candidate]]:
     """An independent beam search per context, batched: scores are log p(y, end | context)."""
     return _beam_search(lm, contexts, len(contexts), 1, lambda lp: lp[:, :, 0, :], beams,
                         max_new_tokens)
 
 
-def score_under_each(lm: CausalLM, contexts: Sequence[Sequence[int]],
+def score_under_each(lm: LanguageModel, contexts: Sequence[Sequence[int]],
                      cands: Sequence[Candidate], batch_rows: int = 32) -> Tensor:
     """log p(y, end | x, z) of every candidate under every context: (C, k), teacher-forced."""
     pairs = [(c, z) for c in range(len(cands)) for z in range(len(contexts))]
@@ -130,7 +130,7 @@ def score_under_each(lm: CausalLM, contexts: Sequence[Sequence[int]],
     return out.view(len(cands), len(contexts))
 
 
-def rag_sequence_search(lm: CausalLM, contexts: Sequence[Sequence[int]], doc_lp: Tensor,
+def rag_sequence_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], doc_lp: Tensor,
                         beams: int = 4, max_new_tokens: int = 32,
                         thorough: bool = True) -> list[Candidate]:
     """RAG-Sequence: beam search under each passage, pool the candidates, score each by

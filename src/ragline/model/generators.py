@@ -1,54 +1,108 @@
 """RAG-Token and RAG-Sequence as Generators (ragline.generate.base): the torch RAG model reads
 each passage on its own and marginalizes over them (Lewis et al. 2020).
 
-    torch_rag = TorchRag(index, ModelConfig())          # loads nothing yet
-    gen = RagModelGenerator("rag-token", config, torch_rag)
+    rag_slot = RagModelSlot(index, ModelConfig())          # loads nothing yet
+    gen = RagModelGenerator("rag-token", config, rag_slot)
     *pieces, generation = gen.generate(question, hits, GenerateOptions(beams=4))
     generation.posterior                                 # p(z|x,y) per hit
 """
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 from ragline.config import Config, ModelConfig
+from ragline.devices import pick_device
+from ragline.errors import ConfigError, IndexCorruptError
 from ragline.generate.base import GenerateOptions, Generation
 from ragline.index.index import Index
+from ragline.model.adapters import ADAPTER_GGUF
+from ragline.model.llama_lm import LlamaLM
+from ragline.model.lm import DEFAULT_RAG_LM, CausalLM, LanguageModel
 from ragline.model.rag_model import RagModel
+from ragline.registry import LLMS
 from ragline.types import Hit
 
 # one torch model on a few cores: its generations run one at a time, in any thread
 _ONE_AT_A_TIME = threading.Lock()
 
 
-class TorchRag:
-    """The torch RAG model an index uses: the generator `ragline train` left in it (the manifest
-    names it), else the configured causal-LM folder (model.generator), else the bundled Gemma
-    3 270M. Loaded on first use; shared by RAG-Token, RAG-Sequence, scoring and training."""
+def trained_generator(index: Index, device: str | None = None,
+                      trainable: bool = False) -> CausalLM:
+    """The generator `ragline train` left in the index: a full model folder, or a LoRA adapter
+    over the base model the manifest names (merged for answering unless `trainable`)."""
+    from ragline.model.adapters import load_adapter
+
+    trained = index.manifest.trained
+    assert trained is not None and trained.generator is not None
+    path = index.path / trained.generator.path
+    if not path.is_dir():
+        raise IndexCorruptError(f"{path}: the trained generator named in the manifest is "
+                                "missing; retrain with --restart")
+    if not trained.adapter:
+        return CausalLM.from_folder(path, device)
+    lm = CausalLM.load(trained.generator.base, device)
+    load_adapter(lm, path, trainable=trainable)
+    return lm
+
+
+class RagModelSlot:
+    """The RAG model an index answers with: the generator `ragline train` left in it (the
+    manifest names it), else the configured one (model.generator), else DEFAULT_RAG_LM; on
+    llama.cpp or in torch (`runtime`). Loaded on first use; shared by RAG-Token, RAG-Sequence
+    and scoring."""
 
     def __init__(self, index: Index, config: ModelConfig | None = None,
-                 model: RagModel | None = None) -> None:
+                 model: RagModel | None = None, prior_scale: float | None = None) -> None:
         self.index = index
         self.config = config or ModelConfig()
+        self.prior_scale = index.prior_scale(prior_scale)
         self.given = model  # what a restarted training starts from, if the caller gave one
         self._model = model
 
+    def runtime(self) -> str:
+        """llama-cpp or torch, as model.runtime says or (auto) the generator allows."""
+        m = self.config
+        trained = self.index.manifest.trained
+        if trained is not None and trained.generator is not None:
+            base = trained.generator.base if trained.adapter else None
+            adapter = self.index.path / trained.generator.path / ADAPTER_GGUF
+            why = ("it was fully fine-tuned (llama.cpp reads LoRA adapters only)"
+                   if not trained.adapter else
+                   f"its adapter has no {ADAPTER_GGUF}" if not adapter.is_file() else None)
+        else:
+            base, why = m.generator or DEFAULT_RAG_LM, None
+        if why is None and (base is None or LLMS.find(base) is None):
+            why = "its generator is a transformers folder, not a GGUF model"
+        if m.runtime == "llama-cpp" and why:
+            raise ConfigError(f"model.runtime llama-cpp cannot run this index's generator: "
+                              f"{why}; use model.runtime = \"torch\"")
+        if m.runtime != "auto":
+            return m.runtime
+        if why or pick_device(m.device) == "cuda" or importlib.util.find_spec("llama_cpp") is None:
+            return "torch"
+        return "llama-cpp"
+
     def __call__(self) -> RagModel:
         if self._model is None:
-            from ragline.model.lm import CausalLM
-
             m = self.config
             trained = self.index.manifest.trained
-            if trained and trained.generator:
-                lm = CausalLM.from_folder(self.index.path / trained.generator.path, m.device)
-            elif m.generator:
-                lm = CausalLM.from_folder(Path(m.generator).expanduser(), m.device)
+            lm: LanguageModel
+            if self.runtime() == "llama-cpp":
+                if trained is not None and trained.generator is not None:
+                    lm = LlamaLM(trained.generator.base,
+                                 self.index.path / trained.generator.path / ADAPTER_GGUF).load()
+                else:
+                    lm = LlamaLM(m.generator or DEFAULT_RAG_LM).load()
+            elif trained and trained.generator:
+                lm = trained_generator(self.index, m.device)
             else:
-                lm = CausalLM.bundled(device=m.device)
+                lm = CausalLM.load(m.generator, m.device)
             self._model = RagModel(lm, max_passage_tokens=m.max_passage_tokens,
-                                   max_new_tokens=m.max_new_tokens)
+                                   max_new_tokens=m.max_new_tokens, prior_scale=self.prior_scale,
+                                   min_prior=m.min_prior)
         return self._model
 
     def use(self, model: RagModel) -> None:

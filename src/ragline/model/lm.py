@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
@@ -25,9 +25,13 @@ from torch import Tensor
 from ragline.devices import pick_device
 from ragline.errors import ModelUnavailableError
 
+if TYPE_CHECKING:
+    from ragline.generate.packaged import PackagedModel
+
 log = logging.getLogger(__name__)
 
-TORCH_GEMMA_DIR = "gemma-3-270m-torch-v1"
+# the RAG models' generator unless one is configured: the same weights concat answers with
+DEFAULT_RAG_LM = "qwen2.5-0.5b"
 
 
 class Tokenizer(Protocol):
@@ -41,6 +45,11 @@ class Tokenizer(Protocol):
     def decode(self, ids: Sequence[int]) -> str: ...
 
 
+# special tokens that end an answer wherever a model has them (both runtimes use this list, so
+# torch and llama.cpp agree on what "the answer ends here" means)
+END_TOKENS = ("<end_of_turn>", "<|im_end|>", "<|endoftext|>", "<eos>")
+
+
 class HFTokenizer:
     """A transformers tokenizer; answers end at end-of-text or at any token holding a newline."""
 
@@ -52,9 +61,10 @@ class HFTokenizer:
         self.newline_id = tok.encode("\n", add_special_tokens=False)[-1]
         pieces = tok.convert_ids_to_tokens(list(range(len(tok))))
         stops = {i for i, p in enumerate(pieces) if p is not None and ("\n" in p or "Ċ" in p)}
+        ends = {tok.convert_tokens_to_ids(name) for name in END_TOKENS}
         self.stop_ids = frozenset(stops | {self.eos_id, self.newline_id}
-                                  | {i for i in (tok.convert_tokens_to_ids("<end_of_turn>"),)
-                                     if isinstance(i, int) and i != tok.unk_token_id})
+                                  | {i for i in ends if isinstance(i, int) and i >= 0
+                                     and i != tok.unk_token_id})
 
     def encode(self, text: str) -> list[int]:
         return list(self.tok.encode(text, add_special_tokens=False))
@@ -70,6 +80,24 @@ class HFTokenizer:
         messages = [{"role": role, "content": text} for role, text in turns]
         return str(self.tok.apply_chat_template(messages, tokenize=False,
                                                 add_generation_prompt=True))
+
+
+class LanguageModel(Protocol):
+    """What RAG decoding and scoring need of a generator: `CausalLM` (torch) and
+    `ragline.model.llama_lm.LlamaLM` (llama.cpp). The state `prefill` returns has
+    `select(rows)`, beam search's reorder."""
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def name(self) -> str: ...
+
+    def prefill(self, contexts: Sequence[Sequence[int]]) -> tuple[Any, Tensor]: ...
+    def step(self, state: Any, tokens: Tensor) -> Tensor: ...
+    def target_logprobs(self, contexts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
+                        end: bool | Sequence[bool] = False) -> tuple[Tensor, Tensor]: ...
 
 
 @dataclass
@@ -96,11 +124,31 @@ class CausalLM:
         self.model = model.to(self.device)
         self.tokenizer = tokenizer
         self.name = name
+        self.peft: Any = None  # the peft wrapper while LoRA adapters are attached (adapters.py)
 
     # ------------------------------------------------------------ loading
 
     @classmethod
-    def from_folder(cls, path: str | Path, device: str | None = None) -> CausalLM:
+    def load(cls, spec: str | None = None, device: str | None = None) -> CausalLM:
+        """A name of ragline.registry.LLMS (dequantized from its GGUF once, see `torch_folder`)
+        or a transformers folder; None is DEFAULT_RAG_LM. The name it keeps is `spec` itself,
+        or the folder's absolute path, so that a LoRA adapter can record its base."""
+        from ragline.registry import LLMS
+
+        spec = spec or DEFAULT_RAG_LM
+        if LLMS.find(spec) is not None:
+            name = LLMS.canonical(spec)
+            return cls.from_folder(torch_folder(LLMS.create(name)), device=device, name=name)
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise ModelUnavailableError(
+                f"generator not found: {spec} is not a folder and not a model name; choose one "
+                f"of {LLMS.usage()} or give a transformers causal-LM folder")
+        return cls.from_folder(path, device=device, name=str(path.resolve()))
+
+    @classmethod
+    def from_folder(cls, path: str | Path, device: str | None = None,
+                    name: str | None = None) -> CausalLM:
         """A transformers folder (config.json + safetensors + tokenizer), e.g. a trained one."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         path = Path(path)
@@ -114,12 +162,12 @@ class CausalLM:
                                                      local_files_only=True)
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model.eval()
-        return cls(model, HFTokenizer(tok), name=path.name, device=device)
+        return cls(model, HFTokenizer(tok), name=name or path.name, device=device)
 
     @classmethod
     def bundled(cls, device: str | None = None) -> CausalLM:
-        """The bundled Gemma 3 270M, dequantized from its GGUF into torch (converted once)."""
-        return cls.from_folder(bundled_torch_gemma(), device=device)
+        """The default RAG generator (DEFAULT_RAG_LM), dequantized into torch once."""
+        return cls.load(None, device)
 
     def save(self, path: Path) -> None:
         self.model.save_pretrained(str(path))
@@ -212,16 +260,17 @@ class CausalLM:
         return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
 
 
-def bundled_torch_gemma() -> Path:
-    """Dequantize the bundled GGUF into a safetensors folder in the cache, once (≈40 s);
-    later loads read the folder in ≈2 s. Needs the `gguf` package (the `llama` extra)."""
-    from ragline.generate.llama import bundled_gemma_path
+def torch_folder(model: PackagedModel, progress: bool = True) -> Path:
+    """Dequantize a packaged GGUF into a safetensors folder in the cache, once (≈1 min); later
+    loads read the folder in seconds. The weights are exactly the GGUF's, so llama.cpp and
+    torch run the same model. Needs the `gguf` package (the `llama` extra)."""
     from ragline.generate.packaged import cache_dir
 
-    target = cache_dir() / "models" / TORCH_GEMMA_DIR
+    stem = model.name.removesuffix(".gguf").replace("-q4_k_m", "")
+    target = cache_dir() / "models" / f"{stem}-torch-v1"
     if (target / "ragline-converted.json").is_file():
         return target
-    gguf = bundled_gemma_path()
+    gguf = model.path(progress)
     try:
         import gguf as _gguf  # noqa: F401  (transformers' GGUF reader needs it)
     except ImportError:
@@ -230,23 +279,25 @@ def bundled_torch_gemma() -> Path:
         raise missing_extra("gguf", "llama") from None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.warning("converting the bundled generator to torch (one time, about a minute)…")
-    tmp = target.with_name(target.name + ".tmp")
+    log.warning("converting %s to torch (one time, about a minute)…", model.name)
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                     dtype=torch.float32)
+        hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                  dtype=torch.float32)
         # the weights are plain float32 now; drop the GGUF marker so they can be saved
-        model.hf_quantizer = None  # type: ignore[assignment]
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(str(tmp))
+        hf.hf_quantizer = None  # type: ignore[assignment]
+        if hasattr(hf.config, "quantization_config"):
+            del hf.config.quantization_config
+        hf.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
-        (tmp / "ragline-converted.json").write_text(json.dumps({"from": gguf.name}))
+        (tmp / "ragline-converted.json").write_text(json.dumps({"from": gguf.name,
+                                                                "sha256": model.sha256}))
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
     except (OSError, ValueError) as e:
+        raise ModelUnavailableError(f"could not convert {model.name} to torch: {e}") from None
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ModelUnavailableError(f"could not convert the bundled generator: {e}") from None
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
     return target

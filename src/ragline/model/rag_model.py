@@ -10,12 +10,14 @@ all-passages-in-one-prompt baseline ("concat"), and the training loss.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ragline.config import DEFAULT_PRIOR_SCALE
 from ragline.errors import ConfigError
 from ragline.generate.prompts import passage_chat_turns, passage_prompt_parts, rag_prompt
 from ragline.model.decode import (
@@ -25,7 +27,7 @@ from ragline.model.decode import (
     rag_token_search,
     score_under_each,
 )
-from ragline.model.lm import CausalLM
+from ragline.model.lm import LanguageModel
 from ragline.model.marginal import doc_log_prior, doc_posterior, sequence_logprob, token_logprob
 from ragline.registry import MODELS
 from ragline.types import Hit
@@ -40,15 +42,41 @@ class Generation:
     finished: bool                  # False when cut by max_new_tokens
 
 
-class RagModel:
-    """Conditions a `CausalLM` on retrieved hits. Cheap to build; the LM is loaded already."""
+class DocPrior(nn.Module):
+    """p(z|x) = softmax over the top k of s · d(z)·q(x), with a learnable inverse temperature
+    s > 0. It learns as log s, so that a gradient step can never make it negative and moves it
+    by a ratio, not an amount (20 → 22 is the same step as 2 → 2.2)."""
 
-    def __init__(self, lm: CausalLM, max_passage_tokens: int = 192, max_new_tokens: int = 32,
-                 temperature: float = 1.0) -> None:
+    def __init__(self, scale: float = DEFAULT_PRIOR_SCALE) -> None:
+        super().__init__()
+        if not scale > 0:
+            raise ConfigError(f"the prior scale must be > 0, got {scale}")
+        self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
+
+    @property
+    def scale(self) -> float:
+        return float(self.log_scale.detach().exp())
+
+    def set_scale(self, scale: float) -> None:
+        with torch.no_grad():
+            self.log_scale.fill_(math.log(scale))
+
+    def forward(self, scores: Tensor) -> Tensor:
+        """scores (..., k) d(z)·q(x) → log p(z|x) (..., k)."""
+        return doc_log_prior(scores, self.log_scale.to(scores.device).exp())
+
+
+class RagModel:
+    """Conditions a language model (torch `CausalLM` or llama.cpp `LlamaLM`) on retrieved hits.
+    Cheap to build; the LM is loaded already."""
+
+    def __init__(self, lm: LanguageModel, max_passage_tokens: int = 192, max_new_tokens: int = 32,
+                 prior_scale: float = DEFAULT_PRIOR_SCALE, min_prior: float = 0.0) -> None:
         self.lm = lm
         self.max_passage_tokens = max_passage_tokens
         self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
+        self.min_prior = min_prior  # generation skips passages with a smaller p(z|x)
+        self.prior = DocPrior(prior_scale)
 
     # ------------------------------------------------------------ inputs
 
@@ -103,7 +131,8 @@ class RagModel:
 
     def doc_log_prior(self, hits: Sequence[Hit]) -> Tensor:
         """log p(z|x) from the hits' d(z)·q(x)."""
-        return doc_log_prior(self.doc_scores(hits), self.temperature)
+        with torch.no_grad():
+            return self.prior(self.doc_scores(hits))
 
     # ------------------------------------------------------------ generation
 
@@ -114,8 +143,17 @@ class RagModel:
             raise ConfigError("generation needs at least one retrieved passage")
         if beams < 1:
             raise ConfigError(f"beams must be ≥ 1, got {beams}")
-        doc_lp = self.doc_log_prior(hits)
-        contexts = [self.passage_context(question, h) for h in hits]
+        full_lp = self.doc_log_prior(hits)
+        if model == "concat" or self.min_prior <= 0:
+            keep = list(range(len(hits)))
+        else:
+            # A passage whose prior is below min_prior changes p(y|x) by less than that (RAG-
+            # Sequence) or each token's probability by less than that (RAG-Token): it is not
+            # read. With a sharp prior this saves most of the prompt; a flat one keeps all.
+            keep = [i for i, lp in enumerate(full_lp.tolist())
+                    if lp >= math.log(self.min_prior)] or [int(full_lp.argmax())]
+        doc_lp = torch.log_softmax(full_lp[keep], dim=-1)  # renormalized over what is read
+        contexts = [self.passage_context(question, hits[i]) for i in keep]
         cands: list[Candidate]
         if model == "rag-token":
             cands = rag_token_search(self.lm, contexts, doc_lp, beams, self.max_new_tokens)
@@ -126,14 +164,15 @@ class RagModel:
             cands = beam_search_each(self.lm, [self.concat_context(question, hits)], beams,
                                      self.max_new_tokens)[0]
         if not cands:
-            return Generation("", float("-inf"), tuple(doc_lp.exp().tolist()), (), False)
+            return Generation("", float("-inf"), tuple(full_lp.exp().tolist()), (), False)
         best = cands[0]
         if model == "concat":
-            posterior = doc_lp.exp()
+            posterior = full_lp.exp()
         else:
-            # which passage explains the answer: p(z|x,y) ∝ p(z|x) p(y|x,z)
-            seq_lp = score_under_each(self.lm, contexts, [best])  # (1, k)
-            posterior = doc_posterior(doc_lp[None], seq_lp)[0]
+            # which passage explains the answer: p(z|x,y) ∝ p(z|x) p(y|x,z); 0 for the unread
+            seq_lp = score_under_each(self.lm, contexts, [best])  # (1, k')
+            posterior = torch.zeros(len(hits))
+            posterior[keep] = doc_posterior(doc_lp[None], seq_lp)[0]
         text = self.lm.tokenizer.decode(best.tokens).strip()
         return Generation(text, best.score, tuple(posterior.tolist()), best.tokens, best.finished)
 
@@ -156,7 +195,7 @@ class RagModel:
                                            end=True)
         tok_lp = lp.view(b, k, -1)  # (B, k, T+1)
         mask = mask.view(b, k, -1)[:, 0, :]  # (B, T+1): the same answer under every passage
-        doc_lp = doc_log_prior(doc_scores.to(tok_lp.device), self.temperature)  # (B, k)
+        doc_lp = self.prior(doc_scores.to(tok_lp.device))  # (B, k), differentiable in s too
         if model == "rag-sequence":
             return sequence_logprob(doc_lp, tok_lp, mask)
         return token_logprob(doc_lp, tok_lp, mask)

@@ -5,7 +5,7 @@ log-likelihood -log p(y|x) (RAG-Sequence or RAG-Token); the passage encoder and 
 frozen, so nothing has to be re-embedded. Checkpoints are folders of safetensors inside the
 index (model/step-NNNNNN/), recorded in its manifest, which `ask` then uses.
 
-    result = fine_tune(searcher, torch_rag, examples, TrainConfig(model="rag-token", steps=200))
+    result = fine_tune(searcher, rag_slot, examples, TrainConfig(model="rag-token", steps=200))
 """
 
 from __future__ import annotations
@@ -18,25 +18,31 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ragline.errors import ConfigError
+from ragline.config import DEFAULT_PRIOR_SCALE
+from ragline.errors import ConfigError, ModelUnavailableError
 from ragline.index.manifest import TrainedPart, TrainedState, now
 from ragline.index.upkeep import CHECKPOINTS
-from ragline.model.generators import TorchRag
+from ragline.model.adapters import ADAPTER_GGUF, add_lora, export_gguf, has_adapter, save_adapter
+from ragline.model.generators import RagModelSlot, trained_generator
 from ragline.model.lm import CausalLM
+from ragline.model.marginal import answer_prior_mass, calibrate_scale
+from ragline.model.optim_state import load_optimizer_state, save_optimizer
 from ragline.model.qencoder import QuestionEncoder
 from ragline.model.rag_model import RagModel
-from ragline.qa import QAExample, exact_match, f1_score, split_by_group
-from ragline.registry import MODELS
+from ragline.qa import QAExample, answer_in, exact_match, f1_score, split_by_group, spread
+from ragline.registry import LLMS, MODELS
 from ragline.retrieve.searcher import Searcher
 from ragline.types import Hit
 
 log = logging.getLogger(__name__)
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -54,18 +60,30 @@ class TrainConfig:
     seed: int = 0
     train_question_encoder: bool = True
     max_grad_norm: float = 1.0
+    lr_prior: float = 1e-2             # the prior's log inverse temperature
+    calibrate: bool = True             # a fresh run first fits the prior's scale (see below)
+    lora_rank: int = 0                 # > 0: train LoRA adapters of this rank, not all weights
+    lora_alpha: int | None = None      # LoRA scaling numerator (None: 2 × rank)
+    grad_accum: int = 1                # batches summed into one optimizer step
+    precision: str = "auto"            # auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16
 
     def __post_init__(self) -> None:
         MODELS.check(self.model)
         if self.model == "concat":
             raise ConfigError("training needs a RAG model: --model rag-sequence or rag-token")
-        for name in ("k", "steps", "batch_size", "eval_every", "eval_questions", "save_every"):
+        for name in ("k", "steps", "batch_size", "eval_every", "eval_questions", "save_every",
+                     "grad_accum"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if not 0 <= self.held_out < 1:
             raise ConfigError(f"held_out must be in [0, 1), got {self.held_out}")
-        if not (self.lr > 0 and self.lr_question_encoder > 0):
+        if not (self.lr > 0 and self.lr_question_encoder > 0 and self.lr_prior > 0):
             raise ConfigError("learning rates must be > 0")
+        if self.lora_rank < 0:
+            raise ConfigError(f"lora_rank must be ≥ 0 (0: full fine-tuning), got {self.lora_rank}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {self.precision!r}")
 
 
 @dataclass
@@ -92,25 +110,36 @@ class Trainer:
 
     def __init__(self, searcher: Searcher, lm: CausalLM, qenc: QuestionEncoder | None,
                  cfg: TrainConfig, max_passage_tokens: int = 160,
-                 max_new_tokens: int = 24) -> None:
+                 max_new_tokens: int = 24, prior_scale: float = DEFAULT_PRIOR_SCALE) -> None:
         self.searcher = searcher
         self.cfg = cfg
         self.lm = lm
+        self.bf16 = _use_bf16(cfg.precision, lm.device)
+        if cfg.lora_rank and not has_adapter(lm):
+            if self.bf16:  # frozen base weights in bf16 halve their memory; adapters stay fp32
+                lm.model.to(torch.bfloat16)
+            add_lora(lm, cfg.lora_rank, cfg.lora_alpha)
         self.qenc = qenc.to(lm.device) if qenc is not None else None
         self.model = RagModel(lm, max_passage_tokens=max_passage_tokens,
-                              max_new_tokens=max_new_tokens)
+                              max_new_tokens=max_new_tokens, prior_scale=prior_scale)
+        self.model.prior.to(lm.device)
         # The token embedding (tied to the output projection) stays frozen: it holds most of a
         # small model's weights (170M of Gemma 3 270M's 268M, a 262k vocabulary) and a few
         # thousand answers cannot train it, while its Adam state would triple the memory.
         emb = lm.model.get_input_embeddings()
         emb.weight.requires_grad_(False)
         groups = [{"params": [p for p in lm.model.parameters() if p.requires_grad],
-                   "lr": cfg.lr}]
+                   "lr": cfg.lr},
+                  {"params": list(self.model.prior.parameters()), "lr": cfg.lr_prior}]
         if self.qenc is not None:
             groups.append({"params": list(self.qenc.parameters()),
                            "lr": cfg.lr_question_encoder})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
         self.step = 0
+
+    @property
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for g in self.optimizer.param_groups for p in g["params"])
 
     # ------------------------------------------------------------ one step
 
@@ -136,24 +165,77 @@ class Trainer:
 
     def loss(self, batch: Sequence[QAExample]) -> torch.Tensor:
         questions = [e.question for e in batch]
-        hits, scores = self._retrieve(self._encode(questions))
-        # train on the first gold answer, as the paper did for multi-answer QA sets
-        ll = self.model.log_likelihood(questions, hits, [e.answers[0] for e in batch], scores,
-                                       self.cfg.model)  # (B,)
+        with torch.autocast(self.lm.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            hits, scores = self._retrieve(self._encode(questions))
+            # train on the first gold answer, as the paper did for multi-answer QA sets
+            ll = self.model.log_likelihood(questions, hits, [e.answers[0] for e in batch],
+                                           scores.float(), self.cfg.model)  # (B,)
         return -ll.mean()
 
     def train_step(self, batch: Sequence[QAExample]) -> float:
+        """One optimizer step over `batch`, in micro-batches of cfg.batch_size whose
+        gradients add up (gradient accumulation: a larger batch in the memory of a small one).
+        Returns the mean loss per question."""
         self.lm.model.train()
         if self.qenc is not None:
             self.qenc.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(batch)
-        loss.backward()
+        size = self.cfg.batch_size
+        total = 0.0
+        for start in range(0, len(batch), size):
+            micro = batch[start:start + size]
+            # weighted by its share, so the summed gradient is that of the mean over the batch
+            loss = self.loss(micro) * (len(micro) / len(batch))
+            loss.backward()
+            total += float(loss.detach())
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
         self.optimizer.step()
         self.step += 1
-        return float(loss.detach())
+        return total
+
+    # ------------------------------------------------------------ the prior
+
+    @torch.no_grad()
+    def _prior_inputs(self, examples: Sequence[QAExample]) -> tuple[torch.Tensor, torch.Tensor]:
+        """d(z)·q(x) of each question's top k and which of those passages hold its answer:
+        (N, k) and (N, k) bool, with the current question encoder."""
+        scores, positive = [], []
+        for start in range(0, len(examples), 32):
+            chunk = examples[start:start + 32]
+            hits, s = self._retrieve(self._encode([e.question for e in chunk]))
+            k = self.cfg.k
+            if s.shape[1] < k:  # a corpus smaller than k: pad with passages that never win
+                s = torch.nn.functional.pad(s, (0, k - s.shape[1]), value=-1e4)
+            scores.append(s.float().cpu())
+            positive.append(torch.tensor([[answer_in(h.passage.text, e.answers) for h in hs]
+                                          + [False] * (k - len(hs))
+                                          for e, hs in zip(chunk, hits, strict=True)]))
+        return torch.cat(scores), torch.cat(positive)
+
+    def calibrate_prior(self, examples: Sequence[QAExample], n: int = 256) -> float:
+        """Set the prior's scale to the value that gives the passages holding the answer the
+        most probability on (up to n of) the training questions; returns it. Training then
+        moves it further."""
+        scores, positive = self._prior_inputs(spread(list(examples), n))
+        if not bool(positive.any()):
+            log.warning("no training question retrieves a passage with its answer; the "
+                        "prior keeps its scale %.1f", self.model.prior.scale)
+            return self.model.prior.scale
+        scale = calibrate_scale(scores, positive)
+        self.model.prior.set_scale(scale)
+        return scale
+
+    @torch.no_grad()
+    def prior_mass(self, examples: Sequence[QAExample]) -> tuple[float, float]:
+        """(mean Σ p(z|x) over the passages that hold the answer, on the questions that
+        retrieve one; the share of questions that do)."""
+        scores, positive = self._prior_inputs(examples)
+        rows = positive.any(-1)
+        if not bool(rows.any()):
+            return 0.0, 0.0
+        mass = answer_prior_mass(self.model.prior(scores), positive)[rows]
+        return float(mass.mean()), float(rows.float().mean())
 
     # ------------------------------------------------------------ evaluation
 
@@ -168,6 +250,7 @@ class Trainer:
                 for q, h in zip(questions, hits, strict=True)]
 
     def evaluate(self, examples: Sequence[QAExample], progress: bool = False) -> dict[str, float]:
+        mass, share = self.prior_mass(examples)
         em = f1 = 0.0
         t0 = time.perf_counter()
         for ex in tqdm(examples, desc="evaluating", unit="q", disable=not progress, leave=False):
@@ -176,7 +259,9 @@ class Trainer:
             f1 += f1_score(pred, ex.answers)
         n = max(1, len(examples))
         return {"em": em / n, "f1": f1 / n, "questions": float(len(examples)),
-                "seconds_per_question": (time.perf_counter() - t0) / n}
+                "seconds_per_question": (time.perf_counter() - t0) / n,
+                "prior_mass": mass, "answer_retrieved": share,
+                "prior_scale": self.model.prior.scale}
 
     # ------------------------------------------------------------ checkpoints
 
@@ -189,12 +274,17 @@ class Trainer:
         tmp = root / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self.lm.save(tmp / "generator")
+        if has_adapter(self.lm):
+            save_adapter(self.lm, tmp / "generator")
+            _adapter_for_llama_cpp(self.lm.name, tmp / "generator")
+        else:
+            self.lm.save(tmp / "generator")
         if self.qenc is not None:
             self.qenc.save(tmp / "question-encoder")
-        _save_optimizer(self.optimizer, tmp / "optimizer.safetensors")
+        save_optimizer(self.optimizer, tmp / "optimizer.safetensors")
         (tmp / "state.json").write_text(json.dumps(
-            {"step": self.step, "config": asdict(self.cfg)}, indent=2))
+            {"step": self.step, "config": asdict(self.cfg),
+             "prior_scale": self.model.prior.scale}, indent=2))
         final = root / name
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -207,7 +297,8 @@ class Trainer:
             question_encoder=(TrainedPart(f"{here}/question-encoder", folder.encoder_spec.id)
                               if self.qenc is not None
                               else prev.question_encoder if prev else None),
-            metrics=metrics or (prev.metrics if prev else {}), updated=now())
+            metrics=metrics or (prev.metrics if prev else {}), updated=now(),
+            prior_scale=self.model.prior.scale, adapter=has_adapter(self.lm))
         folder.manifest = replace(folder.manifest, trained=trained)
         folder.save_manifest()
         # an older checkpoint goes, unless a frozen question encoder still lives in it
@@ -218,32 +309,25 @@ class Trainer:
 
     def load_optimizer(self, checkpoint: Path) -> None:
         state = json.loads((checkpoint / "state.json").read_text())
-        _load_optimizer(self.optimizer, checkpoint / "optimizer.safetensors")
+        load_optimizer_state(self.optimizer, checkpoint / "optimizer.safetensors")
         self.step = int(state["step"])
 
 
-def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
-    """Optimizer state as safetensors (tensors) plus its hyper-parameters in the metadata."""
-    from safetensors.torch import save_file
+def _adapter_for_llama_cpp(base: str, folder: Path) -> None:
+    """The adapter in GGUF beside it, so that llama.cpp answers with it; a base model that is
+    not a packaged GGUF (a transformers folder) answers in torch instead."""
+    if LLMS.find(base) is None:
+        return
+    try:
+        export_gguf(folder, LLMS.create(base).path(), folder / ADAPTER_GGUF)
+    except ModelUnavailableError as e:
+        log.warning("the adapter stays torch-only: %s", e)
 
-    sd = opt.state_dict()
-    tensors = {f"{pid}.{key}": (v if isinstance(v, torch.Tensor) else torch.tensor(v)).contiguous()
-               for pid, st in sd["state"].items() for key, v in st.items()}
-    groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
-    save_file({k: v.cpu() for k, v in tensors.items()}, str(path),
-              metadata={"param_groups": json.dumps(groups)})
 
-
-def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
-    from safetensors import safe_open
-
-    state: dict[int, dict[str, Any]] = {}
-    with safe_open(str(path), framework="pt") as f:
-        groups = json.loads(f.metadata()["param_groups"])
-        for name in f.keys():
-            pid, key = name.split(".", 1)
-            state.setdefault(int(pid), {})[key] = f.get_tensor(name)
-    opt.load_state_dict({"state": state, "param_groups": groups})
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    if precision == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return precision == "bf16"
 
 
 def run_training(trainer: Trainer, examples: list[QAExample],
@@ -258,9 +342,13 @@ def run_training(trainer: Trainer, examples: list[QAExample],
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc="training", unit="step",
                disable=not progress)
     avg: float | None = None
+    if trainer.step == 0 and cfg.calibrate:
+        before = trainer.model.prior.scale
+        scale = trainer.calibrate_prior(train_set)
+        log.info("prior scale calibrated on the training questions: %.1f → %.1f", before, scale)
     while trainer.step < cfg.steps:
         batch = [train_set[i] for i in _batch_indices(len(train_set), trainer.step,
-                                                      cfg.batch_size, cfg.seed)]
+                                                      cfg.batch_size * cfg.grad_accum, cfg.seed)]
         loss = trainer.train_step(batch)
         if not math.isfinite(loss):
             raise ConfigError(f"the loss became {loss} at step {trainer.step}; lower --lr")
@@ -279,29 +367,37 @@ def run_training(trainer: Trainer, examples: list[QAExample],
     return result
 
 
-def fine_tune(searcher: Searcher, torch_rag: TorchRag, examples: list[QAExample],
+def fine_tune(searcher: Searcher, rag_slot: RagModelSlot, examples: list[QAExample],
               cfg: TrainConfig | None = None, progress: bool = True,
               restart: bool = False) -> TrainResult:
     """Fine-tune the question encoder and the generator end to end, resuming from the index's
     last checkpoint unless `restart` (then from the base models, or the RagModel the caller
-    gave `torch_rag`). Afterwards the searcher asks with the trained question encoder and
-    `torch_rag` answers with the trained generator."""
+    gave `rag_slot`). Afterwards the searcher asks with the trained question encoder and
+    `rag_slot` answers with the trained generator."""
     cfg = cfg or TrainConfig()
     index = searcher.index
-    m = torch_rag.config
+    m = rag_slot.config
     trained = index.manifest.trained
     resume = trained is not None and not restart
-    if resume:  # the generator the manifest records
-        lm = torch_rag().lm
-    elif torch_rag.given is not None:
-        lm = torch_rag.given.lm
+    if resume and trained is not None and trained.generator is not None:
+        if trained.adapter != bool(cfg.lora_rank):
+            have, same = ("LoRA adapters", "--lora RANK") if trained.adapter else \
+                ("full weights", "no --lora")
+            raise ConfigError(f"{index.path} was trained with {have}: continue it with {same}, "
+                              "or start over with --restart")
+        lm = trained_generator(index, m.device, trainable=True)
+    elif rag_slot.given is not None and not resume:
+        if not isinstance(rag_slot.given.lm, CausalLM):
+            raise ConfigError("training needs a torch generator (CausalLM), not llama.cpp")
+        lm = rag_slot.given.lm
     else:  # never a trained generator loaded earlier by `ask`: restart means the base model
-        lm = CausalLM.bundled(m.device)
+        lm = CausalLM.load(m.generator, m.device)
     qenc = None
     if cfg.train_question_encoder:
         qenc = QuestionEncoder.from_encoder(searcher.query_encoder if resume else index.encoder)
+    scale = (rag_slot.prior_scale if resume or not cfg.calibrate else DEFAULT_PRIOR_SCALE)
     trainer = Trainer(searcher, lm, qenc, cfg, max_passage_tokens=m.max_passage_tokens,
-                      max_new_tokens=m.max_new_tokens)
+                      max_new_tokens=m.max_new_tokens, prior_scale=scale)
     if resume and trained is not None:
         checkpoint = index.path / trained.path
         if (checkpoint / "optimizer.safetensors").is_file():
@@ -310,6 +406,7 @@ def fine_tune(searcher: Searcher, torch_rag: TorchRag, examples: list[QAExample]
         result = run_training(trainer, examples, progress=progress)
     # use what was trained from now on
     searcher.query_encoder = index.question_encoder()
+    searcher.prior_scale = trainer.model.prior.scale
     lm.model.eval()
-    torch_rag.use(trainer.model)
+    rag_slot.use(trainer.model)
     return result

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ragline.config import RetrievalConfig
+from ragline.config import DEFAULT_PRIOR_SCALE, RetrievalConfig
 from ragline.encode.base import Encoder
 from ragline.errors import ConfigError, EmptyIndexError
 from ragline.index.index import Index
@@ -55,24 +55,24 @@ class Searcher:
 
     With a reranker, the top `rerank_depth` first-stage passages are reordered by its scores
     (their `score` becomes the reranker's); any passages below them follow in first-stage
-    order with their own scores. p(z|x) is the softmax of d(z)·q(x) / temperature over the
+    order with their own scores. p(z|x) is the softmax of prior_scale · d(z)·q(x) over the
     returned hits (None in bm25 mode, which has no question vector)."""
 
     def __init__(self, index: Index, query_encoder: Encoder | None = None,
                  config: RetrievalConfig | None = None, reranker: Reranker | None = None,
-                 temperature: float = 1.0) -> None:
+                 prior_scale: float = DEFAULT_PRIOR_SCALE) -> None:
         self.index = index
         # a fine-tuned question encoder (ragline train) replaces the passage encoder's query side
         self.query_encoder = query_encoder or index.encoder
         self.config = config or RetrievalConfig()
         self.reranker = reranker
         self.rerank_depth = check_k(self.config.rerank_depth)
-        self.temperature = temperature  # of the softmax that turns d(z)·q(x) into p(z|x)
+        self.prior_scale = prior_scale  # inverse temperature of the softmax that gives p(z|x)
         self._retrievers: dict[str, Retriever] = {}
 
     def using(self, query_encoder: Encoder) -> Searcher:
         """The same searcher with another query encoder (e.g. one that batches callers)."""
-        other = Searcher(self.index, query_encoder, self.config, self.reranker, self.temperature)
+        other = Searcher(self.index, query_encoder, self.config, self.reranker, self.prior_scale)
         other.rerank_depth = self.rerank_depth
         return other
 
@@ -150,7 +150,7 @@ class Searcher:
         # d(z)·q(x) for every returned passage, from its stored vector, so p(z|x) is defined
         # for hybrid and BM25 hits too (a passage BM25 found may be outside the dense top-n).
         dots = [float(rows[i][1] @ qvec) for i, _ in ranked] if qvec is not None else None
-        probs = softmax(np.array(dots) / self.temperature) if dots else None
+        probs = softmax(np.array(dots) * self.prior_scale) if dots else None
         sparse_scores = sparse_scores or {}
         return [Hit(passage=rows[i][0], score=float(s), rank=r + 1,
                     dense_score=dots[r] if dots is not None else None,
