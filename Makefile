@@ -1,5 +1,5 @@
 # The two newcomer commands (see README): `make demo` and `make test`.
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench train-default
 
 setup: .venv/.ragline-installed
 
@@ -25,3 +25,7 @@ lint: setup
 bench: setup
 	.venv/bin/python bench/run.py
 	.venv/bin/python bench/retrieval.py --only bm25
+
+# fine-tune the default RAG model (LoRA, SQuAD + CMRC part A); resumable, hours on 2 CPU cores
+train-default: setup
+	.venv/bin/python bench/train_default.py

@@ -83,3 +83,17 @@ def test_grounding_is_how_much_of_the_question_the_answer_sentence_holds() -> No
     assert grounding("长城大部分是哪个朝代修建的？", "明朝", hits) >= 0.5
     # not verbatim in any passage: the sentence that shares most of the answer's words
     assert grounding(q, "completed in the year 1889", hits) == 0.75
+
+
+def test_rag_answers_cite_only_passages_that_support_them() -> None:
+    from ragline.answer import _posterior_citations
+
+    hits = _hits("The Eiffel Tower was completed in March 1889.",
+                 "Thomas Edison developed a long-lasting light bulb.",
+                 "The tower was finished in 1889 for the World's Fair.")
+    # a flat posterior gives the unrelated passage 0.29: it holds none of the answer's words
+    cites = _posterior_citations("In 1889", hits, [0.41, 0.29, 0.30], min_support=0.5)
+    assert [c.marker for c in cites] == [1, 3]
+    # when no probable passage supports the answer, the one that supports it best is cited
+    cites = _posterior_citations("1889", hits, [0.05, 0.9, 0.05], min_support=0.5)
+    assert [c.marker for c in cites] == [1]

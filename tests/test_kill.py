@@ -152,7 +152,7 @@ def test_serve_killed_mid_upload_leaves_no_file_behind(world: dict[str, Path],
         assert r.status_code == 201 and r.json()["status"] == "added"
 
 
-@pytest.mark.parametrize("target", ["ragline.model.train:_save_optimizer",
+@pytest.mark.parametrize("target", ["ragline.model.train:save_optimizer",
                                     "ragline.index.folder:IndexFolder.save_manifest"])
 def test_train_killed_mid_checkpoint_keeps_the_last_one(world: dict[str, Path], tmp_path: Path,
                                                         target: str) -> None:

@@ -18,8 +18,16 @@ from ragline.model.lm import CausalLM
 from ragline.model.rag_model import RagModel
 from ragline.model.train import TrainConfig, Trainer
 from ragline.qa import split_by_group
+from test_rag_train import DOCS, QA, _lm
 
-from test_rag_train import QA, _lm, index  # noqa: F401  (the fixture)
+from conftest import write_docs
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Path:
+    docs = write_docs(tmp_path / "docs", DOCS)
+    RAG.build(tmp_path / "idx", paths=[docs], encoder="minilm").close()
+    return tmp_path / "idx"
 
 
 def test_the_prior_scale_is_calibrated_learned_saved_and_reloaded(index: Path) -> None:
@@ -132,7 +140,8 @@ def test_passages_under_min_prior_are_not_read(index: Path) -> None:
         pruned = RagModel(exact.lm, prior_scale=20.0, min_prior=0.2)
         read = []
         real = exact.passage_context
-        pruned.passage_context = lambda q, h: read.append(h.rank) or real(q, h)  # type: ignore
+        pruned.passage_context = (  # type: ignore[method-assign]
+            lambda q, h, limit=None: read.append(h.rank) or real(q, h, limit))
         g = pruned.generate("What is the capital of Italy?", hits, "rag-token")
         probs = [h.prob or 0.0 for h in hits]
         assert read == [h.rank for h, p in zip(hits, probs, strict=True) if p >= 0.2]

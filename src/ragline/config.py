@@ -59,6 +59,7 @@ class IndexConfig:
 DEFAULT_PRIOR_SCALE = 20.0
 
 RAG_RUNTIMES = ("auto", "llama-cpp", "torch")
+PRECISIONS = ("auto", "fp32", "bf16")       # of training
 
 
 @dataclass(frozen=True)
@@ -148,18 +149,24 @@ class ModelConfig:
     # adapter converted to GGUF), torch, or auto (torch on a GPU or for a folder or fully
     # fine-tuned generator, llama-cpp otherwise). Training always runs in torch.
     runtime: str = "auto"
-    beams: int = 4
+    beams: int = 1                      # greedy: each beam costs k more rows a token
     thorough: bool = True               # RAG-Sequence decoding: thorough or fast
     # generation reads only the passages with p(z|x) ≥ this: one below it changes p(y|x) by
     # less than that much, and skipping it saves its share of the prompt (0: read all k)
     min_prior: float = 1e-3
     max_passage_tokens: int = 192
+    # the passages a RAG answer reads share this many tokens (None: each gets
+    # max_passage_tokens). Each passage is its own prompt, so k passages cost k prompts:
+    # 400 keeps a RAG answer near twice a concat answer's 200 (generation.passage_tokens).
+    passage_tokens: int | None = 400
     max_new_tokens: int = 32
     device: str | None = None           # None: cuda when present, else cpu
 
     def __post_init__(self) -> None:
         MODELS.check(self.kind)
         _positive("model", self, "beams", "max_passage_tokens", "max_new_tokens")
+        if self.passage_tokens is not None and self.passage_tokens < 1:
+            raise ConfigError(f"model.passage_tokens must be ≥ 1, got {self.passage_tokens}")
         if not 0.0 <= self.min_prior < 1.0:
             raise ConfigError(f"model.min_prior must be in [0, 1), got {self.min_prior}")
         if self.runtime not in RAG_RUNTIMES:

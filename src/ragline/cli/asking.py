@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
     add_json(s, "print the answer as JSON")
     add_model(s, "concat: all passages in one prompt (default); rag-token / rag-sequence: "
                  "the RAG model, marginalizing over passages")
-    s.add_argument("--beams", type=positive_int, help="beam size of the RAG models (default 4)")
+    s.add_argument("--beams", type=positive_int, help="beam size of the RAG models (default 1: greedy)")
     s.add_argument("--fast", action="store_true", help="RAG-Sequence fast decoding")
     add_generator(s)
     s.add_argument("--max-tokens", type=positive_int)

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ragline.config import Config, load_config, override
+from ragline.config import RAG_RUNTIMES, Config, load_config, override
 from ragline.registry import BACKENDS, DENSE_KINDS, LLMS, MODELS, RETRIEVERS
 
 
@@ -57,9 +57,12 @@ def add_rerank(s: argparse.ArgumentParser) -> None:
 
 def add_model(s: argparse.ArgumentParser, help: str, **kwargs: Any) -> None:
     s.add_argument("--model", choices=MODELS.names, help=help, **kwargs)
-    s.add_argument("--rag-lm", metavar="FOLDER",
-                   help="the RAG models' generator: a transformers causal-LM folder "
-                        "(default: the bundled Gemma 3 270M)")
+    s.add_argument("--rag-lm", metavar="NAME|FOLDER",
+                   help=f"the RAG models' generator: {', '.join(LLMS.names)} (default "
+                        f"{LLMS.names[0]}) or a transformers causal-LM folder")
+    s.add_argument("--runtime", choices=RAG_RUNTIMES,
+                   help="where the RAG models decode (default auto: llama-cpp for a packaged "
+                        "model on CPU, else torch)")
 
 
 def add_generator(s: argparse.ArgumentParser) -> None:
@@ -90,7 +93,7 @@ def settings(args: argparse.Namespace) -> Config:
     return replace(
         cfg,
         retrieval=override(cfg.retrieval, rerank=get("rerank"), rerank_depth=get("rerank_depth")),
-        model=override(cfg.model, generator=get("rag_lm")),
+        model=override(cfg.model, generator=get("rag_lm"), runtime=get("runtime")),
         generation=override(cfg.generation, model=get("llm"), backend=get("backend"),
                             base_url=get("base_url"), max_tokens=get("max_tokens"),
                             passage_tokens=get("passage_tokens")))

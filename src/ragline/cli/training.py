@@ -8,8 +8,8 @@ from typing import Any
 
 from ragline.cli import render
 from ragline.cli.options import add_index_arg, positive_int
-from ragline.config import Config
-from ragline.registry import MODELS
+from ragline.config import PRECISIONS, Config
+from ragline.registry import LLMS, MODELS
 
 
 def register(sub: Any) -> None:
@@ -19,9 +19,16 @@ def register(sub: Any) -> None:
                    help='jsonl rows {"question": ..., "answers": [...]} or SQuAD-format JSON')
     s.add_argument("--model", default="rag-sequence",
                    choices=[m for m in MODELS.names if m != "concat"])  # the RAG models train
-    s.add_argument("--rag-lm", metavar="FOLDER",
-                   help="the generator to start from: a transformers causal-LM folder "
-                        "(default: the bundled Gemma 3 270M)")
+    s.add_argument("--rag-lm", metavar="NAME|FOLDER",
+                   help=f"the generator to start from: {', '.join(LLMS.names)} (default "
+                        f"{LLMS.names[0]}) or a transformers causal-LM folder")
+    s.add_argument("--lora", type=positive_int, metavar="RANK",
+                   help="train LoRA adapters of this rank instead of every weight (saved in "
+                        "the checkpoint, a few MB; llama.cpp answers with them)")
+    s.add_argument("--grad-accum", type=positive_int, default=1, metavar="N",
+                   help="batches summed into one optimizer step (default 1)")
+    s.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 on a GPU that has it, else fp32")
     s.add_argument("--steps", type=positive_int, default=100, help="total optimizer steps")
     s.add_argument("-k", type=positive_int, default=4, help="passages per question")
     s.add_argument("--batch-size", type=positive_int, default=2)
@@ -48,7 +55,9 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
                      lr=args.lr, lr_question_encoder=args.lr_question_encoder,
                      held_out=args.held_out, eval_every=args.eval_every,
                      eval_questions=args.eval_questions, save_every=args.save_every,
-                     train_question_encoder=not args.freeze_question_encoder)
+                     train_question_encoder=not args.freeze_question_encoder,
+                     lora_rank=args.lora or 0, grad_accum=args.grad_accum,
+                     precision=args.precision)
     examples = read_qa(args.data)
     with RAG.open(args.index, config=cfg) as rag:
         trained = rag.index.manifest.trained
@@ -59,8 +68,14 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
             return 0
         result = rag.train(examples, tc, progress=not args.quiet, restart=args.restart)
     for ev in result.evals:
+        if "em" not in ev:  # before training: the prior only
+            render.out(f"step {int(ev['step'])}: answer passages hold {ev['prior_mass']:.2f} "
+                       f"of p(z|x) (scale {ev['prior_scale']:.1f})")
+            continue
         render.out(f"step {int(ev['step'])}: held-out exact match {100 * ev['em']:.1f}, "
-                   f"F1 {100 * ev['f1']:.1f} ({int(ev['questions'])} questions)")
+                   f"F1 {100 * ev['f1']:.1f} ({int(ev['questions'])} questions); answer "
+                   f"passages hold {ev['prior_mass']:.2f} of p(z|x) (scale "
+                   f"{ev['prior_scale']:.1f})")
     if result.losses:
         render.out(f"trained to step {result.step}; loss {result.losses[0]:.3f} → "
                    f"{result.losses[-1]:.3f}; checkpoint {result.checkpoint}")

@@ -25,7 +25,7 @@ from ragline.types import Hit
 class GenerateOptions:
     max_tokens: int = 128          # concat: the longest answer in tokens
     temperature: float = 0.0       # concat: 0 is greedy
-    beams: int = 4                 # the RAG models' beam search
+    beams: int = 1                 # the RAG models' beam search (1: greedy)
 
 
 @dataclass(frozen=True)

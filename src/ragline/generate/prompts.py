@@ -223,13 +223,31 @@ def passage_prompt_parts(question: str) -> tuple[str, str]:
     return tail.format(question=question.strip()), prefix
 
 
-# An instruct model in the RAG models reads one passage a turn: the task, then the passage and
-# the question; its answer is the assistant's turn.
-_PASSAGE_CHAT = {"en": (_SYSTEM_EN, "{passage}\n\nQuestion: {question}"),
-                 "zh": (_SYSTEM_ZH, "{passage}\n\n问题：{question}")}
+# An instruct model in the RAG models reads one passage a turn: the task, the worked turns of
+# concat's prompt (one passage each), then the passage and the question; its answer is the
+# assistant's turn. The turns before the passage are the same for every passage and question,
+# so llama.cpp reads them once and copies them (ragline.model.llama_lm).
+_PASSAGE_SHOTS_EN = (
+    ("The tower was designed by the engineering firm of Gustave Eiffel and completed in March "
+     "1889 for the World's Fair. It is 330 metres tall.\n\n"
+     "Question: Whose firm designed the tower?", "Gustave Eiffel"),
+    ("The river rises in the Alps and flows 1,230 km to the North Sea.\n\n"
+     "Question: Who was the first person to swim the river?", "I don't know."),
+)
+_PASSAGE_SHOTS_ZH = (
+    ("这座塔由古斯塔夫·埃菲尔的公司设计，于1889年3月为世界博览会建成。塔高330米。\n\n"
+     "问题：这座塔是哪一年建成的？", "1889年"),
+    ("这条河发源于阿尔卑斯山，流经1230公里注入北海。\n\n问题：第一个游过这条河的人是谁？", "不知道。"),
+)
+_PASSAGE_CHAT = {"en": (_SYSTEM_EN, "{passage}\n\nQuestion: {question}", _PASSAGE_SHOTS_EN),
+                 "zh": (_SYSTEM_ZH, "{passage}\n\n问题：{question}", _PASSAGE_SHOTS_ZH)}
 
 
-def passage_chat_turns(question: str) -> tuple[str, str]:
-    """(system turn, user turn with a {passage} slot) for a question's language."""
-    system, user = _PASSAGE_CHAT["zh" if has_cjk(question) else "en"]
-    return system, user.replace("{question}", question.strip())
+def passage_chat_turns(question: str) -> tuple[list[tuple[str, str]], str]:
+    """(the turns before the user's, user turn with a {passage} slot) for a question's
+    language."""
+    system, user, shots = _PASSAGE_CHAT["zh" if has_cjk(question) else "en"]
+    turns = [("system", system)]
+    for asked, answered in shots:
+        turns += [("user", asked), ("assistant", answered)]
+    return turns, user.replace("{question}", question.strip())

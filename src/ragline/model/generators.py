@@ -74,7 +74,8 @@ class RagModelSlot:
                    f"its adapter has no {ADAPTER_GGUF}" if not adapter.is_file() else None)
         else:
             base, why = m.generator or DEFAULT_RAG_LM, None
-        if why is None and (base is None or LLMS.find(base) is None):
+        if why is None and (base is None or (LLMS.find(base) is None
+                                             and not base.lower().endswith(".gguf"))):
             why = "its generator is a transformers folder, not a GGUF model"
         if m.runtime == "llama-cpp" and why:
             raise ConfigError(f"model.runtime llama-cpp cannot run this index's generator: "
@@ -102,7 +103,7 @@ class RagModelSlot:
                 lm = CausalLM.load(m.generator, m.device)
             self._model = RagModel(lm, max_passage_tokens=m.max_passage_tokens,
                                    max_new_tokens=m.max_new_tokens, prior_scale=self.prior_scale,
-                                   min_prior=m.min_prior)
+                                   min_prior=m.min_prior, passage_budget=m.passage_tokens)
         return self._model
 
     def use(self, model: RagModel) -> None:

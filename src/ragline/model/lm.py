@@ -60,7 +60,10 @@ class HFTokenizer:
         self.bos_id = tok.bos_token_id
         self.newline_id = tok.encode("\n", add_special_tokens=False)[-1]
         pieces = tok.convert_ids_to_tokens(list(range(len(tok))))
-        stops = {i for i, p in enumerate(pieces) if p is not None and ("\n" in p or "Ċ" in p)}
+        # a piece that prints a line break: literally, as byte-level BPE's "Ċ", or as the byte
+        # token <0x0A>; the last two only where decoding says so (Gemma has a literal "Ċ")
+        stops = {i for i, p in enumerate(pieces) if p is not None and (
+            "\n" in p or (("Ċ" in p or p == "<0x0A>") and "\n" in tok.decode([i])))}
         ends = {tok.convert_tokens_to_ids(name) for name in END_TOKENS}
         self.stop_ids = frozenset(stops | {self.eos_id, self.newline_id}
                                   | {i for i in ends if isinstance(i, int) and i >= 0

@@ -19,7 +19,13 @@ from torch import Tensor, nn
 
 from ragline.config import DEFAULT_PRIOR_SCALE
 from ragline.errors import ConfigError
-from ragline.generate.prompts import passage_chat_turns, passage_prompt_parts, rag_prompt
+from ragline.generate.prompts import (
+    passage_chat_turns,
+    passage_prompt_parts,
+    rag_prompt,
+    render_selection,
+    select_sentences,
+)
 from ragline.model.decode import (
     Candidate,
     beam_search_each,
@@ -31,6 +37,8 @@ from ragline.model.lm import LanguageModel
 from ragline.model.marginal import doc_log_prior, doc_posterior, sequence_logprob, token_logprob
 from ragline.registry import MODELS
 from ragline.types import Hit
+
+_MIN_PASSAGE_TOKENS = 48
 
 
 @dataclass(frozen=True)
@@ -71,9 +79,13 @@ class RagModel:
     Cheap to build; the LM is loaded already."""
 
     def __init__(self, lm: LanguageModel, max_passage_tokens: int = 192, max_new_tokens: int = 32,
-                 prior_scale: float = DEFAULT_PRIOR_SCALE, min_prior: float = 0.0) -> None:
+                 prior_scale: float = DEFAULT_PRIOR_SCALE, min_prior: float = 0.0,
+                 passage_budget: int | None = None) -> None:
         self.lm = lm
         self.max_passage_tokens = max_passage_tokens
+        # generation: the passages read share this many tokens (each at most
+        # max_passage_tokens); None gives each max_passage_tokens
+        self.passage_budget = passage_budget
         self.max_new_tokens = max_new_tokens
         self.min_prior = min_prior  # generation skips passages with a smaller p(z|x)
         self.prior = DocPrior(prior_scale)
@@ -94,18 +106,24 @@ class RagModel:
         """Whether the generator reads its input in a chat template (its tokenizer has one)."""
         return self._chat([("user", "?")]) is not None
 
-    def passage_context(self, question: str, hit: Hit) -> list[int]:
-        """bos, title, passage (cut to max_passage_tokens), question, answer cue; for an
-        instruct model, the same in its chat template (a system turn, then the user's)."""
+    def passage_context(self, question: str, hit: Hit, max_tokens: int | None = None) -> list[int]:
+        """bos, title, passage, question, answer cue; for an instruct model, the same in its
+        chat template (a system turn, then the user's). A passage over `max_tokens` (default
+        max_passage_tokens) keeps the sentences that share most with the question."""
         tok = self.lm.tokenizer
         p = hit.passage
+        limit = max_tokens or self.max_passage_tokens
         head = tok.encode(p.title + "\n") if p.title else []
-        body = tok.encode(p.text)[: self.max_passage_tokens]
+        body = tok.encode(p.text)
+        if len(body) > limit:
+            chosen = select_sentences(question, [hit], lambda s: len(tok.encode(s)), limit)
+            text = render_selection([hit], chosen)[0][1] if chosen else p.text
+            body = tok.encode(text)
+        body = body[:limit]
         tail, _ = passage_prompt_parts(question)
         if self.instruct:
-            system, user = passage_chat_turns(question)
-            chat = self._chat([("system", system),
-                               ("user", user.format(passage=tok.decode(head + body)))])
+            turns, user = passage_chat_turns(question)
+            chat = self._chat([*turns, ("user", user.format(passage=tok.decode(head + body)))])
             return tok.encode(chat or "")  # the template places its own special tokens
         return self._bos() + head + body + tok.encode(tail)
 
@@ -153,7 +171,11 @@ class RagModel:
             keep = [i for i, lp in enumerate(full_lp.tolist())
                     if lp >= math.log(self.min_prior)] or [int(full_lp.argmax())]
         doc_lp = torch.log_softmax(full_lp[keep], dim=-1)  # renormalized over what is read
-        contexts = [self.passage_context(question, hits[i]) for i in keep]
+        each = None
+        if self.passage_budget is not None:  # the prompt, and its reading time, stay bounded
+            each = max(_MIN_PASSAGE_TOKENS, self.passage_budget // len(keep))
+            each = min(each, self.max_passage_tokens)
+        contexts = [self.passage_context(question, hits[i], each) for i in keep]
         cands: list[Candidate]
         if model == "rag-token":
             cands = rag_token_search(self.lm, contexts, doc_lp, beams, self.max_new_tokens)

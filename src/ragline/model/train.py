@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ragline.config import DEFAULT_PRIOR_SCALE
+from ragline.config import DEFAULT_PRIOR_SCALE, PRECISIONS
 from ragline.errors import ConfigError, ModelUnavailableError
 from ragline.index.manifest import TrainedPart, TrainedState, now
 from ragline.index.upkeep import CHECKPOINTS
@@ -40,9 +40,6 @@ from ragline.retrieve.searcher import Searcher
 from ragline.types import Hit
 
 log = logging.getLogger(__name__)
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -346,6 +343,10 @@ def run_training(trainer: Trainer, examples: list[QAExample],
         before = trainer.model.prior.scale
         scale = trainer.calibrate_prior(train_set)
         log.info("prior scale calibrated on the training questions: %.1f → %.1f", before, scale)
+    if trainer.step == 0 and held_out:  # where the prior starts (retrieval only: cheap)
+        mass, share = trainer.prior_mass(held_out)
+        result.evals.append({"step": 0.0, "prior_mass": mass, "answer_retrieved": share,
+                             "prior_scale": trainer.model.prior.scale})
     while trainer.step < cfg.steps:
         batch = [train_set[i] for i in _batch_indices(len(train_set), trainer.step,
                                                       cfg.batch_size * cfg.grad_accum, cfg.seed)]
