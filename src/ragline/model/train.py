@@ -402,7 +402,11 @@ def fine_tune(searcher: Searcher, rag_slot: RagModelSlot, examples: list[QAExamp
     if resume and trained is not None:
         checkpoint = index.path / trained.path
         if (checkpoint / "optimizer.safetensors").is_file():
-            trainer.load_optimizer(checkpoint)
+            try:
+                trainer.load_optimizer(checkpoint)
+            except ValueError as e:  # a checkpoint from before the prior learned: other groups
+                log.warning("the optimizer starts afresh (its saved state does not fit: %s)", e)
+                trainer.step = trained.step
     with index.folder.write_lock():
         result = run_training(trainer, examples, progress=progress)
     # use what was trained from now on
