@@ -17,17 +17,12 @@ from typing import Any
 
 from ragline.config import GenerationConfig
 from ragline.errors import ModelUnavailableError, missing_extra
-from ragline.generate.packaged import GEMMA_270M, resolve_gguf
+from ragline.generate.packaged import resolve_gguf
 from ragline.generate.prompted import PromptGenerator
 from ragline.generate.prompts import ChatTemplate
 from ragline.registry import LLMS
 
 log = logging.getLogger(__name__)
-
-
-def bundled_gemma_path() -> Path:
-    """Gemma 3 270M's GGUF (the RAG models' generator), assembled on first use."""
-    return GEMMA_270M.path()
 
 
 _LOG_CALLBACK: Any = None

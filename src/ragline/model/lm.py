@@ -1,7 +1,7 @@
 """A causal language model in torch, batched over contexts: teacher-forced log-probabilities of
 given answers and incremental decoding with a KV cache. The generator of the RAG model.
 
-    lm = CausalLM.bundled()                        # Gemma 3 270M, dequantized once into the cache
+    lm = CausalLM.load("qwen2.5-0.5b")             # a packaged GGUF, dequantized once into the cache
     lp, mask = lm.target_logprobs(contexts, targets)   # one forward pass for all rows
 
 Rows are laid out as [left padding | context | answer | right padding], so every context ends at

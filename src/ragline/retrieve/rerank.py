@@ -110,7 +110,8 @@ class QueryLikelihoodReranker:
         if self._lm is None:
             from ragline.model.lm import CausalLM
 
-            self._lm = CausalLM.bundled(device=self.device)
+            # a base model: the prompt is a continuation, and it was measured with this one
+            self._lm = CausalLM.load("gemma-270m", device=self.device)
         return self._lm
 
     def _context(self, passage: Passage, lang: str) -> list[int]:
