@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
                         f"{LLMS.names[0]}) or a transformers causal-LM folder")
     s.add_argument("--lora", type=positive_int, metavar="RANK",
                    help="train LoRA adapters of this rank instead of every weight (saved in "
-                        "the checkpoint, a few MB; llama.cpp answers with them)")
+                        "the checkpoint; llama.cpp answers with them)")
     s.add_argument("--grad-accum", type=positive_int, default=1, metavar="N",
                    help="batches summed into one optimizer step (default 1)")
     s.add_argument("--precision", choices=PRECISIONS, default="auto",
