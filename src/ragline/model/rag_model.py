@@ -1,7 +1,7 @@
 """The RAG model over retrieved hits: RAG-Token and RAG-Sequence generation and scoring, the
 all-passages-in-one-prompt baseline ("concat"), and the training loss.
 
-    rm = RagModel(CausalLM.bundled())
+    rm = RagModel(CausalLM.load("qwen2.5-0.5b"))     # or LlamaLM(...).load(), to answer fast
     gen = rm.generate(question, hits, model="rag-token", beams=4)
     gen.text, gen.score, gen.posterior            # posterior: p(z|x,y) per hit
     rm.score(question, hits, "Paris", model="rag-sequence")   # log p(y|x)
