@@ -120,6 +120,8 @@ class LlamaLM:
         if self.llm is not None:
             return self
         try:
+            # _internals: the bindings' own context and batch wrappers; the high-level Llama has
+            # one sequence only (llama-cpp-python is pinned in pyproject, so this API is fixed)
             import llama_cpp
             from llama_cpp import _internals
         except ImportError:
