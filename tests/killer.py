@@ -40,6 +40,8 @@ _CHILD = """
 import importlib, os, signal, sys
 target, nth = sys.argv[1], int(sys.argv[2])
 SIG = signal.Signals[os.environ.get("RAGLINE_TEST_SIGNAL", "SIGKILL")]
+if SIG == signal.SIGINT:  # a shell starts background jobs with SIGINT ignored; a terminal does not
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 module, _, attr = target.partition(":")
 owner = importlib.import_module(module)
 *path, name = attr.split(".")
