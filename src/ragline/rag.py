@@ -79,7 +79,8 @@ class RAG:
         self.close()
 
     def load_rag_model(self) -> RagModel:
-        """The torch RAG model (see ragline.model.generators.RagModelSlot), loaded on first use."""
+        """The RAG model, on llama.cpp or torch (see ragline.model.generators.RagModelSlot),
+        loaded on first use."""
         return self._rag_slot()()
 
     def _rag_slot(self) -> RagModelSlot:
