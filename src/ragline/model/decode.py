@@ -31,6 +31,9 @@ class Candidate:
     tokens: tuple[int, ...]
     score: float            # log p(y, end | x) under the model that produced it
     finished: bool = True   # False: cut at max_new_tokens, score has no end term
+    # log p(y, end | x, z) under each passage, where the search computed it (thorough
+    # RAG-Sequence), so the posterior p(z|x,y) needs no second pass
+    per_passage: tuple[float, ...] | None = None
 
 
 def _beam_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], problems: int, rows: int,
@@ -151,10 +154,12 @@ def rag_sequence_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], do
     if thorough:
         seq_lp = score_under_each(lm, contexts, cands)  # (C, k)
         totals = torch.logsumexp(doc_lp[None, :] + seq_lp, dim=-1).tolist()
+        ranked = [Candidate(c.tokens, s, c.finished, tuple(row))
+                  for c, s, row in zip(cands, totals, seq_lp.tolist(), strict=True)]
     else:
-        totals = [float(torch.logsumexp(torch.tensor(fast[c.tokens]), 0)) for c in cands]
-    ranked = sorted((Candidate(c.tokens, s, c.finished) for c, s in zip(cands, totals, strict=True)),
-                    key=lambda c: -c.score)
+        ranked = [Candidate(c.tokens, float(torch.logsumexp(torch.tensor(fast[c.tokens]), 0)),
+                            c.finished) for c in cands]
+    ranked.sort(key=lambda c: -c.score)
     return ranked[:beams]
 
 

@@ -192,7 +192,8 @@ class RagModel:
             posterior = full_lp.exp()
         else:
             # which passage explains the answer: p(z|x,y) ∝ p(z|x) p(y|x,z); 0 for the unread
-            seq_lp = score_under_each(self.lm, contexts, [best])  # (1, k')
+            seq_lp = (torch.tensor([best.per_passage]) if best.per_passage is not None
+                      else score_under_each(self.lm, contexts, [best]))  # (1, k')
             posterior = torch.zeros(len(hits))
             posterior[keep] = doc_posterior(doc_lp[None], seq_lp)[0]
         text = self.lm.tokenizer.decode(best.tokens).strip()
