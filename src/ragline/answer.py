@@ -25,7 +25,6 @@ from ragline.generate.citations import (
     best_span,
     grounding,
     is_refusal,
-    overlap,
     support,
 )
 from ragline.generate.prompts import not_found_message
@@ -212,8 +211,8 @@ def _posterior_citations(text: str, hits: Sequence[Hit], posterior: Sequence[flo
     `min_support` of the answer's content words in the passage; three at most. When none
     qualifies, the one that supports it best (ties: the more probable). A posterior alone is
     not enough: over a flat prior an unrelated passage can carry 0.3 of it."""
+    held = [support(text, [h]) for h in hits]  # share of the answer's words in each passage
     claim = tokenize(text)
-    held = [overlap(claim, set(tokenize(h.passage.embed_text))) if claim else 1.0 for h in hits]
     order = sorted(range(len(hits)), key=lambda i: -posterior[i])
     chosen = [i for i in order if posterior[i] >= 0.2 and held[i] >= min_support][:3]
     if not chosen:
