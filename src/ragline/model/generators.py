@@ -66,16 +66,15 @@ class RagModelSlot:
         """llama-cpp or torch, as model.runtime says or (auto) the generator allows."""
         m = self.config
         trained = self.index.manifest.trained
+        why = None  # why llama.cpp cannot run this generator
+        base = m.generator or DEFAULT_RAG_LM
         if trained is not None and trained.generator is not None:
-            base = trained.generator.base if trained.adapter else None
-            adapter = self.index.path / trained.generator.path / ADAPTER_GGUF
-            why = ("it was fully fine-tuned (llama.cpp reads LoRA adapters only)"
-                   if not trained.adapter else
-                   f"its adapter has no {ADAPTER_GGUF}" if not adapter.is_file() else None)
-        else:
-            base, why = m.generator or DEFAULT_RAG_LM, None
-        if why is None and (base is None or (LLMS.find(base) is None
-                                             and not base.lower().endswith(".gguf"))):
+            base = trained.generator.base
+            if not trained.adapter:
+                why = "it was fully fine-tuned (llama.cpp reads LoRA adapters only)"
+            elif not (self.index.path / trained.generator.path / ADAPTER_GGUF).is_file():
+                why = f"its adapter has no {ADAPTER_GGUF}"
+        if why is None and LLMS.find(base) is None and not base.lower().endswith(".gguf"):
             why = "its generator is a transformers folder, not a GGUF model"
         if m.runtime == "llama-cpp" and why:
             raise ConfigError(f"model.runtime llama-cpp cannot run this index's generator: "
