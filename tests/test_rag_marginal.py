@@ -242,3 +242,54 @@ def test_calibration_maximizes_the_prior_mass_of_answer_passages() -> None:
     assert mass.shape == (40,) and bool((mass > 0).all())
     with pytest.raises(ValueError, match="no question"):
         calibrate_scale(scores, torch.zeros_like(positive))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_thorough_rescoring_reads_only_the_pairs_no_search_scored(seed: int) -> None:
+    lm = abc_lm(seed)
+    ctx = _contexts()
+    doc_lp = doc_log_prior(torch.tensor([0.4, 0.0, -0.1]))
+    per = beam_search_each(lm, ctx, beams=2, max_new_tokens=4)
+    searched = {(c.tokens, z) for z, cands in enumerate(per) for c in cands if c.finished}
+    rows: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    plain = lm.target_logprobs
+
+    def counting(contexts, targets, end=False):  # type: ignore[no-untyped-def]
+        rows.extend((tuple(c), tuple(t)) for c, t in zip(contexts, targets, strict=True))
+        return plain(contexts, targets, end=end)
+
+    lm.target_logprobs = counting  # type: ignore[method-assign]
+    got = rag_sequence_search(lm, ctx, doc_lp, beams=2, max_new_tokens=4, thorough=True)
+    pooled = {c.tokens for cands in per for c in cands}
+    assert len(rows) == len(pooled) * len(ctx) - len(searched) > 0
+    assert not {(tuple(ctx[z]), t) for t, z in searched} & set(rows)
+    # and the ranking is the one every pair scored afresh gives
+    lm.target_logprobs = plain  # type: ignore[method-assign]
+    fresh = score_under_each(lm, ctx, [c for c in got])
+    want = torch.logsumexp(doc_lp[None, :] + fresh, dim=-1)
+    assert [c.score for c in got] == pytest.approx(want.tolist(), abs=1e-4)
+
+
+@pytest.mark.parametrize("seed", [1, 7])
+@pytest.mark.parametrize("beams,max_new", [(1, 6), (2, 5), (3, 4)])
+def test_batched_searches_equal_searches_run_alone(seed: int, beams: int, max_new: int) -> None:
+    """Problems leave the batch as they finish; what each finds must not depend on that."""
+    lm = abc_lm(seed)
+    ctx = _contexts()
+    rows: list[int] = []
+    plain = lm.step
+
+    def counting(state, tokens):  # type: ignore[no-untyped-def]
+        rows.append(len(tokens))
+        return plain(state, tokens)
+
+    lm.step = counting  # type: ignore[method-assign]
+    together = beam_search_each(lm, ctx, beams=beams, max_new_tokens=max_new)
+    if (seed, beams) in {(1, 1), (7, 2)}:  # these seeds finish some problems early
+        assert rows[-1] < rows[0]
+    for z, c in enumerate(ctx):
+        alone = beam_search_each(lm, [c], beams=beams, max_new_tokens=max_new)[0]
+        assert [(x.tokens, x.finished) for x in together[z]] == \
+            [(x.tokens, x.finished) for x in alone]
+        assert [x.score for x in together[z]] == pytest.approx([x.score for x in alone],
+                                                                abs=1e-5)

@@ -49,51 +49,57 @@ def _beam_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], problems:
                                  - tok.stop_ids), device=lm.device)
     state, lp = lm.prefill(contexts)  # lp (P*R, V)
     n_beams = 1
-    scores = torch.zeros((problems, 1), device=lm.device)  # (P, b) alive beam scores
+    # the problems still searching, in the order of lp's rows: a finished problem's rows leave
+    # the batch, so one long answer does not keep every other problem decoding
+    act = list(range(problems))
+    scores = torch.zeros((problems, 1), device=lm.device)  # (A, b) alive beam scores
     seqs: list[list[tuple[int, ...]]] = [[()] for _ in range(problems)]
     finished: list[list[Candidate]] = [[] for _ in range(problems)]
     done = [False] * problems
     for t in range(max_new_tokens + 1):  # step t finishes answers of t tokens
         vocab = lp.shape[-1]
-        comb = combine(lp.view(problems, n_beams, rows, vocab))  # (P, b, V)
+        comb = combine(lp.view(len(act), n_beams, rows, vocab))  # (A, b, V)
         total = scores[:, :, None] + comb
-        end = torch.logsumexp(total.index_select(-1, stop), dim=-1)  # (P, b) answer ends here
+        end = torch.logsumexp(total.index_select(-1, stop), dim=-1)  # (A, b) answer ends here
         total = total.index_fill(-1, stop, NEG_INF)  # continuing needs a non-stop token
         total = total.index_fill(-1, banned, NEG_INF)
         width = min(beams, n_beams * vocab)
-        top_s, top_i = total.view(problems, -1).topk(width, dim=-1)  # (P, width)
+        top_s, top_i = total.view(len(act), -1).topk(width, dim=-1)  # (A, width)
         parents = top_i // vocab
         tokens = top_i % vocab
-        end_l, top_l, par_l, tok_l = end.tolist(), top_s.tolist(), parents.tolist(), tokens.tolist()
-        for p in range(problems):
-            if done[p]:
-                continue
+        end_l, top_l = end.tolist(), top_s.tolist()
+        for i, p in enumerate(act):
             for b in range(n_beams):
-                if seqs[p][b] and end_l[p][b] > NEG_INF:  # an empty answer is not an answer
-                    finished[p].append(Candidate(seqs[p][b], end_l[p][b]))
+                if seqs[p][b] and end_l[i][b] > NEG_INF:  # an empty answer is not an answer
+                    finished[p].append(Candidate(seqs[p][b], end_l[i][b]))
             finished[p].sort(key=lambda c: -c.score)
             del finished[p][beams:]
             # log-probs only fall as an answer grows: once the best alive beam cannot beat the
             # worst kept finished one, this problem's search is exact and over
-            if len(finished[p]) == beams and top_l[p][0] <= finished[p][-1].score:
+            if len(finished[p]) == beams and top_l[i][0] <= finished[p][-1].score:
                 done[p] = True
         if all(done) or t == max_new_tokens:
             break
-        seqs = [[seqs[p][par_l[p][j]] + (tok_l[p][j],) for j in range(width)]
-                for p in range(problems)]
-        # rows of the chosen parents, for every context row of the problem: (P, beams, R)
-        base = (torch.arange(problems, device=lm.device)[:, None] * n_beams + parents) * rows
+        keep = torch.tensor([i for i, p in enumerate(act) if not done[p]], device=lm.device)
+        parents, tokens, scores = parents[keep], tokens[keep], top_s[keep]  # (A', width)
+        act = [act[i] for i in keep.tolist()]
+        par_l, tok_l = parents.tolist(), tokens.tolist()
+        for i, p in enumerate(act):
+            seqs[p] = [seqs[p][par_l[i][j]] + (tok_l[i][j],) for j in range(width)]
+        # rows of the chosen parents, for every context row of the problem: (A', width, R)
+        base = (keep[:, None] * n_beams + parents) * rows
         select = (base[:, :, None] + torch.arange(rows, device=lm.device)).reshape(-1)
         state.select(select)
-        scores = top_s
         n_beams = width
-        lp = lm.step(state, tokens[:, :, None].expand(problems, width, rows).reshape(-1))
+        lp = lm.step(state, tokens[:, :, None].expand(len(act), width, rows).reshape(-1))
     out = []
+    alive = {p: i for i, p in enumerate(act)}
     for p in range(problems):
         cands = list(finished[p])
         if not done[p]:  # cut by the length limit: keep the alive beams too, marked unfinished
-            cands += [Candidate(seqs[p][b], float(scores[p, b]), finished=False)
-                      for b in range(n_beams) if seqs[p][b] and float(scores[p, b]) > NEG_INF]
+            row = scores[alive[p]].tolist()
+            cands += [Candidate(seqs[p][b], row[b], finished=False)
+                      for b in range(n_beams) if seqs[p][b] and row[b] > NEG_INF]
         cands.sort(key=lambda c: -c.score)
         out.append(cands[:beams])
     return out
@@ -119,18 +125,29 @@ def beam_search_each(lm: LanguageModel, contexts: Sequence[Sequence[int]], beams
 
 
 def score_under_each(lm: LanguageModel, contexts: Sequence[Sequence[int]],
-                     cands: Sequence[Candidate], batch_rows: int = 32) -> Tensor:
-    """log p(y, end | x, z) of every candidate under every context: (C, k), teacher-forced."""
-    pairs = [(c, z) for c in range(len(cands)) for z in range(len(contexts))]
-    out = torch.empty(len(pairs))
+                     cands: Sequence[Candidate], batch_rows: int = 32,
+                     known: dict[tuple[tuple[int, ...], int], float] | None = None) -> Tensor:
+    """log p(y, end | x, z) of every candidate under every context: (C, k), teacher-forced.
+    `known` maps (tokens, z) to a score already computed (a search's own candidates under the
+    passage it searched), which is used instead of a forward pass."""
+    known = known or {}
+    out = torch.empty(len(cands), len(contexts))
+    pairs = []
+    for c, cand in enumerate(cands):
+        for z in range(len(contexts)):
+            if (cand.tokens, z) in known:
+                out[c, z] = known[cand.tokens, z]
+            else:
+                pairs.append((c, z))
     with torch.no_grad():
         for s in range(0, len(pairs), batch_rows):
             chunk = pairs[s:s + batch_rows]
             lp, _ = lm.target_logprobs([contexts[z] for _, z in chunk],
                                        [cands[c].tokens for c, _ in chunk],
                                        end=[cands[c].finished for c, _ in chunk])
-            out[s:s + len(chunk)] = lp.sum(-1).cpu()
-    return out.view(len(cands), len(contexts))
+            for (c, z), v in zip(chunk, lp.sum(-1).cpu().tolist(), strict=True):
+                out[c, z] = v
+    return out
 
 
 def rag_sequence_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], doc_lp: Tensor,
@@ -144,15 +161,22 @@ def rag_sequence_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], do
     per_passage = beam_search_each(lm, contexts, beams, max_new_tokens)
     pooled: dict[tuple[int, ...], Candidate] = {}
     fast: dict[tuple[int, ...], list[float]] = {}
+    # a finished candidate's search score is already log p(y, end | x, z) under its passage
+    known: dict[tuple[tuple[int, ...], int], float] = {}
     for z, cands in enumerate(per_passage):
         for c in cands:
             pooled.setdefault(c.tokens, c)
             fast.setdefault(c.tokens, []).append(float(doc_lp[z]) + c.score)
+            if c.finished:
+                known[c.tokens, z] = c.score
     if not pooled:
         return []
     cands = list(pooled.values())
     if thorough:
-        seq_lp = score_under_each(lm, contexts, cands)  # (C, k)
+        # an unfinished candidate is scored without an end term everywhere, so only finished
+        # ones reuse their search scores
+        reuse = {key: v for key, v in known.items() if pooled[key[0]].finished}
+        seq_lp = score_under_each(lm, contexts, cands, known=reuse)  # (C, k)
         totals = torch.logsumexp(doc_lp[None, :] + seq_lp, dim=-1).tolist()
         ranked = [Candidate(c.tokens, s, c.finished, tuple(row))
                   for c, s, row in zip(cands, totals, seq_lp.tolist(), strict=True)]
