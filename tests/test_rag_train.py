@@ -147,6 +147,13 @@ def test_cli_score_and_ask_with_the_trained_models(index: Path, capsys) -> None:
     assert json.loads((index / "manifest.json").read_text())["trained"]["step"] == 3
     assert main(["train", str(index), "--data", str(data), "--steps", "3"]) == 0
     assert "already trained for 3 steps" in capsys.readouterr().out
+    assert main(["info", str(index)]) == 0  # what training left, at a glance
+    trained = next(line for line in capsys.readouterr().out.splitlines()
+                   if line.startswith("trained"))
+    assert "rag-sequence step 3" in trained and "(all weights)" in trained
+    assert "question encoder" in trained and "prior scale" in trained
+    assert main(["info", str(index), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["trained"]["step"] == 3
     assert out["model"] == "rag-sequence"
     assert len(out["passages"]) == 2 and all(h["prob"] is not None for h in out["passages"])
 

@@ -151,6 +151,16 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
     render.out(f"contents   {c.get('sources', 0)} files, {c.get('documents', 0)} documents, "
                f"{c.get('passages', 0)} passages")
     render.out(f"updated    {info['updated']}  (created {info['created']})")
+    if (t := info["trained"]) is not None:
+        parts = [f"{t['model']} step {t['step']}"]
+        if t.get("generator"):
+            parts.append(f"generator {t['generator']['base']}"
+                         + (" + LoRA adapter" if t.get("adapter") else " (all weights)"))
+        if t.get("question_encoder"):
+            parts.append("question encoder")
+        if t.get("prior_scale") is not None:
+            parts.append(f"prior scale {t['prior_scale']:.1f}")
+        render.out(f"trained    {', '.join(parts)}  ({t['updated']})")
     for d in docs:
         render.out(f"  {d.id}  {render.shorten(d.source)}  {d.title[:40]!r}  "
                    f"{d.passages} passage(s)")

@@ -196,6 +196,7 @@ class Index:
         return {"path": str(self.path), **{k: m[k] for k in (
             "format", "ragline_version", "encoder", "chunking", "dense", "sparse", "counts",
             "generation", "created", "updated")},
+                "trained": m.get("trained"),
                 "dense_index": self.folder.dense.describe() if self.folder.dense else ""}
 
     def documents(self, source: str | None = None) -> list[DocumentInfo]:
