@@ -11,8 +11,8 @@ import torch
 
 from ragline import RAG
 from ragline.config import ModelConfig
-from ragline.errors import ConfigError
-from ragline.model.adapters import ADAPTER_FILE, ADAPTER_GGUF
+from ragline.errors import ConfigError, ModelUnavailableError
+from ragline.model.adapters import ADAPTER_FILE, ADAPTER_GGUF, add_lora, save_adapter
 from ragline.model.generators import RagModelSlot
 from ragline.model.lm import CausalLM
 from ragline.model.rag_model import RagModel
@@ -111,6 +111,37 @@ def test_gradient_accumulation_gives_the_gradient_of_the_whole_batch(index: Path
     for loss, g in rest:
         assert loss == pytest.approx(loss0, abs=1e-5)
         assert torch.allclose(g, g0, atol=1e-6, rtol=1e-4)
+
+
+def test_model_adapter_puts_a_saved_adapter_on_the_untrained_generator(index: Path,
+                                                                       tmp_path: Path) -> None:
+    _lm().save(tmp_path / "base")
+    lm = CausalLM.load(str(tmp_path / "base"))
+    add_lora(lm, rank=4)
+    with torch.no_grad():  # B = 0 would make it a no-op: give it a real update
+        for name, w in lm.model.named_parameters():
+            if "lora_B" in name:
+                w.normal_(0, 0.5, generator=torch.Generator().manual_seed(len(name)))
+    save_adapter(lm, tmp_path / "adapter")
+    q, a = "What is the capital of France?", "Paris"
+    with RAG.open(index) as rag:
+        hits = rag.search(q, k=2, mode="dense")
+        want = RagModel(lm).score(q, hits, a, "rag-sequence")
+
+        def slot(adapter: str) -> RagModelSlot:
+            return RagModelSlot(rag.index, ModelConfig(generator=str(tmp_path / "base"),
+                                                       adapter=adapter, runtime="torch"))
+
+        with_adapter = slot(str(tmp_path / "adapter"))
+        assert with_adapter.adapter() == tmp_path / "adapter"
+        assert with_adapter().score(q, hits, a, "rag-sequence") == pytest.approx(want, abs=1e-4)
+        bare = slot("none")().score(q, hits, a, "rag-sequence")
+        assert abs(bare - want) > 1e-2
+        assert slot("auto").adapter() is None  # nothing ships for a folder generator
+        with pytest.raises(ModelUnavailableError, match="not a LoRA adapter folder"):
+            slot(str(tmp_path / "base"))()
+    with pytest.raises(ConfigError, match="model.adapter"):
+        ModelConfig(adapter=" ")
 
 
 def test_the_runtime_follows_the_generator(index: Path, tmp_path: Path) -> None:

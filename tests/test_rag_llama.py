@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from ragline import RAG
+from ragline.config import ModelConfig
 from ragline.generate.packaged import GEMMA_270M
 from ragline.model.adapters import add_lora, export_gguf, save_adapter
+from ragline.model.generators import RagModelSlot
 from ragline.model.llama_lm import LlamaLM
 from ragline.model.lm import CausalLM
 from ragline.model.rag_model import RagModel
@@ -95,6 +97,11 @@ def test_a_lora_adapter_gives_the_same_model_in_both(demo: RAG, tmp_path: Path) 
     assert float(moved.max()) > 0.3
     assert bool((err < 0.6 * moved).all()), (moved, err)
     assert float(err.min()) <= PER_TOKEN, (moved, err)
+    # model.adapter = the folder: converted (once, into the cache) to the same llama.cpp file
+    slot = RagModelSlot(demo.index, ModelConfig(generator="gemma-270m", runtime="llama-cpp",
+                                                adapter=str(tmp_path / "adapter")))
+    via_config, _ = slot().lm.target_logprobs(contexts, targets, end=True)
+    assert torch.allclose(via_config, got, atol=1e-4)
 
 
 @pytest.mark.parametrize("question, answer, source", [

@@ -149,6 +149,10 @@ class ModelConfig:
     # adapter converted to GGUF), torch, or auto (torch on a GPU or for a folder or fully
     # fine-tuned generator, llama-cpp otherwise). Training always runs in torch.
     runtime: str = "auto"
+    # a LoRA adapter on the generator: auto (the adapter ragline ships for its default
+    # generator, when there is one), none (the bare generator), or a peft adapter folder.
+    # An index that `ragline train` left a generator in answers with that one instead.
+    adapter: str = "auto"
     beams: int = 1                      # greedy: each beam costs k more rows a token
     thorough: bool = True               # RAG-Sequence decoding: thorough or fast
     # generation reads only the passages with p(z|x) ≥ this: one below it changes p(y|x) by
@@ -169,6 +173,8 @@ class ModelConfig:
             raise ConfigError(f"model.passage_tokens must be ≥ 1, got {self.passage_tokens}")
         if not 0.0 <= self.min_prior < 1.0:
             raise ConfigError(f"model.min_prior must be in [0, 1), got {self.min_prior}")
+        if not self.adapter.strip():
+            raise ConfigError('model.adapter must be "auto", "none" or an adapter folder')
         if self.runtime not in RAG_RUNTIMES:
             raise ConfigError(f"model.runtime must be one of {', '.join(RAG_RUNTIMES)}, "
                               f"got {self.runtime!r}")

@@ -63,6 +63,9 @@ def add_model(s: argparse.ArgumentParser, help: str, **kwargs: Any) -> None:
     s.add_argument("--runtime", choices=RAG_RUNTIMES,
                    help="where the RAG models decode (default auto: llama-cpp for a packaged "
                         "model on CPU, else torch)")
+    s.add_argument("--adapter", metavar="auto|none|FOLDER",
+                   help="a LoRA adapter on the RAG models' generator (default auto: the one "
+                        "ragline ships for its default generator, if any; none: the bare model)")
 
 
 def add_generator(s: argparse.ArgumentParser) -> None:
@@ -93,7 +96,8 @@ def settings(args: argparse.Namespace) -> Config:
     return replace(
         cfg,
         retrieval=override(cfg.retrieval, rerank=get("rerank"), rerank_depth=get("rerank_depth")),
-        model=override(cfg.model, generator=get("rag_lm"), runtime=get("runtime")),
+        model=override(cfg.model, generator=get("rag_lm"), runtime=get("runtime"),
+                       adapter=get("adapter")),
         generation=override(cfg.generation, model=get("llm"), backend=get("backend"),
                             base_url=get("base_url"), max_tokens=get("max_tokens"),
                             passage_tokens=get("passage_tokens")))

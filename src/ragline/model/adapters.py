@@ -22,6 +22,9 @@ from ragline.model.lm import CausalLM
 
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_GGUF = "adapter.gguf"           # the same adapter for llama.cpp, beside it
+# the adapter ragline ships for its default RAG generator, with provenance.json (data, licence,
+# the command that made it, its steps and held-out metrics)
+PACKAGED_ADAPTER = Path(__file__).resolve().parent / "default_adapter"
 
 
 def add_lora(lm: CausalLM, rank: int = 16, alpha: int | None = None) -> None:
@@ -58,6 +61,35 @@ def load_adapter(lm: CausalLM, folder: Path, trainable: bool = False) -> None:
         lm.model = model.merge_and_unload()
         lm.peft = None
     lm.model.eval()
+
+
+def packaged_adapter(base: str) -> Path | None:
+    """The shipped adapter folder if it was trained on `base` (a registry name), else None."""
+    import json
+
+    meta = PACKAGED_ADAPTER / "provenance.json"
+    if not (PACKAGED_ADAPTER / ADAPTER_FILE).is_file() or not meta.is_file():
+        return None
+    return PACKAGED_ADAPTER if json.loads(meta.read_text()).get("base") == base else None
+
+
+def adapter_gguf(folder: Path, base_gguf: Path) -> Path:
+    """`folder`'s adapter as a llama.cpp file: the one beside it, else one converted once into
+    the cache (named by the adapter's and the base model's bytes, so a changed adapter or base
+    converts again)."""
+    import hashlib
+
+    from ragline.generate.packaged import cache_dir
+
+    if (folder / ADAPTER_GGUF).is_file():
+        return folder / ADAPTER_GGUF
+    digest = hashlib.sha256((folder / ADAPTER_FILE).read_bytes())
+    digest.update(base_gguf.name.encode())
+    out = cache_dir() / "adapters" / f"{digest.hexdigest()[:16]}.gguf"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        export_gguf(folder, base_gguf, out)
+    return out
 
 
 # llama.cpp reads these architectures' attention weights in the Hugging Face layout (no

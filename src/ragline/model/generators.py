@@ -12,13 +12,21 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 from ragline.config import Config, ModelConfig
 from ragline.devices import pick_device
-from ragline.errors import ConfigError, IndexCorruptError
+from ragline.errors import ConfigError, IndexCorruptError, ModelUnavailableError
 from ragline.generate.base import GenerateOptions, Generation
+from ragline.generate.packaged import resolve_gguf
 from ragline.index.index import Index
-from ragline.model.adapters import ADAPTER_GGUF
+from ragline.model.adapters import (
+    ADAPTER_FILE,
+    ADAPTER_GGUF,
+    adapter_gguf,
+    load_adapter,
+    packaged_adapter,
+)
 from ragline.model.llama_lm import LlamaLM
 from ragline.model.lm import DEFAULT_RAG_LM, CausalLM, LanguageModel
 from ragline.model.rag_model import RagModel
@@ -33,8 +41,6 @@ def trained_generator(index: Index, device: str | None = None,
                       trainable: bool = False) -> CausalLM:
     """The generator `ragline train` left in the index: a full model folder, or a LoRA adapter
     over the base model the manifest names (merged for answering unless `trainable`)."""
-    from ragline.model.adapters import load_adapter
-
     trained = index.manifest.trained
     assert trained is not None and trained.generator is not None
     path = index.path / trained.generator.path
@@ -61,6 +67,21 @@ class RagModelSlot:
         self.prior_scale = index.prior_scale(prior_scale)
         self.given = model  # what a restarted training starts from, if the caller gave one
         self._model = model
+
+    def adapter(self) -> Path | None:
+        """The LoRA adapter folder the (untrained) generator answers with, as model.adapter
+        says; None for the bare generator, and for an index with a trained generator of its own."""
+        spec = self.config.adapter
+        trained = self.index.manifest.trained
+        if spec == "none" or (trained is not None and trained.generator is not None):
+            return None
+        if spec == "auto":
+            return packaged_adapter(self.config.generator or DEFAULT_RAG_LM)
+        folder = Path(spec).expanduser()
+        if not (folder / ADAPTER_FILE).is_file():
+            raise ModelUnavailableError(f"model.adapter {spec}: not a LoRA adapter folder "
+                                        f"({ADAPTER_FILE} missing)")
+        return folder
 
     def runtime(self) -> str:
         """llama-cpp or torch, as model.runtime says or (auto) the generator allows."""
@@ -95,11 +116,16 @@ class RagModelSlot:
                     lm = LlamaLM(trained.generator.base,
                                  self.index.path / trained.generator.path / ADAPTER_GGUF).load()
                 else:
-                    lm = LlamaLM(m.generator or DEFAULT_RAG_LM).load()
+                    base = m.generator or DEFAULT_RAG_LM
+                    folder = self.adapter()
+                    lm = LlamaLM(base, folder and adapter_gguf(folder, resolve_gguf(base)[0]))
+                    lm.load()
             elif trained and trained.generator:
                 lm = trained_generator(self.index, m.device)
             else:
                 lm = CausalLM.load(m.generator, m.device)
+                if (folder := self.adapter()) is not None:
+                    load_adapter(lm, folder)
             self._model = RagModel(lm, max_passage_tokens=m.max_passage_tokens,
                                    max_new_tokens=m.max_new_tokens, prior_scale=self.prior_scale,
                                    min_prior=m.min_prior, passage_budget=m.passage_tokens)
