@@ -159,10 +159,11 @@ class ModelConfig:
     # less than that much, and skipping it saves its share of the prompt (0: read all k)
     min_prior: float = 1e-3
     max_passage_tokens: int = 192
-    # the passages a RAG answer reads share this many tokens (None: each gets
-    # max_passage_tokens). Each passage is its own prompt, so k passages cost k prompts:
-    # 400 keeps a RAG answer near twice a concat answer's 200 (generation.passage_tokens).
-    passage_tokens: int | None = 400
+    # the passages a RAG answer reads share this many tokens in proportion to p(z|x), at least
+    # 24 each (None: each gets max_passage_tokens). Reading is most of an answer's time on CPU,
+    # so RAG reads about what concat reads (generation.passage_tokens, 200): split equally, 400
+    # cost RAG-Token 2.1× concat's time (README, "Measured").
+    passage_tokens: int | None = 240
     max_new_tokens: int = 32
     device: str | None = None           # None: cuda when present, else cpu
 
