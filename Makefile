@@ -28,4 +28,4 @@ bench: setup
 
 # fine-tune the default RAG model (LoRA, SQuAD + CMRC part A); resumable, hours on 2 CPU cores
 train-default: setup
-	.venv/bin/python bench/train_default.py
+	.venv/bin/python bench/train_default.py --ship

@@ -12,7 +12,14 @@ import torch
 from ragline import RAG
 from ragline.config import ModelConfig
 from ragline.errors import ConfigError, ModelUnavailableError
-from ragline.model.adapters import ADAPTER_FILE, ADAPTER_GGUF, add_lora, save_adapter
+from ragline.model.adapters import (
+    ADAPTER_FILE,
+    ADAPTER_GGUF,
+    PACKAGED_ADAPTER,
+    add_lora,
+    packaged_adapter,
+    save_adapter,
+)
 from ragline.model.generators import RagModelSlot
 from ragline.model.lm import CausalLM
 from ragline.model.rag_model import RagModel
@@ -144,6 +151,26 @@ def test_model_adapter_puts_a_saved_adapter_on_the_untrained_generator(index: Pa
         ModelConfig(adapter=" ")
 
 
+def test_the_shipped_adapter_is_the_default_generators_with_its_provenance(index: Path) -> None:
+    assert packaged_adapter("qwen2.5-0.5b") == PACKAGED_ADAPTER
+    assert packaged_adapter("gemma-270m") is None  # trained on Qwen: never put on another
+    meta = json.loads((PACKAGED_ADAPTER / "provenance.json").read_text())
+    assert meta["licence"].startswith("CC BY-SA 4.0") and "SQuAD" in meta["data"]
+    assert meta["command"].startswith("bench/train_default.py") and meta["steps"] > 0
+    # it shipped because it beat the untrained model on both held-out sets
+    for data in ("squad", "cmrc"):
+        assert (meta["metrics"][f"{data}/rag-sequence/trained"]["f1"]
+                > meta["metrics"][f"{data}/rag-sequence/untrained"]["f1"])
+    lora = json.loads((PACKAGED_ADAPTER / "adapter_config.json").read_text())
+    assert lora["r"] <= 16 and (PACKAGED_ADAPTER / ADAPTER_FILE).stat().st_size < 20e6
+    with RAG.open(index) as rag:
+        assert RagModelSlot(rag.index, ModelConfig()).adapter() == PACKAGED_ADAPTER
+        assert RagModelSlot(rag.index, ModelConfig(generator="qwen2.5-0.5b")).adapter() \
+            == PACKAGED_ADAPTER
+        assert RagModelSlot(rag.index, ModelConfig(adapter="none")).adapter() is None
+        assert RagModelSlot(rag.index, ModelConfig(generator="gemma-270m")).adapter() is None
+
+
 def test_the_runtime_follows_the_generator(index: Path, tmp_path: Path) -> None:
     _lm().save(tmp_path / "folder")
     with RAG.open(index) as rag:
@@ -179,3 +206,27 @@ def test_passages_under_min_prior_are_not_read(index: Path) -> None:
         assert len(read) < len(hits)
         assert all(g.posterior[i] == 0.0 for i, p in enumerate(probs) if p < 0.2)
         assert sum(g.posterior) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_passage_budget_follows_the_prior(index: Path) -> None:
+    with RAG.open(index) as rag:
+        hits = rag.search("What is the capital of Italy?", k=4, mode="dense")
+        model = RagModel(_lm(), prior_scale=40.0, min_prior=0.0, passage_budget=200,
+                         max_passage_tokens=150)
+        limits: dict[int, int] = {}
+        real = model.passage_context
+
+        def recording(q, h, limit=None):  # type: ignore[no-untyped-def]
+            limits[h.rank] = limit
+            return real(q, h, limit)
+
+        model.passage_context = recording  # type: ignore[method-assign]
+        model.generate("What is the capital of Italy?", hits, "rag-sequence")
+    prior = dict(zip([h.rank for h in hits],
+                     model.doc_log_prior(hits).exp().tolist(), strict=True))
+    assert set(limits) == set(prior)
+    for rank, p in prior.items():  # its share of 200 tokens, within [24, 150]
+        assert limits[rank] == min(150, max(24, round(200 * p)))
+    top = max(prior, key=prior.__getitem__)
+    assert limits[top] == max(limits.values()) and prior[top] > 0.5
+    assert min(limits.values()) < limits[top]

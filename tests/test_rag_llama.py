@@ -13,7 +13,7 @@ import torch
 from ragline import RAG
 from ragline.config import ModelConfig
 from ragline.generate.packaged import GEMMA_270M
-from ragline.model.adapters import add_lora, export_gguf, save_adapter
+from ragline.model.adapters import PACKAGED_ADAPTER, add_lora, export_gguf, save_adapter
 from ragline.model.generators import RagModelSlot
 from ragline.model.llama_lm import LlamaLM
 from ragline.model.lm import CausalLM
@@ -112,6 +112,7 @@ def test_a_lora_adapter_gives_the_same_model_in_both(demo: RAG, tmp_path: Path) 
 ])
 def test_rag_token_answers_the_demo_questions_and_cites_only_support(
         demo: RAG, question: str, answer: str, source: str) -> None:
+    assert demo._rag_slot().adapter() == PACKAGED_ADAPTER  # the shipped default, on llama.cpp
     for model in ("rag-token", "rag-sequence"):
         a = demo.ask(question, model=model)
         assert a.answered and answer in a.text, (model, a.text)
