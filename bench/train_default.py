@@ -67,7 +67,9 @@ def ship(index: Path, results: dict, args: argparse.Namespace) -> Path:
     tmp.mkdir(parents=True)
     save_file({k: v.half() for k, v in load_file(str(src / ADAPTER_FILE)).items()},
               str(tmp / ADAPTER_FILE))
-    shutil.copy(src / "adapter_config.json", tmp / "adapter_config.json")
+    config = json.loads((src / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = trained["generator"]["base"]  # not this machine's cache
+    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
     provenance = {
         "base": trained["generator"]["base"],
         "model": trained["model"],

@@ -75,8 +75,8 @@ def packaged_adapter(base: str) -> Path | None:
 
 def adapter_gguf(folder: Path, base_gguf: Path) -> Path:
     """`folder`'s adapter as a llama.cpp file: the one beside it, else one converted once into
-    the cache (named by the adapter's and the base model's bytes, so a changed adapter or base
-    converts again)."""
+    the cache (named by the adapter's bytes and the base model's file name, so a changed
+    adapter or base converts again)."""
     import hashlib
 
     from ragline.generate.packaged import cache_dir
