@@ -3,7 +3,7 @@
 training side of SQuAD part A + CMRC 2018 part A, evaluated on the held-out side against the
 untrained model and concat; --ship puts the adapter into the package if it beats the untrained.
 
-    make train-default                            # the shipped adapter's run (~70 min on 2 cores)
+    make train-default                            # the shipped adapter's run (~80 min on 2 cores)
     .venv/bin/python bench/train_default.py --steps 300 --eval 100 --run runs/long --ship
 
 Everything lives in the run folder (default runs/train-default): the index (with the
