@@ -161,22 +161,21 @@ def rag_sequence_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], do
     per_passage = beam_search_each(lm, contexts, beams, max_new_tokens)
     pooled: dict[tuple[int, ...], Candidate] = {}
     fast: dict[tuple[int, ...], list[float]] = {}
-    # a finished candidate's search score is already log p(y, end | x, z) under its passage
+    # a finished candidate's search score is already log p(y, end | x, z) under its passage.
+    # The pooled candidate (the first seen) decides whether the end term is scored, so only a
+    # finished one reuses search scores.
     known: dict[tuple[tuple[int, ...], int], float] = {}
     for z, cands in enumerate(per_passage):
         for c in cands:
-            pooled.setdefault(c.tokens, c)
+            first = pooled.setdefault(c.tokens, c)
             fast.setdefault(c.tokens, []).append(float(doc_lp[z]) + c.score)
-            if c.finished:
+            if c.finished and first.finished:
                 known[c.tokens, z] = c.score
     if not pooled:
         return []
     cands = list(pooled.values())
     if thorough:
-        # an unfinished candidate is scored without an end term everywhere, so only finished
-        # ones reuse their search scores
-        reuse = {key: v for key, v in known.items() if pooled[key[0]].finished}
-        seq_lp = score_under_each(lm, contexts, cands, known=reuse)  # (C, k)
+        seq_lp = score_under_each(lm, contexts, cands, known=known)  # (C, k)
         totals = torch.logsumexp(doc_lp[None, :] + seq_lp, dim=-1).tolist()
         ranked = [Candidate(c.tokens, s, c.finished, tuple(row))
                   for c, s, row in zip(cands, totals, seq_lp.tolist(), strict=True)]
