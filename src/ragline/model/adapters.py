@@ -12,12 +12,15 @@ blocks; the embedding and the output projection stay as they are.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import peft
 
 from ragline.errors import ModelUnavailableError
+from ragline.generate.packaged import cache_dir
 from ragline.model.lm import CausalLM
 
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -65,8 +68,6 @@ def load_adapter(lm: CausalLM, folder: Path, trainable: bool = False) -> None:
 
 def packaged_adapter(base: str) -> Path | None:
     """The shipped adapter folder if it was trained on `base` (a registry name), else None."""
-    import json
-
     meta = PACKAGED_ADAPTER / "provenance.json"
     if not (PACKAGED_ADAPTER / ADAPTER_FILE).is_file() or not meta.is_file():
         return None
@@ -77,10 +78,6 @@ def adapter_gguf(folder: Path, base_gguf: Path) -> Path:
     """`folder`'s adapter as a llama.cpp file: the one beside it, else one converted once into
     the cache (named by the adapter's bytes and the base model's file name, so a changed
     adapter or base converts again)."""
-    import hashlib
-
-    from ragline.generate.packaged import cache_dir
-
     if (folder / ADAPTER_GGUF).is_file():
         return folder / ADAPTER_GGUF
     digest = hashlib.sha256((folder / ADAPTER_FILE).read_bytes())
@@ -101,8 +98,6 @@ def export_gguf(folder: Path, base_gguf: Path, out: Path) -> Path:
     """Write the adapter in `folder` as a llama.cpp LoRA file for the model in `base_gguf`:
     tensors `<gguf name>.lora_a` (rank, in) and `.lora_b` (out, rank), fp32, with its alpha.
     llama.cpp applies (alpha / rank) · B·A, as peft does."""
-    import json
-
     try:
         import gguf
     except ImportError:
