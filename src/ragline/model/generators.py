@@ -111,15 +111,15 @@ class RagModelSlot:
             m = self.config
             trained = self.index.manifest.trained
             lm: LanguageModel
+            folder: Path | None
             if self.runtime() == "llama-cpp":
+                # a base GGUF and an adapter folder: the one training left (runtime() checked
+                # it holds its GGUF), else model.adapter's
                 if trained is not None and trained.generator is not None:
-                    lm = LlamaLM(trained.generator.base,
-                                 self.index.path / trained.generator.path / ADAPTER_GGUF).load()
+                    base, folder = trained.generator.base, self.index.path / trained.generator.path
                 else:
-                    base = m.generator or DEFAULT_RAG_LM
-                    folder = self.adapter()
-                    lm = LlamaLM(base, folder and adapter_gguf(folder, resolve_gguf(base)[0]))
-                    lm.load()
+                    base, folder = m.generator or DEFAULT_RAG_LM, self.adapter()
+                lm = LlamaLM(base, folder and adapter_gguf(folder, resolve_gguf(base)[0])).load()
             elif trained and trained.generator:
                 lm = trained_generator(self.index, m.device)
             else:
