@@ -27,10 +27,10 @@ INDEX_PHASES: dict[str, str] = {
     "chunk": "ragline.ingest.pipeline:chunk_document",
     "embed": "ragline.encode.hashing:HashEncoder.encode_passages",
     "commit": "ragline.index.store:Store.add_document",           # inside the transaction
-    "dense-update": "ragline.index.folder:IndexFolder.apply_dense",
-    "bm25-build": "ragline.index.sparse:BM25Index.build",
+    "index-update": "ragline.index.folder:IndexFolder.apply",
+    "bm25-segment": "ragline.index.sparse:Segment.from_tokens",
     "dense-save": "ragline.index.dense:FaissIndex.save",
-    "sparse-save": "ragline.index.sparse:replace_dir",
+    "sparse-save": "ragline.index.sparse:Segment.save",
     "manifest": "ragline.index.manifest:atomic_write_bytes",
     "fsync": "os:fsync",
     "rename": "os:replace",

@@ -289,6 +289,15 @@ def _truncate_file(name: str) -> Callable[[Path], None]:
     return apply
 
 
+def _in_segment(damage: Callable[..., Callable[[Path], None]], name: str,
+                *args: object) -> Callable[[Path], None]:
+    """`damage` applied to `name` inside the first BM25 segment the manifest lists."""
+    def apply(idx: Path) -> None:
+        first = json.loads((idx / "manifest.json").read_text())["sparse"]["segments"][0]
+        damage(f"sparse/{first}/{name}".rstrip("/"), *args)(idx)
+    return apply
+
+
 def _delete(name: str) -> Callable[[Path], None]:
     def apply(idx: Path) -> None:
         p = idx / name
@@ -345,8 +354,11 @@ INDEX_DAMAGE: list[Damage] = [
     Damage("dense.faiss is noise", _write("dense.faiss", os.urandom(4096)), True),
     Damage("dense.faiss truncated", _truncate_file("dense.faiss"), True),
     Damage("sparse/ deleted", _delete("sparse"), True),
-    Damage("sparse/params.json is noise", _write("sparse/params.json", b"{]"), True),
-    Damage("sparse/rowids.npy truncated", _truncate_file("sparse/rowids.npy"), True),
+    Damage("a BM25 segment's terms.json is noise", _in_segment(_write, "terms.json", b"{]"), True),
+    Damage("a BM25 segment's rowids.npy truncated", _in_segment(_truncate_file, "rowids.npy"),
+           True),
+    Damage("a BM25 segment deleted", _in_segment(_delete, ""), True),
+    Damage("an older BM25 format", _manifest(_set("sparse.kind", "bm25s")), True),
     Damage("manifest generation behind the store", _manifest(_set("generation", 0)), True),
 ]
 

@@ -38,8 +38,9 @@ class IndexConfig:
     encoder_zh: str = "use-multilingual"
     chunk_words: int = 100
     batch_passages: int = 256
-    # flat | hnsw | ivfpq (see index.dense); None: flat for a new index. An existing index
-    # keeps its kind: naming another one is an error (`ragline reindex` switches).
+    # flat | hnsw | ivfpq (see index.dense); None: chosen by corpus size (flat, then IVF-PQ
+    # from 200,000 passages). An existing index keeps its kind: naming another one is an
+    # error (`ragline reindex` switches).
     dense: str | None = None
     # text put before queries / passages by encoders trained with them (E5: "query: ",
     # "passage: "); empty takes what the model's own config names. Kept in the manifest.

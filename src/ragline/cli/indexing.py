@@ -105,7 +105,7 @@ def cmd_reindex(args: argparse.Namespace, cfg: Config) -> int:
         spec = DenseSpec.from_dict({**old.to_dict(), **{k: v for k, v in {
             "kind": args.dense, "hnsw_m": args.hnsw_m, "ef_search": args.ef_search,
             "nlist": args.nlist, "nprobe": args.nprobe, "refine": args.refine}.items()
-            if v is not None}})
+            if v is not None}, "auto": old.auto and args.dense is None})  # a chosen kind stays
         index.reindex(spec, progress=not args.quiet)
         info = index.info()
         render.out(f"{args.index}: dense index {info['dense_index']}, "

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 
 
+AUTO_LARGE = 200_000  # passages: where an automatic index leaves exact search
+
+
 @dataclass(frozen=True)
 class DenseSpec:
     """How the dense index is built and searched; stored in manifest.json under "dense"."""
@@ -46,9 +49,12 @@ class DenseSpec:
     pq_m: int = 0                 # sub-quantizers of 8 bits; 0: dim / 8 (48 bytes for 384-d)
     nprobe: int = 32              # lists visited per query
     refine: int = 4               # approximate kinds: rescore refine·k candidates exactly
+    auto: bool = False            # the kind follows the corpus size (nobody chose one)
 
     def __post_init__(self) -> None:
         DENSE_KINDS.check(self.kind)
+        if not isinstance(self.auto, bool):
+            raise ConfigError(f"dense.auto must be true or false, got {self.auto!r}")
         for name in ("hnsw_m", "ef_construction", "ef_search", "nprobe", "refine"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"dense.{name} must be ≥ 1, got {getattr(self, name)}")
@@ -58,6 +64,15 @@ class DenseSpec:
     @property
     def exact(self) -> bool:
         return self.kind == "flat"
+
+    def for_size(self, n: int) -> DenseSpec | None:
+        """The spec an automatic index switches to at n passages, or None to stay: exact
+        search up to AUTO_LARGE passages (a flat scan stays in the milliseconds there), then
+        IVF-PQ, whose 48-byte codes keep a million passages in under 100 MB (HNSW needs the
+        flat vectors plus its graph: 1.8 GB at 1M)."""
+        if self.auto and self.kind == "flat" and n >= AUTO_LARGE:
+            return DenseSpec("ivfpq", auto=True)
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "metric": "inner_product"}
@@ -74,8 +89,10 @@ class VectorIndex(Protocol):
     - `search(queries (n, dim), k)` → (scores, ids), each (n, min(k, ntotal)), best first;
       id -1 pads a row with fewer results; an empty index gives (n, 0) arrays.
     - `add` then `search` finds each vector as its own best match (exact kinds; approximate
-      ones nearly always). `remove` drops ids; a kind that cannot (`supports_remove` False)
-      raises NotImplementedError and is rebuilt from the store instead.
+      ones nearly always). `remove` drops ids at once: from the index itself, or (HNSW, whose
+      graph cannot lose nodes) as tombstones filtered out at search time, counted by `deleted`
+      until the index folder compacts it (rebuilds it from the store). `ids()` lists the live
+      ids held.
     - A kind that learns from the corpus is not `trained` until `train(sample, n_total)` is
       called with at least MIN_TRAIN vectors (0: it never needs training); until then it
       searches exactly.
@@ -84,7 +101,6 @@ class VectorIndex(Protocol):
 
     kind: str
     dim: int
-    supports_remove: bool
     MIN_TRAIN: int
     MAX_TRAIN: int
 
@@ -97,6 +113,11 @@ class VectorIndex(Protocol):
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
 
     def remove(self, ids: np.ndarray) -> None: ...
+
+    def ids(self) -> np.ndarray: ...
+
+    @property
+    def deleted(self) -> int: ...
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -128,7 +149,6 @@ class FaissIndex:
     The base of the other kinds: they differ in the FAISS index inside and its search knobs."""
 
     kind = "flat"
-    supports_remove = True
     MIN_TRAIN = 0   # nothing to learn
     MAX_TRAIN = 0
 
@@ -160,6 +180,13 @@ class FaissIndex:
         if len(ids):
             self._index.remove_ids(_i64(ids))
 
+    @property
+    def deleted(self) -> int:
+        return 0
+
+    def ids(self) -> np.ndarray:
+        return _faiss().vector_to_array(self._index.id_map).astype(np.int64)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.ntotal == 0:
             n = len(queries)
@@ -187,11 +214,15 @@ class FaissIndex:
 
 
 class HNSWIndex(FaissIndex):
-    """HNSW graph over flat vectors. FAISS cannot delete from the graph, so the index folder
-    rebuilds it from the store after a removal (`supports_remove = False`)."""
+    """HNSW graph over flat vectors. FAISS cannot delete from the graph (rebuilding it took
+    91 s at 1M vectors), so a removal is a tombstone: searches skip tombstoned ids through a
+    FAISS id selector, and the index folder rebuilds the graph once they pile up."""
 
     kind = "hnsw"
-    supports_remove = False
+
+    def __init__(self, dim: int, index: Any = None, spec: DenseSpec | None = None) -> None:
+        super().__init__(dim, index, spec)
+        self._dead = np.zeros(0, np.int64)  # sorted tombstoned ids
 
     def _empty(self) -> Any:
         faiss = _faiss()
@@ -199,9 +230,33 @@ class HNSWIndex(FaissIndex):
         hnsw.hnsw.efConstruction = self.spec.ef_construction
         return faiss.IndexIDMap2(hnsw)
 
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal) - len(self._dead)
+
+    @property
+    def deleted(self) -> int:
+        return len(self._dead)
+
     def remove(self, ids: np.ndarray) -> None:
-        if len(ids):
-            raise NotImplementedError("HNSW cannot remove vectors; rebuild it from the store")
+        held = super().ids()
+        ids = _i64(ids)
+        self._dead = np.union1d(self._dead, ids[np.isin(ids, held)])
+
+    def ids(self) -> np.ndarray:
+        held = super().ids()
+        return held[~np.isin(held, self._dead)] if len(self._dead) else held
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if not len(self._dead) or self.ntotal == 0:
+            return super().search(queries, k)
+        faiss = _faiss()
+        k = max(1, min(k, self.ntotal))
+        # the selector sees the ids of the IDMap (FAISS translates them for the inner graph)
+        params = faiss.SearchParametersHNSW(
+            sel=faiss.IDSelectorNot(faiss.IDSelectorBatch(self._dead)), efSearch=self.spec.ef_search)
+        scores, ids = self._index.search(_f32(queries), k, params=params)
+        return scores, ids
 
     def _set_search_params(self) -> None:
         _faiss().downcast_index(self._index.index).hnsw.efSearch = self.spec.ef_search
@@ -252,6 +307,15 @@ class IVFPQIndex(FaissIndex):
             ids = faiss.vector_to_array(old.id_map).astype(np.int64)
             self.add(ids, faiss.downcast_index(old.index).reconstruct_n(0, old.ntotal))
         log.info("IVF-PQ trained on %d vectors: %d lists, %d-byte codes", len(sample), nlist, pq_m)
+
+    def ids(self) -> np.ndarray:
+        if not self.trained:
+            return super().ids()
+        faiss = _faiss()
+        lists = faiss.extract_index_ivf(self._index).invlists
+        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                 for i in range(lists.nlist) if lists.list_size(i)]
+        return np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
 
     def _set_search_params(self) -> None:
         if self.trained:

@@ -1,16 +1,21 @@
-"""An index is a folder: store.sqlite (truth), dense.faiss, sparse/ (BM25), manifest.json.
+"""An index is a folder: store.sqlite (truth), dense.faiss, sparse/ (BM25 segments), manifest.json.
 
 Commit protocol, so that a kill at any moment leaves the last committed index usable:
-  1. change the store in one SQLite transaction (bumps the store's generation);
-  2. write dense.faiss and sparse/ under temporary names and rename them into place;
-  3. write manifest.json last, recording the generation the derived files reflect.
-On open, a manifest generation behind the store's means step 2/3 did not finish, and a derived
-file that is missing or does not match the size and hash the manifest records was damaged or
-swapped: either way the derived indexes are rebuilt from the store (vectors and tokens are kept
-there), never trusted stale. A missing or empty store is damage nothing can repair: open refuses
-(IndexCorruptError) and writes nothing. Leftovers of a killed writer (temporary files, uploads
-and checkpoints nothing refers to) are removed on the next open that can take the writer lock
-(see ragline.index.upkeep).
+  1. change the store in one SQLite transaction (bumps the store's generation), then mirror
+     the change in the in-memory dense and BM25 indexes (`apply`);
+  2. write new BM25 segments (immutable folders) and, when enough changed, dense.faiss, under
+     temporary names renamed into place;
+  3. write manifest.json last: the generation, the segments that make the BM25 index, and the
+     size and hash of every derived file.
+The store keeps every passage's vector and tokens, so the derived files may lag behind it: on
+open they are caught up (passages committed since they were saved are added, deleted ones
+removed), which is what makes a write cost what it changes, not the size of the index. A derived
+file that is missing or does not match what the manifest records, or a store older than the
+manifest (restored from a backup), makes open rebuild the derived indexes from the store. A
+missing or empty store is damage nothing can repair: open refuses (IndexCorruptError) and writes
+nothing. Leftovers of a killed writer (temporary files, unlisted segments, uploads and
+checkpoints nothing refers to) are removed on the next open that can take the writer lock (see
+ragline.index.upkeep).
 
     folder = IndexFolder.create(path, encoder_spec, chunk_words=100)
     folder = IndexFolder.open(path)
@@ -22,12 +27,14 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ragline import __version__
 from ragline.encode.base import EncoderSpec
@@ -35,7 +42,7 @@ from ragline.errors import IndexBusyError, IndexCorruptError, IndexNotFoundError
 from ragline.index.dense import DenseSpec, VectorIndex, load_dense, make_dense
 from ragline.index.manifest import Manifest, fingerprint, read_manifest, write_manifest
 from ragline.index.rwlock import RWLock
-from ragline.index.sparse import BM25Index
+from ragline.index.sparse import BUILD_CHUNK, BM25Index, segment_files
 from ragline.index.store import Store
 from ragline.index.upkeep import (
     DENSE,
@@ -44,12 +51,17 @@ from ragline.index.upkeep import (
     STORE,
     STORE_FILES,
     derived_damage,
+    drop_unlisted_segments,
     interrupted_creation,
     no_manifest,
     tidy,
 )
 
 log = logging.getLogger(__name__)
+
+SMALL_DENSE = 50_000         # dense indexes up to this many vectors are saved at every write
+DENSE_RESAVE = 0.05          # larger ones when this share of them changed since the last save
+_ALWAYS_SAVE = 1 << 62       # a rebuilt dense index is saved at the next persist
 
 
 class IndexFolder:
@@ -71,6 +83,7 @@ class IndexFolder:
         # processes fail at once
         self._writer = threading.RLock()
         self._writer_depth = 0
+        self._dense_changes = 0  # passages added or removed since dense.faiss was saved
 
     @property
     def encoder_spec(self) -> EncoderSpec:
@@ -107,7 +120,7 @@ class IndexFolder:
                                     dense=dense or DenseSpec(), ragline_version=__version__))
         folder.store.open(create=True)
         folder.dense = make_dense(folder.dense_spec, encoder.dim)
-        folder.sparse = BM25Index.build([], [])
+        folder.sparse = BM25Index()
         folder.persist()
         return folder
 
@@ -158,32 +171,59 @@ class IndexFolder:
                 f"--encoder {have} or build a new index")
 
     def _load_derived(self) -> None:
-        """Load dense.faiss and sparse/ if they are the files the manifest vouches for and
-        reflect the store's last commit; otherwise rebuild them from the store and, when no
-        other process is writing, save them (so the next open need not rebuild). Leftovers of
-        killed writers are removed under the same lock."""
+        """Load dense.faiss and the BM25 segments if they are the files the manifest vouches
+        for, and catch them up with the store: passages committed after they were last saved
+        are added, deleted ones removed (a write saves them lazily; see `persist`). Files that
+        are damaged, of an older format, or newer than the store (a restored backup, whose row
+        ids may repeat) are rebuilt from the store instead. When no other process is writing,
+        what changed is saved and leftovers of killed writers are removed."""
         gen = self.store.generation
-        if self.manifest.generation == gen:
+        why: str | None
+        if self.manifest.generation > gen:
+            why = (f"the store (generation {gen}) is older than the search indexes (generation "
+                   f"{self.manifest.generation}): it was replaced or restored")
+        else:
             why = derived_damage(self.path, self.manifest)
-            if why is None:
-                try:
-                    self.dense = load_dense(self.path / DENSE, self.dense_spec,
-                                            self.encoder_spec.dim)
-                    self.sparse = BM25Index.load(self.path / SPARSE)
-                    n = self.store.counts()["passages"]
-                    if self.dense.ntotal == self.sparse.ntotal == n:
-                        self._tidy(persist=False)
-                        return
-                    why = "the search indexes disagree with the store"
-                except IndexCorruptError as e:
-                    why = str(e)
+            if why is None and self.manifest.sparse.kind != BM25Index.kind:
+                why = f"the BM25 index is in an older format ({self.manifest.sparse.kind})"
+        if why is None:
+            try:
+                self.dense = load_dense(self.path / DENSE, self.dense_spec, self.encoder_spec.dim)
+                sp = self.manifest.sparse
+                self.sparse = BM25Index.load(self.path / SPARSE, self.manifest.segments,
+                                             sp.k1, sp.b)
+            except IndexCorruptError as e:
+                why = str(e)
+        if why is not None:
             log.warning("%s: %s; rebuilding the search indexes from the store", self.path, why)
-        elif self.manifest.generation < gen:
-            log.warning("%s: last write was interrupted (generation %s, store %s); rebuilding "
-                        "the search indexes from the store", self.path,
-                        self.manifest.generation, gen)
-        self.rebuild()
-        self._tidy(persist=True)
+            self.rebuild()
+            self._tidy(persist=True)
+            return
+        changed = self._catch_up()
+        if changed:
+            log.info("%s: %d passage changes were not in the saved search indexes; applied "
+                     "from the store", self.path, changed)
+        self._tidy(persist=bool(changed))
+
+    def _catch_up(self) -> int:
+        """Apply to the loaded indexes what the store committed since they were saved;
+        returns how many passages were added or removed."""
+        assert self.dense is not None and self.sparse is not None
+        live = self.store.rowids()
+        dense_ids = self.dense.ids()
+        dense_dead = dense_ids[~np.isin(dense_ids, live, assume_unique=True)]
+        dense_new = live[~np.isin(live, dense_ids, assume_unique=True)]
+        self.sparse.keep_only(live)
+        sparse_new = live[~np.isin(live, self.sparse.rowids(), assume_unique=True)]
+        if len(dense_dead):
+            self.dense.remove(dense_dead)
+        if len(dense_new):
+            self.dense.add(dense_new, self.store.vectors_of(dense_new))
+        if len(sparse_new):
+            self.sparse.add(sparse_new, self.store.tokens_of(sparse_new))
+        self._dense_changes += len(dense_dead) + len(dense_new)
+        self._compact_if_needed()
+        return len(dense_dead) + len(dense_new) + len(sparse_new)
 
     def _tidy(self, persist: bool) -> None:
         """Under the writer lock if it is free: save what was rebuilt in memory (unless someone
@@ -215,12 +255,14 @@ class IndexFolder:
             self.manifest = replace(self.manifest, dense=spec)
         dense = make_dense(self.dense_spec, self.encoder_spec.dim)
         if not dense.trained:
-            n = self.store.counts()["passages"]
+            n = self.store.n_passages()
             if n >= dense.MIN_TRAIN:
                 dense.train(self._sample_vectors(n, dense.MAX_TRAIN), n)
         for ids, vecs in self.store.iter_vectors():
             dense.add(ids, vecs)
-        self.dense = dense  # built aside, swapped in: searches never see a half-built index
+        with self.searching.write():
+            self.dense = dense  # built aside, swapped in: searches never see a half-built index
+        self._dense_changes = _ALWAYS_SAVE
 
     def _sample_vectors(self, n: int, size: int) -> np.ndarray:
         """An evenly strided sample of about `size` of the store's n vectors."""
@@ -234,48 +276,85 @@ class IndexFolder:
         return np.concatenate(parts)[:size]
 
     def rebuild_sparse(self, progress: bool = False) -> None:
-        rowids: list[int] = []
-        tokens: list[list[str]] = []
-        for rowid, toks in self.store.iter_tokens():
-            rowids.append(rowid)
-            tokens.append(toks)
+        """Recreate BM25 from the store's tokens, a segment per BUILD_CHUNK passages (merged
+        as BM25Index merges them), so memory stays bounded by the chunk, not the corpus."""
         sp = self.manifest.sparse
-        self.sparse = BM25Index.build(rowids, tokens, k1=sp.k1, b=sp.b, progress=progress)
+        sparse = BM25Index(k1=sp.k1, b=sp.b)
+        n = self.store.counts()["passages"]
+        with tqdm(total=n, desc="BM25", unit="passage", disable=not progress) as bar:
+            for rowids, tokens in self.store.iter_token_batches(BUILD_CHUNK):
+                sparse.add(rowids, tokens)
+                bar.update(len(rowids))
+        with self.searching.write():
+            self.sparse = sparse
+        if self.manifest.sparse.kind != BM25Index.kind:
+            self.manifest = replace(self.manifest, sparse=replace(sp, kind=BM25Index.kind))
 
     def persist(self) -> None:
-        """Steps 2 and 3 of the commit protocol (see the module docstring)."""
+        """Steps 2 and 3 of the commit protocol (see the module docstring). New BM25 segments
+        are written (saved ones never change); dense.faiss only when it is small or
+        DENSE_RESAVE of it changed since it was saved: the store holds every vector, and open
+        catches a stale dense.faiss up (`_catch_up`), so a one-document write into a
+        million-passage index does not rewrite and re-hash a file of hundreds of MB."""
         if self.dense is None or self.sparse is None:
             raise RuntimeError("persist() before the search indexes were loaded or built")
         gen = self.store.generation
-        self.dense.save(self.path / DENSE)
-        self.sparse.save(self.path / SPARSE)
-        derived = [self.path / DENSE, *sorted(f for f in (self.path / SPARSE).rglob("*")
-                                              if f.is_file())]
+        old = self.manifest.files
+        files: dict[str, dict[str, Any]] = {}
+        dense_file = self.path / DENSE
+        if (self._dense_changes >= DENSE_RESAVE * self.dense.ntotal
+                or self.dense.ntotal <= SMALL_DENSE or not dense_file.is_file()):
+            self.dense.save(dense_file)
+            files[DENSE] = fingerprint(dense_file)
+            self._dense_changes = 0
+        else:
+            files[DENSE] = old[DENSE]
+        names = self.sparse.save(self.path / SPARSE)
+        for name in names:
+            for f in segment_files(self.path / SPARSE, name):
+                key = f.relative_to(self.path).as_posix()
+                files[key] = old[key] if key in old else fingerprint(f)
         self.manifest = self.manifest.updated_now(
             generation=gen, ragline_version=__version__, counts=self.store.counts(),
-            files={f.relative_to(self.path).as_posix(): fingerprint(f) for f in derived})
+            files=files, segments=tuple(names))
         self.save_manifest()
+        drop_unlisted_segments(self.path, self.manifest)
 
     def save_manifest(self) -> None:
         """Rewrite manifest.json alone (atomically), e.g. to record a trained model."""
         write_manifest(self.path / MANIFEST, self.manifest)
 
-    def apply_dense(self, removed: list[int], added_ids: list[int] | None = None,
-                    added_vecs: np.ndarray | None = None) -> None:
-        """Mirror a committed store change in the in-memory dense index."""
-        if self.dense is None:
-            raise RuntimeError("apply_dense() before the dense index was loaded or built")
-        if removed and not self.dense.supports_remove:
-            self.rebuild_dense()  # the store already holds the change, additions included
-            return
-        with self.searching.write():  # FAISS must not be searched while it changes
+    def apply(self, removed: Sequence[int], added_ids: Sequence[int] = (),
+              added_vecs: np.ndarray | None = None,
+              added_tokens: Sequence[Sequence[str]] = ()) -> None:
+        """Mirror a committed store change in the in-memory dense and BM25 indexes."""
+        if self.dense is None or self.sparse is None:
+            raise RuntimeError("apply() before the search indexes were loaded or built")
+        if len(added_ids) and (added_vecs is None or len(added_tokens) != len(added_ids)):
+            raise ValueError("apply: added_ids need their vectors and tokens")
+        with self.searching.write():  # FAISS and the segments must not be searched mid-change
             self.dense.remove(np.asarray(removed, dtype=np.int64))
-            if added_ids:
-                if added_vecs is None:
-                    raise ValueError("apply_dense: added_ids given without added_vecs")
+            self.sparse.remove(removed)
+            if len(added_ids) and added_vecs is not None:
                 self.dense.add(np.asarray(added_ids, dtype=np.int64), added_vecs)
-        if not self.dense.trained and self.dense.ntotal >= self.dense.MIN_TRAIN:
-            self.rebuild_dense()  # large enough now to learn from the whole corpus
+                self.sparse.add(added_ids, added_tokens)
+        self._dense_changes += len(removed) + len(added_ids)
+        self._compact_if_needed()
+
+    def _compact_if_needed(self) -> None:
+        """Rebuild the dense index when an automatic one outgrew its kind, when it can now
+        train on the corpus (IVF-PQ past MIN_TRAIN), or when tombstones are a tenth of it
+        (HNSW)."""
+        assert self.dense is not None
+        bigger = self.dense_spec.for_size(self.dense.ntotal)
+        if bigger is not None:
+            log.warning("%s: %s passages: the dense index switches from %s to %s (set one "
+                        "with: ragline reindex %s --dense KIND)", self.path,
+                        f"{self.dense.ntotal:,}", self.dense_spec.kind, bigger.kind, self.path)
+            self.rebuild_dense(bigger)
+        elif ((not self.dense.trained and self.dense.ntotal >= self.dense.MIN_TRAIN)
+                or self.dense.deleted * 10 > max(self.dense.ntotal, 1)):
+            self.rebuild_dense()
 
     # ------------------------------------------------------------ writer lock
 

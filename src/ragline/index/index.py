@@ -74,7 +74,8 @@ class Index:
                            query_prefix=config.query_prefix, passage_prefix=config.passage_prefix)
         enc.load()  # the dimension and the model's own prefixes are known once loaded
         folder = IndexFolder.create(path, enc.spec, chunk_words=config.chunk_words,
-                                    dense=DenseSpec(config.dense or "flat"))
+                                    dense=DenseSpec(config.dense or "flat",
+                                                    auto=config.dense is None))
         return cls(folder, enc, config.batch_passages, device)
 
     def _check_settings(self, config: IndexConfig) -> None:
@@ -177,8 +178,7 @@ class Index:
         return list(doc_ids)
 
     def _after_removal(self, removed: list[int]) -> None:
-        self.folder.apply_dense(removed)
-        self.folder.rebuild_sparse()
+        self.folder.apply(removed)
         self.folder.persist()
 
     def reindex(self, dense: DenseSpec | None = None, progress: bool = False) -> None:

@@ -45,7 +45,7 @@ def now() -> str:
 class SparseSpec:
     """How BM25 was built: the query side must tokenize the same way."""
 
-    kind: str = "bm25s"
+    kind: str = "bm25"
     k1: float = 1.5
     b: float = 0.75
     tokenizer: str = TOKENIZER_ID
@@ -93,13 +93,14 @@ class Manifest:
     updated: str = field(default_factory=now)
     ragline_version: str = ""
     trained: TrainedState | None = None
+    segments: tuple[str, ...] = ()             # the BM25 segments (folders in sparse/)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "format": FORMAT_VERSION, "ragline_version": self.ragline_version,
             "encoder": self.encoder.to_dict(),
             "chunking": {"words": self.chunk_words, "unit": CHUNK_UNIT},
-            "dense": self.dense.to_dict(), "sparse": asdict(self.sparse),
+            "dense": self.dense.to_dict(), "sparse": {**asdict(self.sparse), "segments": list(self.segments)},
             "generation": self.generation, "counts": dict(self.counts),
             "files": dict(self.files), "created": self.created, "updated": self.updated,
         }
@@ -132,7 +133,8 @@ class Manifest:
                    generation=m["generation"], counts=dict(m.get("counts") or {}),
                    files=dict(m.get("files") or {}), created=str(m.get("created", "")),
                    updated=str(m.get("updated", "")),
-                   ragline_version=str(m.get("ragline_version", "")), trained=trained)
+                   ragline_version=str(m.get("ragline_version", "")), trained=trained,
+                   segments=tuple(sparse.get("segments") or ()))
 
     def updated_now(self, **changes: Any) -> Manifest:
         return replace(self, **changes, updated=now())
@@ -193,7 +195,7 @@ def check_manifest(m: Any, path: Path) -> dict[str, Any]:
     if not _is_positive_int(words):
         raise bad("'chunking.words' is missing or not a positive integer")
     dense = section("dense")
-    if any(k in dense and k != "kind" and not _is_int(dense[k])
+    if any(k in dense and k not in ("kind", "auto") and not _is_int(dense[k])
            for k in DenseSpec.__dataclass_fields__):
         raise bad("a field of 'dense' is not an integer")
     try:
@@ -204,6 +206,10 @@ def check_manifest(m: Any, path: Path) -> dict[str, Any]:
     for key in ("k1", "b"):
         if not _is_number(sparse.get(key)) or sparse[key] < 0:
             raise bad(f"'sparse.{key}' is missing or not a number ≥ 0")
+    segments = sparse.get("segments", [])
+    if not isinstance(segments, list) or not all(
+            isinstance(x, str) and x and "/" not in x and not x.startswith(".") for x in segments):
+        raise bad("'sparse.segments' is not a list of folder names")
     if not _is_int(m.get("generation")):
         raise bad("'generation' is missing or not an integer")
     for key in ("counts", "files"):

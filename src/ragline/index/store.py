@@ -132,6 +132,15 @@ class Store:
             self._local.con = con
         return con
 
+    def close_reader(self) -> None:
+        """Close this thread's read connection (a worker thread's, before it ends)."""
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            with self._readers_lock:
+                self._readers.remove(con)
+            con.close()
+            self._local.con = None
+
     def open(self, create: bool = False) -> None:
         """Open the store; only `create` may make a new one. An existing index whose store is
         missing, empty or not a ragline store is damaged (IndexCorruptError), never silently
@@ -186,14 +195,25 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """All-or-nothing: a crash inside leaves the store as it was before."""
-        self.con.execute("BEGIN IMMEDIATE")
+        self.begin()
         try:
             yield
-            self._bump_generation()
-            self.con.execute("COMMIT")
+            self.commit()
         except BaseException:
-            self.con.execute("ROLLBACK")
+            self.rollback()
             raise
+
+    def begin(self) -> None:
+        """Open a transaction by hand (one that spans calls, like a file's pieces in the
+        ingestion pipeline); `commit` or `rollback` ends it."""
+        self.con.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self._bump_generation()
+        self.con.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.con.execute("ROLLBACK")
 
     # ------------------------------------------------------------ meta
 
@@ -258,18 +278,18 @@ class Store:
     # ------------------------------------------------------------ reads
 
     def source(self, path: str) -> SourceRecord | None:
-        r = self.con.execute("SELECT path, sha256, size FROM sources WHERE path=?",
+        r = self.reader.execute("SELECT path, sha256, size FROM sources WHERE path=?",
                              (path,)).fetchone()
         return SourceRecord(*r) if r else None
 
     def document_ids_of_source(self, path: str) -> list[str]:
-        return [r[0] for r in self.con.execute("SELECT id FROM documents WHERE source=?", (path,))]
+        return [r[0] for r in self.reader.execute("SELECT id FROM documents WHERE source=?", (path,))]
 
     def has_document(self, doc_id: str) -> bool:
-        return self.con.execute("SELECT 1 FROM documents WHERE id=?", (doc_id,)).fetchone() is not None
+        return self.reader.execute("SELECT 1 FROM documents WHERE id=?", (doc_id,)).fetchone() is not None
 
     def document(self, doc_id: str) -> Document | None:
-        r = self.con.execute("SELECT id, source, text, title, meta FROM documents WHERE id=?",
+        r = self.reader.execute("SELECT id, source, text, title, meta FROM documents WHERE id=?",
                              (doc_id,)).fetchone()
         return Document(id=r[0], source=r[1], text=r[2], title=r[3], meta=json.loads(r[4])) if r else None
 
@@ -322,6 +342,38 @@ class Store:
             yield ids, vecs
             last = int(ids[-1])
 
+    def n_passages(self) -> int:
+        """Passages as the writer sees them (its open transaction included)."""
+        return int(self.con.execute("SELECT COUNT(*) FROM passages").fetchone()[0])
+
+    def rowids(self) -> np.ndarray:
+        """Row ids of every passage, ascending: what the derived indexes must hold."""
+        return np.fromiter((r[0] for r in self.con.execute(
+            "SELECT rowid FROM passages ORDER BY rowid")), dtype=np.int64)
+
+    def vectors_of(self, rowids: np.ndarray) -> np.ndarray:
+        """(len(rowids), dim) vectors of these passages, in the order given."""
+        found = self.vectors_by_rowid(rowids.tolist())
+        return np.stack([found[int(i)] for i in rowids])
+
+    def tokens_of(self, rowids: np.ndarray) -> list[list[str]]:
+        """The BM25 tokens of these passages, in the order given."""
+        found = dict(_select_in(self.con, "SELECT rowid, tokens FROM passages WHERE rowid IN "
+                                "({marks})", [int(i) for i in rowids]))
+        return [found[int(i)].split("\t") if found[int(i)] else [] for i in rowids]
+
+    def iter_token_batches(self, batch: int) -> Iterator[tuple[np.ndarray, list[list[str]]]]:
+        """(row ids, token lists) of every passage, in row-id order, `batch` rows at a time."""
+        last = -1
+        while True:
+            rows = self.con.execute("SELECT rowid, tokens FROM passages WHERE rowid > ? "
+                                    "ORDER BY rowid LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            yield (np.array([r[0] for r in rows], dtype=np.int64),
+                   [r[1].split("\t") if r[1] else [] for r in rows])
+            last = int(rows[-1][0])
+
     def vector_bytes(self) -> int | None:
         """The byte length of a stored vector (4·dim), or None when the store holds none."""
         row = self.con.execute("SELECT length(vector) FROM passages LIMIT 1").fetchone()
@@ -329,7 +381,3 @@ class Store:
 
     def source_paths(self) -> set[str]:
         return {r[0] for r in self.con.execute("SELECT path FROM sources")}
-
-    def iter_tokens(self) -> Iterator[tuple[int, list[str]]]:
-        for rowid, toks in self.con.execute("SELECT rowid, tokens FROM passages ORDER BY rowid"):
-            yield rowid, toks.split("\t") if toks else []

@@ -44,6 +44,7 @@ def tidy(path: Path, store: Store, manifest: Manifest) -> None:
     for p in path.iterdir():
         if _temporary(p.name):
             _remove(p)
+    drop_unlisted_segments(path, manifest)
     uploads = path / UPLOADS
     if uploads.is_dir():  # one lookup a file: the store may know millions of other sources
         for p in uploads.iterdir():
@@ -54,6 +55,17 @@ def tidy(path: Path, store: Store, manifest: Manifest) -> None:
         live = manifest.trained.checkpoints if manifest.trained else set()
         for p in checkpoints.iterdir():
             if f"{CHECKPOINTS}/{p.name}" not in live:
+                _remove(p)
+
+
+def drop_unlisted_segments(path: Path, manifest: Manifest) -> None:
+    """Remove what sparse/ holds besides the manifest's segments: segments merged away, or
+    written by a writer killed before its manifest."""
+    folder = path / SPARSE
+    if folder.is_dir():
+        keep = set(manifest.segments)
+        for p in folder.iterdir():
+            if p.name not in keep:
                 _remove(p)
 
 

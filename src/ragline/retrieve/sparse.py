@@ -24,12 +24,14 @@ class BM25Retriever:
 
     def retrieve(self, queries: Sequence[str], vectors: np.ndarray | None,
                  n: int) -> list[Run]:
-        sparse = self.folder.sparse
-        if sparse is None:
-            raise RuntimeError("the BM25 index is not loaded")
         out = []
         for query in queries:
-            scores, ids = sparse.search(tokenize(query), n)
+            tokens = tokenize(query)
+            with self.folder.searching.read():  # an upload may be changing the segments
+                sparse = self.folder.sparse
+                if sparse is None:
+                    raise RuntimeError("the BM25 index is not loaded")
+                scores, ids = sparse.search(tokens, n)
             ranked = list(zip(ids.tolist(), scores.tolist(), strict=True))
             out.append(Run(ranked, dict(ranked)))
         return out
