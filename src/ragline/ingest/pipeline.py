@@ -14,10 +14,13 @@ import errno
 import hashlib
 import logging
 import os
+import queue
 import stat
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -54,11 +57,27 @@ class IngestReport:
 
 
 @dataclass
-class _Pending:
+class _File:
+    """A source file being ingested; its pieces follow each other through the stages."""
     record: SourceRecord
+    replacing: bool
+
+
+@dataclass
+class _Piece:
+    """Whole documents of one file, with their passages and BM25 tokens: what the stages pass
+    on. A file is one or more pieces, the last with `last`; the committer writes a file's
+    pieces in one transaction, so the file is in the index whole or not at all."""
+    file: _File
     docs: list[Document]
     passages: list[list[Passage]]
-    replacing: bool
+    tokens: list[list[list[str]]]
+    last: bool
+    vectors: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return sum(len(ps) for ps in self.passages)
 
 
 def _is_index_folder(path: Path) -> bool:
@@ -139,47 +158,134 @@ def cjk_share(paths: Iterable[Path], max_files: int = 20, max_chars: int = 200_0
 def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
                  progress: bool = False, batch_passages: int = 256,
                  names: Mapping[Path, str] | None = None) -> IngestReport:
-    """`names` gives files whose own names mean nothing (server uploads, stored under content
+    """Read, embed and commit as a pipeline: a reading thread loads, chunks and tokenizes
+    files; this thread embeds; a committing thread writes the store and the in-memory indexes.
+    Bounded queues between them keep memory to a few batches whatever the corpus size, and
+    the encoder never waits for CPU work the other stages can do beside it.
+
+    `names` gives files whose own names mean nothing (server uploads, stored under content
     hashes) the name a person knows them by; documents keep it in meta["filename"]."""
     report = IngestReport()
     files = discover(paths, report)
-    store = folder.store
-    pending: list[_Pending] = []
-    claimed: dict[str, str] = {}  # doc id → source, for documents pending in this run
+    flow = _Flow(folder, encoder, files, report, batch_passages, names or {})
+    with tqdm(total=len(files), desc="indexing", unit="file", dynamic_ncols=True,
+              disable=not progress or not files) as bar:
+        flow.run(bar)
+    if report.added or folder.manifest.generation != folder.store.generation:
+        folder.persist()
+    return report
 
-    for f in tqdm(files, desc="reading", unit="file", disable=not progress or len(files) < 2):
+
+class _Stop(Exception):
+    """Another stage failed or was interrupted: this one stops too."""
+
+
+class _Flow:
+    """The three stages and the queues between them. The first error in any stage stops all
+    of them and is raised here; a file whose transaction was open is rolled back whole."""
+
+    def __init__(self, folder: IndexFolder, encoder: Encoder, files: list[Path],
+                 report: IngestReport, batch_passages: int, names: Mapping[Path, str]) -> None:
+        self.folder, self.encoder, self.files = folder, encoder, files
+        self.report, self.batch, self.names = report, batch_passages, names
+        # a few batches in flight per queue: enough to keep every stage busy, no more
+        self.to_embed: queue.Queue[_Piece | None] = queue.Queue(maxsize=4)
+        self.to_commit: queue.Queue[_Piece | None] = queue.Queue(maxsize=4)
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self, bar: tqdm) -> None:  # type: ignore[type-arg]
+        reader = threading.Thread(target=self._guard, args=(self._read,), name="ragline-read")
+        committer = threading.Thread(target=self._guard, args=(self._commit, bar),
+                                     name="ragline-commit")
+        reader.start()
+        committer.start()
+        try:
+            self._embed()
+        except BaseException as e:  # KeyboardInterrupt too: the other stages must stop
+            self._fail(e)
+        finally:
+            if self.error is not None:
+                self.stop.set()
+            self._put(self.to_commit, None, force=True)
+            committer.join()
+            self.stop.set()  # the reader may wait on a full queue nobody empties now
+            reader.join()
+        if self.error is not None:
+            raise self.error
+
+    def _guard(self, stage: Any, *args: Any) -> None:
+        try:
+            stage(*args)
+        except _Stop:
+            pass
+        except BaseException as e:
+            self._fail(e)
+
+    def _fail(self, e: BaseException) -> None:
+        if self.error is None and not isinstance(e, _Stop):
+            self.error = e
+        self.stop.set()
+
+    def _put(self, q: queue.Queue[_Piece | None], item: _Piece | None,
+             force: bool = False) -> None:
+        while True:
+            if self.stop.is_set() and not force:
+                raise _Stop
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if force and self.stop.is_set():
+                    return  # the consumer is gone too
+
+    def _get(self, q: queue.Queue[_Piece | None]) -> _Piece | None:
+        while True:
+            if self.stop.is_set():
+                raise _Stop
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
+    # ------------------------------------------------------------ stage 1: read
+
+    def _read(self) -> None:
+        try:
+            claimed: dict[str, str] = {}  # doc id → source, for documents read in this run
+            for f in self.files:
+                for piece in self._pieces(f, claimed):
+                    self._put(self.to_embed, piece)
+        finally:
+            self.folder.store.close_reader()
+            self._put(self.to_embed, None, force=True)
+
+    def _pieces(self, f: Path, claimed: dict[str, str]) -> Iterator[_Piece]:
+        store, report = self.folder.store, self.report
         source = source_key(f)
         try:
             data = f.read_bytes()
         except OSError as e:
             report.skipped.append((display_path(f), f"cannot read ({e.strerror})"))
-            continue
+            return
         rec = SourceRecord(path=source, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
         old = store.source(source)
         if old is not None and old.sha256 == rec.sha256:
             report.unchanged.append(source)
-            continue
-        try:
-            docs = load_file(Path(display_path(f)), data)
-        except IngestError as e:  # unsupported, empty, binary, corrupt: skip, report, go on
-            report.skipped.append((display_path(f), str(e).split(": ", 1)[-1]))
-            continue
-        except RecursionError:
-            report.skipped.append((display_path(f), "nested too deeply to parse"))
-            continue
-        except Exception as e:  # a parser's own failure on a malformed file: skip it, go on
-            log.debug("%s: loader failed", f, exc_info=True)
-            report.skipped.append((display_path(f), f"corrupt or unreadable "
-                                   f"{f.suffix.lstrip('.').upper() or 'file'} "
-                                   f"({_kind(e)}: {_first_line(e)})"))
-            continue
-        name = (names or {}).get(f)
-        docs = [Document(id=d.id, source=source, text=d.text, title=d.title,
-                         meta=d.meta if name is None else {**d.meta, "filename": name})
-                for d in docs]
-        kept = []
+            return
+        docs = _load(f, data, report)
+        if docs is None:
+            return
+        name = self.names.get(f)
+        file = _File(rec, replacing=old is not None)
         own = set(store.document_ids_of_source(source))
+        piece = _Piece(file, [], [], [], last=False)
         for d in docs:
+            if name is not None:
+                d = Document(id=d.id, source=source, text=d.text, title=d.title,
+                             meta={**d.meta, "filename": name})
+            else:
+                d = Document(id=d.id, source=source, text=d.text, title=d.title, meta=d.meta)
             other = claimed.get(d.id)
             if other is None and d.id not in own and store.has_document(d.id):
                 other = (store.document(d.id) or d).source
@@ -188,17 +294,114 @@ def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
                 report.duplicates.append((source, d.id))
                 continue
             claimed[d.id] = source
-            kept.append(d)
-        chunked = [chunk_document(d, folder.chunk_words) for d in kept]
-        pending.append(_Pending(rec, kept, chunked, replacing=old is not None))
+            passages = chunk_document(d, self.folder.chunk_words)
+            piece.docs.append(d)
+            piece.passages.append(passages)
+            piece.tokens.append([tokenize(p.embed_text) for p in passages])
+            if piece.n >= self.batch:
+                yield piece
+                piece = _Piece(file, [], [], [], last=False)
+        piece.last = True
+        yield piece
 
-    total = sum(len(ps) for p in pending for ps in p.passages)
-    if pending:
-        _embed_and_commit(folder, encoder, pending, total, progress, batch_passages, report)
-    if pending or folder.manifest.generation != store.generation:
-        folder.rebuild_sparse(progress=False)
-        folder.persist()
-    return report
+    # ------------------------------------------------------------ stage 2: embed
+
+    def _embed(self) -> None:
+        """Embed pieces in batches of about `batch` passages across files."""
+        done = False
+        while not done:
+            first = self._get(self.to_embed)
+            if first is None:
+                return
+            group = [first]
+            while sum(p.n for p in group) < self.batch:
+                try:
+                    nxt = self.to_embed.get_nowait()  # only what is ready: never wait to fill
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    done = True
+                    break
+                group.append(nxt)
+            texts = [p.embed_text for piece in group for ps in piece.passages for p in ps]
+            vecs = (self.encoder.encode_passages(texts, batch_size=32) if texts
+                    else np.zeros((0, self.encoder.spec.dim), np.float32))
+            used = 0
+            for piece in group:
+                piece.vectors = vecs[used:used + piece.n]
+                used += piece.n
+                self._put(self.to_commit, piece)
+
+    # ------------------------------------------------------------ stage 3: commit
+
+    def _commit(self, bar: tqdm) -> None:  # type: ignore[type-arg]
+        folder = self.folder
+        store = folder.store
+        added: list[int] = []   # row ids of the open file, in the in-memory indexes already
+        removed: list[int] = []
+        n_docs = n_passages = 0
+        opened = False
+        try:
+            while True:
+                piece = self._get(self.to_commit)
+                if piece is None:
+                    return
+                assert piece.vectors is not None
+                if not opened:
+                    store.begin()
+                    opened = True
+                    removed = store.delete_source(piece.file.record.path)
+                    added, n_docs, n_passages = [], 0, 0
+                ids: list[int] = []
+                offset = 0
+                for doc, passages, tokens in zip(piece.docs, piece.passages, piece.tokens,
+                                                 strict=True):
+                    n = len(passages)
+                    ids += store.add_document(doc, passages, piece.vectors[offset:offset + n],
+                                              tokens)
+                    offset += n
+                # searchable before the commit: a search that meets these ids before it drops
+                # them (the store does not have them yet), so a file is never seen half-in
+                folder.apply([], ids, piece.vectors, [t for ts in piece.tokens for t in ts])
+                added += ids
+                n_docs += len(piece.docs)
+                n_passages += offset
+                if piece.last:
+                    store.upsert_source(piece.file.record)
+                    store.commit()
+                    opened = False
+                    folder.apply(removed)
+                    self._report(piece.file, n_docs, n_passages)
+                    bar.update(1)
+                    bar.set_postfix(passages=self.report.passages, refresh=False)
+        finally:
+            if opened:  # stopped mid-file: the file stays as it was, in the store and in memory
+                store.rollback()
+                folder.apply(added)
+            store.close_reader()
+
+    def _report(self, file: _File, n_docs: int, n_passages: int) -> None:
+        self.report.added.append(file.record.path)
+        if file.replacing:
+            self.report.replaced.append(file.record.path)
+        self.report.documents += n_docs
+        self.report.passages += n_passages
+
+
+def _load(f: Path, data: bytes, report: IngestReport) -> list[Document] | None:
+    """The file's documents, or None (skipped and reported) when it cannot be read."""
+    try:
+        return load_file(Path(display_path(f)), data)
+    except IngestError as e:  # unsupported, empty, binary, corrupt: skip, report, go on
+        report.skipped.append((display_path(f), str(e).split(": ", 1)[-1]))
+    except RecursionError:
+        report.skipped.append((display_path(f), "nested too deeply to parse"))
+    except Exception as e:  # a parser's own failure on a malformed file: skip it, go on
+        log.debug("%s: loader failed", f, exc_info=True)
+        report.skipped.append((display_path(f), f"corrupt or unreadable "
+                               f"{f.suffix.lstrip('.').upper() or 'file'} "
+                               f"({_kind(e)}: {_first_line(e)})"))
+    return None
 
 
 def _kind(e: BaseException) -> str:
@@ -211,59 +414,3 @@ def _kind(e: BaseException) -> str:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().split("\n", 1)[0]
     return text[:200] if text else "no details"
-
-
-def _embed_and_commit(folder: IndexFolder, encoder: Encoder, pending: list[_Pending], total: int,
-                      progress: bool, batch_passages: int, report: IngestReport) -> None:
-    """Embed passages in batches across files; commit each file once all its vectors exist."""
-    flat: list[tuple[int, Passage]] = [(i, p) for i, pend in enumerate(pending)
-                                       for ps in pend.passages for p in ps]
-    vectors: list[np.ndarray] = []
-    next_commit = 0
-    done = 0
-    bar = tqdm(total=total, desc="embedding", unit="passage", disable=not progress,
-               dynamic_ncols=True)
-    try:
-        while next_commit < len(pending):
-            if done < len(flat):
-                batch = flat[done:done + batch_passages]
-                vectors.append(encoder.encode_passages([p.embed_text for _, p in batch],
-                                                       batch_size=32))
-                done += len(batch)
-                bar.update(len(batch))
-                # pending files whose passages are all embedded now (or have none)
-                ready = flat[done][0] if done < len(flat) else len(pending)
-            else:
-                ready = len(pending)
-            if ready > next_commit:
-                allvecs = np.concatenate(vectors) if vectors else np.zeros((0, encoder.spec.dim))
-                used = 0
-                for pend in pending[next_commit:ready]:
-                    n = sum(len(ps) for ps in pend.passages)
-                    _commit_source(folder, pend, allvecs[used:used + n], report)
-                    used += n
-                vectors = [allvecs[used:]]
-                next_commit = ready
-    finally:
-        bar.close()
-
-
-def _commit_source(folder: IndexFolder, pend: _Pending, vecs: np.ndarray,
-                   report: IngestReport) -> None:
-    store = folder.store
-    added_ids: list[int] = []
-    offset = 0
-    with store.transaction():
-        removed = store.delete_source(pend.record.path)
-        for doc, passages in zip(pend.docs, pend.passages, strict=True):
-            n = len(passages)
-            added_ids += store.add_document(doc, passages, vecs[offset:offset + n],
-                                            [tokenize(p.embed_text) for p in passages])
-            offset += n
-        store.upsert_source(pend.record)
-    folder.apply_dense(removed, added_ids, vecs[:offset])
-    report.added.append(pend.record.path)
-    if pend.replacing:
-        report.replaced.append(pend.record.path)
-    report.documents += len(pend.docs)
-    report.passages += offset
