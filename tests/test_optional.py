@@ -79,3 +79,12 @@ def test_server_without_its_extra_names_it(monkeypatch: pytest.MonkeyPatch, hidd
     _hide(monkeypatch, hidden)
     with pytest.raises(ModelUnavailableError, match=r"ragline\[server\]"):
         create_app(hash_rag)
+
+
+def test_int8_encoder_without_onnxruntime_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragline.encode import load_encoder
+
+    encoder = load_encoder("minilm-int8")  # naming it needs nothing installed
+    _hide(monkeypatch, "onnxruntime")
+    with pytest.raises(ModelUnavailableError, match=r"ragline\[onnx\]"):
+        encoder.load()
