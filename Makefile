@@ -1,5 +1,5 @@
 # The two newcomer commands (see README): `make demo` and `make test`.
-.PHONY: setup demo test lint bench train-default
+.PHONY: setup demo test lint bench bench-scale train-default
 
 setup: .venv/.ragline-installed
 
@@ -25,6 +25,10 @@ lint: setup
 bench: setup
 	.venv/bin/python bench/run.py
 	.venv/bin/python bench/retrieval.py --only bm25
+
+# one machine, a million passages: ingestion vs the bare encoder, a 1M index, search and updates
+bench-scale: setup
+	.venv/bin/python bench/scale.py
 
 # fine-tune the default RAG model (LoRA, SQuAD + CMRC part A); resumable, hours on 2 CPU cores
 train-default: setup

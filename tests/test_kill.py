@@ -102,6 +102,24 @@ def test_index_killed_in_each_phase(world: dict[str, Path], tmp_path: Path, phas
     finish_and_check(idx, world["new"], want)
 
 
+def test_index_killed_with_every_stage_in_flight(world: dict[str, Path], tmp_path: Path) -> None:
+    """The pipeline's committer mirrors each piece into the in-memory indexes while the reader
+    and the encoder work ahead, and rows.jsonl spans two pieces of one transaction: kill at
+    the first, a middle and the last of those updates."""
+    want = expected(world, tmp_path)
+    idx = tmp_path / "idx"
+    argv = ["-q", "--config", str(world["config"]), "index", str(world["new"]), "--index", str(idx)]
+    shutil.copytree(world["idx"], idx)
+    calls = count_calls("index-update", argv)
+    assert calls > 4  # pieces of several files: the stages overlap
+    for nth in sorted({1, calls // 3, 2 * calls // 3, calls}):
+        shutil.rmtree(idx)
+        shutil.copytree(world["idx"], idx)
+        assert run_killed("index-update", nth, argv) == -signal.SIGKILL, nth
+        check_after_kill(idx, want)
+    finish_and_check(idx, world["new"], want)
+
+
 def test_index_killed_during_creation_is_finished_by_the_next_run(world: dict[str, Path],
                                                                   tmp_path: Path) -> None:
     idx = tmp_path / "fresh"

@@ -37,7 +37,7 @@ class IndexConfig:
     # are mostly Chinese (MiniLM is English-only; "": never switch)
     encoder_zh: str = "use-multilingual"
     chunk_words: int = 100
-    batch_passages: int = 256
+    batch_passages: int = 1024      # passages embedded together (sorted by length: less padding)
     # flat | hnsw | ivfpq (see index.dense); None: chosen by corpus size (flat, then IVF-PQ
     # from 200,000 passages). An existing index keeps its kind: naming another one is an
     # error (`ragline reindex` switches).

@@ -136,14 +136,17 @@ def tokenize(text: str, stem: bool = True) -> list[str]:
     """BM25 tokens: lower-cased words, English stopwords removed and Snowball-stemmed,
     CJK runs segmented by jieba (search mode, so long words also yield their parts)."""
     stop = _stopwords()
+    runs = _RUN_RE.findall(text.lower())
     out: list[str] = []
-    latin: list[str] = []
-    for m in _RUN_RE.finditer(text.lower()):
-        run = m.group()
-        if CJK_RE.match(run):
-            out.extend(w for w in _jieba().lcut_for_search(run) if w.strip() and w not in stop)
-        elif run not in stop:
-            latin.append(run)
+    if CJK_RE.search(text) is None:  # the common case, a comprehension: ingestion's hot loop
+        latin = [r for r in runs if r not in stop]
+    else:
+        latin = []
+        for run in runs:
+            if CJK_RE.match(run):
+                out.extend(w for w in _jieba().lcut_for_search(run) if w.strip() and w not in stop)
+            elif run not in stop:
+                latin.append(run)
     if latin:
         out.extend(_stemmer().stemWords(latin) if stem else latin)
     return out

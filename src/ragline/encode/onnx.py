@@ -63,6 +63,8 @@ class OnnxMiniLMEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
         options.log_severity_level = 3  # warnings about int8 kernels are not the user's concern
+        # the arena keeps the largest buffer of every input shape seen: GBs over a corpus
+        options.enable_cpu_mem_arena = False
         self.session = ort.InferenceSession(str(model), options,
                                             providers=["CPUExecutionProvider"])
         tok = Tokenizer.from_file(str(bundled_minilm_path() / "tokenizer.json"))
@@ -70,12 +72,16 @@ class OnnxMiniLMEncoder:
         tok.enable_padding()
         self.tokenizer = tok
 
-    def _encode(self, texts: list[str], prefix: str, batch_size: int) -> np.ndarray:
+    def _encode(self, texts: list[str], prefix: str, batch_size: int,
+                progress: bool = False) -> np.ndarray:
+        from tqdm.auto import tqdm
+
         self.load()
         out = np.zeros((len(texts), self.spec.dim), np.float32)
         # batches of similar lengths pad little (sentence-transformers sorts the same way)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in range(0, len(texts), batch_size):
+        for start in tqdm(range(0, len(texts), batch_size), desc="embedding", unit="batch",
+                          disable=not progress):
             idx = order[start:start + batch_size]
             enc = self.tokenizer.encode_batch([prefix + texts[i] for i in idx])
             ids = np.array([e.ids for e in enc], dtype=np.int64)          # (batch, seq)
@@ -91,7 +97,7 @@ class OnnxMiniLMEncoder:
 
     def encode_passages(self, texts: list[str], batch_size: int = 32,
                         progress: bool = False) -> np.ndarray:
-        return self._encode(texts, self.spec.passage_prefix, batch_size)
+        return self._encode(texts, self.spec.passage_prefix, batch_size, progress)
 
 
 def _sha256(path: Path) -> str:

@@ -303,7 +303,7 @@ class IndexFolder:
         files: dict[str, dict[str, Any]] = {}
         dense_file = self.path / DENSE
         if (self._dense_changes >= DENSE_RESAVE * self.dense.ntotal
-                or self.dense.ntotal <= SMALL_DENSE or not dense_file.is_file()):
+                or self.dense.ntotal <= SMALL_DENSE or DENSE not in old):
             self.dense.save(dense_file)
             files[DENSE] = fingerprint(dense_file)
             self._dense_changes = 0

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class Index:
     """Writes take the folder's writer lock; reads are safe beside them (see IndexFolder)."""
 
-    def __init__(self, folder: IndexFolder, encoder: Encoder, batch_passages: int = 256,
+    def __init__(self, folder: IndexFolder, encoder: Encoder, batch_passages: int = 1024,
                  device: str | None = None) -> None:
         self.folder = folder
         self.encoder = encoder
@@ -44,7 +44,7 @@ class Index:
         return (Path(path) / MANIFEST).exists()
 
     @classmethod
-    def open(cls, path: str | Path, encoder: str | None = None, batch_passages: int = 256,
+    def open(cls, path: str | Path, encoder: str | None = None, batch_passages: int = 1024,
              device: str | None = None) -> Index:
         """Open an existing index with the encoder its manifest names (`encoder`, if given,
         must be that one)."""

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from ragline.errors import IndexCorruptError
@@ -54,21 +55,21 @@ class Segment:
         self.indptr = indptr        # (n_terms + 1,) int64
         self.docs = docs            # (n_postings,) int32
         self.tfs = tfs              # (n_postings,) float32
-        self.live = np.ones(len(rowids), dtype=bool)
         self.name = name            # its folder once saved; None while only in memory
         self._norm: tuple[float, np.ndarray] | None = None
+        self.set_live(np.ones(len(rowids), dtype=bool))
+
+    def set_live(self, live: np.ndarray) -> None:
+        """Which passages are not deleted; what queries need of it is kept at hand, so a
+        query costs what its posting lists cost, not the segment's size."""
+        self.live = live                                  # (n,) bool
+        self.dead = np.flatnonzero(~live)                 # local indices of deleted passages
+        self.n_live = int(live.sum())
+        self.live_length = int(self.lengths[live].sum())
 
     @property
     def size(self) -> int:
         return len(self.rowids)
-
-    @property
-    def n_live(self) -> int:
-        return int(self.live.sum())
-
-    @property
-    def live_length(self) -> int:
-        return int(self.lengths[self.live].sum())
 
     @classmethod
     def from_tokens(cls, rowids: Sequence[int] | np.ndarray,
@@ -128,13 +129,6 @@ class Segment:
             self._norm = (avgdl, (k1 * (1 - b + b * self.lengths / avgdl)).astype(np.float32))
         return self._norm[1]
 
-    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
-        j = self.term_id.get(term)
-        if j is None:
-            return None
-        a, z = self.indptr[j], self.indptr[j + 1]
-        return self.docs[a:z], self.tfs[a:z]
-
     def save(self, folder: Path) -> None:
         """Write the segment under `folder/<name>` (a temporary folder renamed into place)."""
         if self.name is None:
@@ -169,6 +163,25 @@ class Segment:
 def _indptr(term_ids: np.ndarray, n_terms: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(np.bincount(term_ids, minlength=n_terms))]).astype(
         np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate(docs: np.ndarray, tfs: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                idf: np.ndarray, norm: np.ndarray, acc: np.ndarray, touched: np.ndarray) -> int:
+    """acc[d] += idf_t · tf / (tf + norm[d]) over the postings [starts[t], ends[t]) of each
+    query term t; the passages first touched go to `touched`, whose length it returns (the
+    candidates: never a scan of the whole segment)."""
+    n = 0
+    for t in range(len(starts)):
+        w = idf[t]
+        for j in range(starts[t], ends[t]):
+            d = docs[j]
+            if acc[d] == 0.0:
+                touched[n] = d
+                n += 1
+            tf = tfs[j]
+            acc[d] += w * tf / (tf + norm[d])
+    return n
 
 
 class BM25Index:
@@ -213,14 +226,18 @@ class BM25Index:
             return
         for s in self.segments:  # never empty: segments without live passages are dropped
             pos = np.minimum(np.searchsorted(s.rowids, ids), s.size - 1)
-            s.live[pos[s.rowids[pos] == ids]] = False
-        self.segments = [s for s in self.segments if s.size == 0 or s.live.any()]
+            hit = pos[s.rowids[pos] == ids]
+            if len(hit):
+                live = s.live.copy()
+                live[hit] = False
+                s.set_live(live)
+        self.segments = [s for s in self.segments if s.n_live]
 
     def keep_only(self, live_rowids: np.ndarray) -> None:
         """Mark every passage not in `live_rowids` (sorted) deleted: the masks on open."""
         for s in self.segments:
-            s.live = np.isin(s.rowids, live_rowids, assume_unique=True)
-        self.segments = [s for s in self.segments if s.live.any()]
+            s.set_live(np.isin(s.rowids, live_rowids, assume_unique=True))
+        self.segments = [s for s in self.segments if s.n_live]
 
     def _merge_tiers(self) -> None:
         """Merge MERGE_FACTOR segments of one tier (sizes within a factor of 10) into one."""
@@ -239,7 +256,7 @@ class BM25Index:
 
     def optimize(self) -> None:
         """Merge every segment into one (what `reindex` leaves)."""
-        if len(self.segments) > 1 or any(not s.live.all() for s in self.segments):
+        if len(self.segments) > 1 or any(len(s.dead) for s in self.segments):
             self.segments = [Segment.merge(self.segments)]
 
     def search(self, query_tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -248,27 +265,29 @@ class BM25Index:
         if n == 0 or not query_tokens or k < 1:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         avgdl = max(sum(s.live_length for s in self.segments) / n, 1e-9)
-        found = [(s, [s.postings(t) for t in query_tokens]) for s in self.segments]
+        # per segment: (query position, local term id) of the query terms it holds
+        found = [(s, [(i, s.term_id[t]) for i, t in enumerate(query_tokens) if t in s.term_id])
+                 for s in self.segments]
         # df over live passages of every segment: the statistics of one index of them all
         df = np.zeros(len(query_tokens))
-        for s, posts in found:
-            partial = not s.live.all()
-            for i, p in enumerate(posts):
-                if p is not None:
-                    df[i] += np.count_nonzero(s.live[p[0]]) if partial else len(p[0])
-        idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        for s, terms in found:
+            for i, j in terms:
+                a, z = s.indptr[j], s.indptr[j + 1]
+                df[i] += np.count_nonzero(s.live[s.docs[a:z]]) if len(s.dead) else z - a
+        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         all_scores, all_ids = [], []
-        for s, posts in found:
-            if all(p is None for p in posts):
+        for s, terms in found:
+            if not terms:
                 continue
-            norm = s.norm(self.k1, self.b, avgdl)
-            acc = np.zeros(s.size, dtype=np.float32)  # (passages of the segment,)
-            for w, p in zip(idf, posts, strict=True):
-                if p is not None:
-                    docs, tf = p
-                    acc[docs] += (w * tf / (tf + norm[docs])).astype(np.float32)
-            acc[~s.live] = 0
-            cand = np.flatnonzero(acc)
+            local = np.array([j for _, j in terms], dtype=np.int64)
+            starts, ends = s.indptr[local], s.indptr[local + 1]
+            acc = np.zeros(s.size, dtype=np.float32)                 # (passages of the segment,)
+            touched = np.empty(int((ends - starts).sum()), dtype=np.int32)
+            n_touched = _accumulate(s.docs, s.tfs, starts, ends, idf[[i for i, _ in terms]],
+                                    s.norm(self.k1, self.b, avgdl), acc, touched)
+            acc[s.dead] = 0
+            cand = touched[:n_touched]
+            cand = cand[acc[cand] > 0]
             if len(cand) > k:  # the k best and every tie of the k-th: ties go by row id below
                 kth = -np.partition(-acc[cand], k - 1)[k - 1]
                 cand = cand[acc[cand] >= kth]

@@ -74,10 +74,13 @@ class _Piece:
     tokens: list[list[list[str]]]
     last: bool
     vectors: np.ndarray | None = None
+    n: int = 0  # passages
 
-    @property
-    def n(self) -> int:
-        return sum(len(ps) for ps in self.passages)
+    def append(self, doc: Document, passages: list[Passage], tokens: list[list[str]]) -> None:
+        self.docs.append(doc)
+        self.passages.append(passages)
+        self.tokens.append(tokens)
+        self.n += len(passages)
 
 
 def _is_index_folder(path: Path) -> bool:
@@ -156,7 +159,7 @@ def cjk_share(paths: Iterable[Path], max_files: int = 20, max_chars: int = 200_0
 
 
 def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
-                 progress: bool = False, batch_passages: int = 256,
+                 progress: bool = False, batch_passages: int = 1024,
                  names: Mapping[Path, str] | None = None) -> IngestReport:
     """Read, embed and commit as a pipeline: a reading thread loads, chunks and tokenizes
     files; this thread embeds; a committing thread writes the store and the in-memory indexes.
@@ -295,9 +298,7 @@ class _Flow:
                 continue
             claimed[d.id] = source
             passages = chunk_document(d, self.folder.chunk_words)
-            piece.docs.append(d)
-            piece.passages.append(passages)
-            piece.tokens.append([tokenize(p.embed_text) for p in passages])
+            piece.append(d, passages, [tokenize(p.embed_text) for p in passages])
             if piece.n >= self.batch:
                 yield piece
                 piece = _Piece(file, [], [], [], last=False)
@@ -307,22 +308,21 @@ class _Flow:
     # ------------------------------------------------------------ stage 2: embed
 
     def _embed(self) -> None:
-        """Embed pieces in batches of about `batch` passages across files."""
+        """Embed pieces in groups of about `batch` passages across files. The encoder sorts a
+        group by length to pad little, so a group waits to fill: the reader is far faster."""
         done = False
         while not done:
             first = self._get(self.to_embed)
             if first is None:
                 return
-            group = [first]
-            while sum(p.n for p in group) < self.batch:
-                try:
-                    nxt = self.to_embed.get_nowait()  # only what is ready: never wait to fill
-                except queue.Empty:
-                    break
+            group, size = [first], first.n
+            while size < self.batch:
+                nxt = self._get(self.to_embed)
                 if nxt is None:
                     done = True
                     break
                 group.append(nxt)
+                size += nxt.n
             texts = [p.embed_text for piece in group for ps in piece.passages for p in ps]
             vecs = (self.encoder.encode_passages(texts, batch_size=32) if texts
                     else np.zeros((0, self.encoder.spec.dim), np.float32))

@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -17,6 +20,19 @@ from ragline.retrieve.fusion import rrf, top, weighted
 from ragline.retrieve.sparse import BM25Retriever
 
 Fuse = Callable[[Sequence[Ranked]], dict[int, float]]
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads for the parts of fused queries, started on first use (never at import)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2,
+                                       thread_name_prefix="ragline-search")
+        return _POOL
 
 
 class FusionRetriever:
@@ -34,7 +50,11 @@ class FusionRetriever:
     def retrieve(self, queries: Sequence[str], vectors: np.ndarray | None,
                  n: int) -> list[Run]:
         depth = max(n, self.candidates)
-        runs = [p.retrieve(queries, vectors, depth) for p in self.parts]  # (parts, queries)
+        # the parts run side by side: FAISS, SQLite and the BM25 kernel release the GIL, so
+        # a hybrid query costs about its slower part, not the sum of both
+        others = [_pool().submit(p.retrieve, queries, vectors, depth) for p in self.parts[1:]]
+        runs = [self.parts[0].retrieve(queries, vectors, depth)] + [f.result() for f in others]
+        # runs: (parts, queries)
         return [Run(top(self.fuse([r.ranked for r in per_query]), n),
                     {i: s for r in per_query for i, s in r.sparse.items()})
                 for per_query in zip(*runs, strict=True)]
