@@ -100,7 +100,6 @@ def bench_ingest(docs: list[dict], n_docs: int) -> None:
     from ragline.index.folder import IndexFolder
     from ragline.index.index import Index
     from ragline.ingest.pipeline import ingest_paths
-
     from ragline.text import tokenize
 
     rows = []
