@@ -329,18 +329,23 @@ class Store:
             self.reader, "SELECT rowid, vector FROM passages WHERE rowid IN ({marks})",
             [int(i) for i in rowids])}
 
-    def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(row ids, vectors) of every passage, in row-id order, `batch` rows at a time."""
+    def _column_batches(self, column: str, batch: int) -> Iterator[list[tuple[int, Any]]]:
+        """(row id, column) of every passage, in row-id order, `batch` rows at a time (as
+        the writer sees them: a rebuild inside its transaction includes what it added)."""
         last = -1
         while True:
-            rows = self.con.execute("SELECT rowid, vector FROM passages WHERE rowid > ? "
+            rows = self.con.execute(f"SELECT rowid, {column} FROM passages WHERE rowid > ? "
                                     "ORDER BY rowid LIMIT ?", (last, batch)).fetchall()
             if not rows:
                 return
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-            yield ids, vecs
-            last = int(ids[-1])
+            yield rows
+            last = int(rows[-1][0])
+
+    def iter_vectors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(row ids, vectors) of every passage, in row-id order, `batch` rows at a time."""
+        for rows in self._column_batches("vector", batch):
+            yield (np.array([r[0] for r in rows], dtype=np.int64),
+                   np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
 
     def n_passages(self) -> int:
         """Passages as the writer sees them (its open transaction included)."""
@@ -348,8 +353,10 @@ class Store:
 
     def rowids(self) -> np.ndarray:
         """Row ids of every passage, ascending: what the derived indexes must hold."""
-        return np.fromiter((r[0] for r in self.con.execute(
-            "SELECT rowid FROM passages ORDER BY rowid")), dtype=np.int64)
+        # no ORDER BY: SQLite then reads a covering index (tens of MB at 1M passages), not
+        # the table with every passage's text and vector (GBs, seconds from a cold disk)
+        return np.sort(np.fromiter((r[0] for r in self.con.execute(
+            "SELECT rowid FROM passages")), dtype=np.int64))
 
     def vectors_of(self, rowids: np.ndarray) -> np.ndarray:
         """(len(rowids), dim) vectors of these passages, in the order given."""
@@ -364,15 +371,9 @@ class Store:
 
     def iter_token_batches(self, batch: int) -> Iterator[tuple[np.ndarray, list[list[str]]]]:
         """(row ids, token lists) of every passage, in row-id order, `batch` rows at a time."""
-        last = -1
-        while True:
-            rows = self.con.execute("SELECT rowid, tokens FROM passages WHERE rowid > ? "
-                                    "ORDER BY rowid LIMIT ?", (last, batch)).fetchall()
-            if not rows:
-                return
+        for rows in self._column_batches("tokens", batch):
             yield (np.array([r[0] for r in rows], dtype=np.int64),
                    [r[1].split("\t") if r[1] else [] for r in rows])
-            last = int(rows[-1][0])
 
     def vector_bytes(self) -> int | None:
         """The byte length of a stored vector (4·dim), or None when the store holds none."""
