@@ -147,7 +147,8 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
                f"normalized={enc['normalized']}")
     render.out(f"chunking   {info['chunking']['words']} words per passage")
     render.out(f"dense      {info['dense_index']} ({info['dense']['metric']})   "
-               f"sparse {info['sparse']['kind']} k1={info['sparse']['k1']} b={info['sparse']['b']}")
+               f"sparse {info['sparse']['kind']} ({len(info['sparse'].get('segments', []))} "
+               f"segments) k1={info['sparse']['k1']} b={info['sparse']['b']}")
     render.out(f"contents   {c.get('sources', 0)} files, {c.get('documents', 0)} documents, "
                f"{c.get('passages', 0)} passages")
     render.out(f"updated    {info['updated']}  (created {info['created']})")

@@ -264,8 +264,9 @@ class HNSWIndex(FaissIndex):
         _faiss().downcast_index(self._index.index).hnsw.efSearch = self.spec.ef_search
 
     def describe(self) -> str:
+        dead = f", {self.deleted:,} removed until compaction" if self.deleted else ""
         return (f"hnsw (M={self.spec.hnsw_m}, efConstruction={self.spec.ef_construction}, "
-                f"efSearch={self.spec.ef_search})")
+                f"efSearch={self.spec.ef_search}{dead})")
 
 
 class IVFPQIndex(FaissIndex):
