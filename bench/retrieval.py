@@ -73,7 +73,7 @@ def bench_bm25() -> None:
         _, found = index.search(tokenize(text), 10)
         runs[q] = [ids[i] for i in found]
     t_q = time.perf_counter() - t0
-    rows.append(["ragline (jieba+Snowball, segments, numpy)", t_index, t_tok, len(qids) / t_q,
+    rows.append(["ragline (jieba+Snowball, segments, numba)", t_index, t_tok, len(qids) / t_q,
                  _ndcg(data, runs)])
 
     import Stemmer

@@ -67,6 +67,9 @@ class OnnxMiniLMEncoder:
         # grow the arena by what a run asks, not by doubling: small batches of varying shapes
         # otherwise leave GBs reserved over a corpus
         options.add_session_config_entry("session.arena_extend_strategy", "kSameAsRequested")
+        # idle threads sleep instead of spinning: ingestion's reading and committing threads
+        # need the cores between batches
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(model), options,
                                             providers=["CPUExecutionProvider"])
         tok = Tokenizer.from_file(str(bundled_minilm_path() / "tokenizer.json"))
