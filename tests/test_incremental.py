@@ -191,3 +191,37 @@ def test_dense_kind_follows_corpus_size_unless_chosen(tmp_path: Path,
                               IndexConfig(encoder="hash:32", dense="flat")) as index:
         index.add(files)
         assert index.folder.dense_spec.kind == "flat" and not index.folder.dense_spec.auto
+
+
+def test_a_merge_builds_outside_the_lock_and_swaps_inside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Searches go on over the old segments while a merge builds the new one."""
+    from contextlib import contextmanager
+
+    monkeypatch.setattr(sparse_mod, "MIN_TIER", 5)
+    docs = _corpus(100)
+    index = BM25Index()
+    for i in range(0, 90, 10):  # nine segments of one tier: the tenth write fills it
+        index.add(np.arange(i + 1, i + 11), docs[i:i + 10], merge=False)
+    held = []
+    real_merge = Segment.merge
+
+    def merge(segments: list[Segment]) -> Segment:
+        assert not held, "the merge ran under the search lock"
+        return real_merge(segments)
+
+    @contextmanager
+    def lock():  # type: ignore[no-untyped-def]
+        held.append(True)
+        yield
+        held.pop()
+
+    monkeypatch.setattr(Segment, "merge", staticmethod(merge))
+    index.add(np.arange(91, 101), docs[90:100], merge=False)
+    index.merge_tiers(lock)
+    assert len(index.segments) == 1 and not held
+    whole = BM25Index.build(list(range(1, 101)), docs)
+    for query in (["w1", "w2"], ["w0", "w3", "w3"]):
+        scores, ids = index.search(query, 10)
+        want_scores, want_ids = whole.search(query, 10)
+        assert ids.tolist() == want_ids.tolist()
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-6)

@@ -337,7 +337,8 @@ class IndexFolder:
             self.sparse.remove(removed)
             if len(added_ids) and added_vecs is not None:
                 self.dense.add(np.asarray(added_ids, dtype=np.int64), added_vecs)
-                self.sparse.add(added_ids, added_tokens)
+                self.sparse.add(added_ids, added_tokens, merge=False)
+        self.sparse.merge_tiers(self.searching.write)  # searches wait for the swap only
         self._dense_changes += len(removed) + len(added_ids)
         self._compact_if_needed()
 

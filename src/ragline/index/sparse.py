@@ -26,8 +26,10 @@ import math
 import secrets
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
@@ -199,12 +201,11 @@ class BM25Index:
         return sum(s.n_live for s in self.segments)
 
     @classmethod
-    def build(cls, rowids: Sequence[int], tokens: Iterable[Sequence[str]], k1: float = 1.5,
-              b: float = 0.75, progress: bool = False) -> BM25Index:
+    def build(cls, rowids: Sequence[int], tokens: Sequence[Sequence[str]], k1: float = 1.5,
+              b: float = 0.75) -> BM25Index:
         index = cls(k1=k1, b=b)
-        toks = list(tokens) if not isinstance(tokens, list) else tokens
         for i in range(0, len(rowids), BUILD_CHUNK):
-            index.add(rowids[i:i + BUILD_CHUNK], toks[i:i + BUILD_CHUNK])
+            index.add(rowids[i:i + BUILD_CHUNK], tokens[i:i + BUILD_CHUNK])
         return index
 
     def rowids(self) -> np.ndarray:
@@ -213,11 +214,14 @@ class BM25Index:
             return np.zeros(0, np.int64)
         return np.concatenate([s.rowids for s in self.segments])
 
-    def add(self, rowids: Sequence[int] | np.ndarray, tokens: Sequence[Sequence[str]]) -> None:
-        """Passages with row ids above every one held (the store's AUTOINCREMENT)."""
+    def add(self, rowids: Sequence[int] | np.ndarray, tokens: Sequence[Sequence[str]],
+            merge: bool = True) -> None:
+        """Passages with row ids above every one held (the store's AUTOINCREMENT); a full
+        tier is merged unless `merge` is False (the caller then calls `merge_tiers`)."""
         if len(rowids):
-            self.segments.append(Segment.from_tokens(rowids, tokens))
-            self._merge_tiers()
+            self.segments = [*self.segments, Segment.from_tokens(rowids, tokens)]
+            if merge:
+                self.merge_tiers()
 
     def remove(self, rowids: Iterable[int]) -> None:
         ids = np.asarray(list(rowids) if not isinstance(rowids, np.ndarray) else rowids,
@@ -239,8 +243,11 @@ class BM25Index:
             s.set_live(np.isin(s.rowids, live_rowids, assume_unique=True))
         self.segments = [s for s in self.segments if s.n_live]
 
-    def _merge_tiers(self) -> None:
-        """Merge MERGE_FACTOR segments of one tier (sizes within a factor of 10) into one."""
+    def merge_tiers(self, swap: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
+        """Merge MERGE_FACTOR segments of one tier (sizes within a factor of 10) into one.
+        The merge reads the old segments and builds a new one while searches go on over the
+        old ones; only the swap holds `swap` (the folder's search write lock). Call it from
+        the one writer thread, which alone changes live masks."""
         while True:
             tiers: dict[int, list[Segment]] = {}
             for s in self.segments:
@@ -251,11 +258,12 @@ class BM25Index:
                 return
             group = tiers[min(full)][:MERGE_FACTOR]
             merged = Segment.merge(sorted(group, key=lambda s: int(s.rowids[0])))
-            self.segments = [s for s in self.segments if s not in group] + [merged]
-            self.segments.sort(key=lambda s: int(s.rowids[0]) if s.size else 0)
+            with swap():
+                self.segments = sorted([s for s in self.segments if s not in group] + [merged],
+                                       key=lambda s: int(s.rowids[0]))
 
     def optimize(self) -> None:
-        """Merge every segment into one (what `reindex` leaves)."""
+        """Merge every segment into one, deleted passages dropped."""
         if len(self.segments) > 1 or any(len(s.dead) for s in self.segments):
             self.segments = [Segment.merge(self.segments)]
 

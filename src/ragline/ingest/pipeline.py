@@ -171,7 +171,8 @@ def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
     report = IngestReport()
     files = discover(paths, report)
     flow = _Flow(folder, encoder, files, report, batch_passages, names or {})
-    with tqdm(total=len(files), desc="indexing", unit="file", dynamic_ncols=True,
+    # passages are counted as they are committed: how many a file holds is known only once read
+    with tqdm(desc="indexing", unit="passage", dynamic_ncols=True,
               disable=not progress or not files) as bar:
         flow.run(bar)
     if report.added or folder.manifest.generation != folder.store.generation:
@@ -284,11 +285,8 @@ class _Flow:
         own = set(store.document_ids_of_source(source))
         piece = _Piece(file, [], [], [], last=False)
         for d in docs:
-            if name is not None:
-                d = Document(id=d.id, source=source, text=d.text, title=d.title,
-                             meta={**d.meta, "filename": name})
-            else:
-                d = Document(id=d.id, source=source, text=d.text, title=d.title, meta=d.meta)
+            d = Document(id=d.id, source=source, text=d.text, title=d.title,
+                         meta=d.meta if name is None else {**d.meta, "filename": name})
             other = claimed.get(d.id)
             if other is None and d.id not in own and store.has_document(d.id):
                 other = (store.document(d.id) or d).source
@@ -339,7 +337,7 @@ class _Flow:
         store = folder.store
         added: list[int] = []   # row ids of the open file, in the in-memory indexes already
         removed: list[int] = []
-        n_docs = n_passages = 0
+        n_docs = n_passages = files_done = 0
         opened = False
         try:
             while True:
@@ -360,20 +358,22 @@ class _Flow:
                     ids += store.add_document(doc, passages, piece.vectors[offset:offset + n],
                                               tokens)
                     offset += n
-                # searchable before the commit: a search that meets these ids before it drops
-                # them (the store does not have them yet), so a file is never seen half-in
+                # in the in-memory indexes before the commit: a search that meets these ids
+                # meanwhile drops them (the store has no such passage yet), so a file is never
+                # seen half-in
                 folder.apply([], ids, piece.vectors, [t for ts in piece.tokens for t in ts])
                 added += ids
                 n_docs += len(piece.docs)
                 n_passages += offset
+                bar.update(offset)
                 if piece.last:
                     store.upsert_source(piece.file.record)
                     store.commit()
                     opened = False
                     folder.apply(removed)
                     self._report(piece.file, n_docs, n_passages)
-                    bar.update(1)
-                    bar.set_postfix(passages=self.report.passages, refresh=False)
+                    files_done += 1
+                    bar.set_postfix(files=files_done, refresh=False)
         finally:
             if opened:  # stopped mid-file: the file stays as it was, in the store and in memory
                 store.rollback()
