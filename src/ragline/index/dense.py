@@ -70,8 +70,8 @@ class DenseSpec:
         search up to AUTO_LARGE passages (a flat scan stays in the milliseconds there), then
         IVF-PQ, whose 48-byte codes keep a million passages in under 100 MB (HNSW needs the
         flat vectors plus its graph: 1.8 GB at 1M). nprobe 128: at 1M passages (1,024 lists)
-        hybrid search then finds 0.97 of what it finds over exact search, in 17 ms at p95
-        (bench/scale.py); nprobe 32 found 0.94."""
+        hybrid search then finds 0.97 of what it finds over exact search, in 16-20 ms at
+        p95 on 2 cores (bench/scale.py); nprobe 32 found 0.94."""
         if self.auto and self.kind == "flat" and n >= AUTO_LARGE:
             return DenseSpec("ivfpq", nprobe=128, auto=True)
         return None
