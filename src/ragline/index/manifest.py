@@ -100,7 +100,8 @@ class Manifest:
             "format": FORMAT_VERSION, "ragline_version": self.ragline_version,
             "encoder": self.encoder.to_dict(),
             "chunking": {"words": self.chunk_words, "unit": CHUNK_UNIT},
-            "dense": self.dense.to_dict(), "sparse": {**asdict(self.sparse), "segments": list(self.segments)},
+            "dense": self.dense.to_dict(),
+            "sparse": {**asdict(self.sparse), "segments": list(self.segments)},
             "generation": self.generation, "counts": dict(self.counts),
             "files": dict(self.files), "created": self.created, "updated": self.updated,
         }
