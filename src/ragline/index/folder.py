@@ -244,10 +244,10 @@ class IndexFolder:
 
     def rebuild(self, progress: bool = False) -> None:
         """Recreate the dense and BM25 indexes from the store (vectors and tokens kept there)."""
-        self.rebuild_dense()
+        self.rebuild_dense(progress=progress)
         self.rebuild_sparse(progress)
 
-    def rebuild_dense(self, spec: DenseSpec | None = None) -> None:
+    def rebuild_dense(self, spec: DenseSpec | None = None, progress: bool = False) -> None:
         """Recreate the dense index from the store's vectors, optionally as another kind (the
         manifest records it at the next `persist`). A kind that learns from the corpus is
         trained on a sample of all of it first, so its lists fit the corpus, not its first batch."""
@@ -258,8 +258,11 @@ class IndexFolder:
             n = self.store.n_passages()
             if n >= dense.MIN_TRAIN:
                 dense.train(self._sample_vectors(n, dense.MAX_TRAIN), n)
-        for ids, vecs in self.store.iter_vectors():
-            dense.add(ids, vecs)
+        with tqdm(total=self.store.n_passages(), desc=f"dense ({dense.kind})", unit="passage",
+                  disable=not progress) as bar:
+            for ids, vecs in self.store.iter_vectors():
+                dense.add(ids, vecs)
+                bar.update(len(ids))
         with self.searching.write():
             self.dense = dense  # built aside, swapped in: searches never see a half-built index
         self._dense_changes = _ALWAYS_SAVE

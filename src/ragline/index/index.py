@@ -185,7 +185,7 @@ class Index:
         """Rebuild the search indexes from the store, the dense one as `dense` if given (e.g.
         to switch a grown corpus to HNSW or IVF-PQ, or to retrain IVF-PQ on all of it)."""
         with self.folder.write_lock():
-            self.folder.rebuild_dense(dense)
+            self.folder.rebuild_dense(dense, progress)
             self.folder.rebuild_sparse(progress)
             self.folder.persist()
 
