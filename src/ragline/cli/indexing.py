@@ -147,8 +147,8 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
                f"normalized={enc['normalized']}")
     render.out(f"chunking   {info['chunking']['words']} words per passage")
     render.out(f"dense      {info['dense_index']} ({info['dense']['metric']})   "
-               f"sparse {info['sparse']['kind']} ({len(info['sparse'].get('segments', []))} "
-               f"segments) k1={info['sparse']['k1']} b={info['sparse']['b']}")
+               f"sparse {info['sparse']['kind']} ({_segments(info)}) "
+               f"k1={info['sparse']['k1']} b={info['sparse']['b']}")
     render.out(f"contents   {c.get('sources', 0)} files, {c.get('documents', 0)} documents, "
                f"{c.get('passages', 0)} passages")
     render.out(f"updated    {info['updated']}  (created {info['created']})")
@@ -166,3 +166,8 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
         render.out(f"  {d.id}  {render.shorten(d.source)}  {d.title[:40]!r}  "
                    f"{d.passages} passage(s)")
     return 0
+
+
+def _segments(info: dict[str, Any]) -> str:
+    n = len(info["sparse"].get("segments", []))
+    return f"{n} segment" + ("" if n == 1 else "s")
