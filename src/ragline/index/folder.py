@@ -254,11 +254,10 @@ class IndexFolder:
         if spec is not None:
             self.manifest = replace(self.manifest, dense=spec)
         dense = make_dense(self.dense_spec, self.encoder_spec.dim)
-        if not dense.trained:
-            n = self.store.n_passages()
-            if n >= dense.MIN_TRAIN:
-                dense.train(self._sample_vectors(n, dense.MAX_TRAIN), n)
-        with tqdm(total=self.store.n_passages(), desc=f"dense ({dense.kind})", unit="passage",
+        n = self.store.n_passages()
+        if not dense.trained and n >= dense.MIN_TRAIN:
+            dense.train(self._sample_vectors(n, dense.MAX_TRAIN), n)
+        with tqdm(total=n, desc=f"dense ({dense.kind})", unit="passage",
                   disable=not progress) as bar:
             for ids, vecs in self.store.iter_vectors():
                 dense.add(ids, vecs)
