@@ -28,6 +28,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,21 @@ def _accumulate(docs: np.ndarray, tfs: np.ndarray, starts: np.ndarray, ends: np.
     return n
 
 
+@dataclass(frozen=True)
+class BM25Stats:
+    """Live passages, their total length in tokens, and each query token's document
+    frequency: all that BM25 scores depend on beyond one passage's own counts."""
+
+    n: int
+    length: int
+    df: np.ndarray  # (query tokens,) int64
+
+    @classmethod
+    def total(cls, parts: Sequence[BM25Stats]) -> BM25Stats:
+        return cls(sum(p.n for p in parts), sum(p.length for p in parts),
+                   np.sum([p.df for p in parts], axis=0))
+
+
 class BM25Index:
     """Segments plus the scoring parameters; `ntotal` counts live passages."""
 
@@ -267,21 +283,31 @@ class BM25Index:
         if len(self.segments) > 1 or any(len(s.dead) for s in self.segments):
             self.segments = [Segment.merge(self.segments)]
 
-    def search(self, query_tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, row ids) with score > 0; fewer when fewer passages share a term."""
-        n = self.ntotal
-        if n == 0 or not query_tokens or k < 1:
+    def stats(self, query_tokens: Sequence[str]) -> BM25Stats:
+        """The corpus statistics a query needs, over live passages: what shards of one
+        corpus sum so that each scores as one index would (BM25Stats.total)."""
+        df = np.zeros(len(query_tokens), dtype=np.int64)
+        for s in self.segments:
+            for i, t in enumerate(query_tokens):
+                j = s.term_id.get(t)
+                if j is not None:
+                    a, z = s.indptr[j], s.indptr[j + 1]
+                    df[i] += np.count_nonzero(s.live[s.docs[a:z]]) if len(s.dead) else z - a
+        return BM25Stats(self.ntotal, sum(s.live_length for s in self.segments), df)
+
+    def search(self, query_tokens: list[str], k: int,
+               stats: BM25Stats | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, row ids) with score > 0; fewer when fewer passages share a term.
+        `stats`: the statistics to score with (a sharded corpus's, summed over its shards);
+        by default this index's own."""
+        if self.ntotal == 0 or not query_tokens or k < 1:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        avgdl = max(sum(s.live_length for s in self.segments) / n, 1e-9)
+        st = stats if stats is not None else self.stats(query_tokens)
+        n, df = st.n, st.df
+        avgdl = max(st.length / n, 1e-9)
         # per segment: (query position, local term id) of the query terms it holds
         found = [(s, [(i, s.term_id[t]) for i, t in enumerate(query_tokens) if t in s.term_id])
                  for s in self.segments]
-        # df over live passages of every segment: the statistics of one index of them all
-        df = np.zeros(len(query_tokens))
-        for s, terms in found:
-            for i, j in terms:
-                a, z = s.indptr[j], s.indptr[j + 1]
-                df[i] += np.count_nonzero(s.live[s.docs[a:z]]) if len(s.dead) else z - a
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         all_scores, all_ids = [], []
         for s, terms in found:

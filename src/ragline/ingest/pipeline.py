@@ -10,15 +10,12 @@ Re-ingesting an unchanged file (same sha256) is a no-op; a bad file is skipped a
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
-import os
 import queue
-import stat
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,49 +23,31 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ragline.encode.base import Encoder
-from ragline.errors import IngestError
 from ragline.index.folder import IndexFolder
 from ragline.index.store import SourceRecord, source_key
 from ragline.ingest.chunk import chunk_document
-from ragline.ingest.loaders import LOADERS, load_file
-from ragline.text import CJK_RE, display_path, tokenize
+from ragline.ingest.files import IngestReport, cjk_share, discover, read_documents
+from ragline.text import display_path, tokenize
 from ragline.types import Document, Passage
+
+__all__ = ["IngestReport", "cjk_share", "ingest_paths", "shard_of"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class IngestReport:
-    added: list[str] = field(default_factory=list)        # sources indexed (new or changed)
-    replaced: list[str] = field(default_factory=list)     # of which: changed files
-    unchanged: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
-    ignored: list[str] = field(default_factory=list)      # files of other types inside folders
-    missing: list[str] = field(default_factory=list)      # named paths that do not exist
-    # (source, document id): documents already indexed from another file, kept once
-    duplicates: list[tuple[str, str]] = field(default_factory=list)
-    documents: int = 0
-    passages: int = 0
-
-    @property
-    def failed(self) -> bool:
-        """The command as a whole failed: a named path is missing, or nothing could be read."""
-        return bool(self.missing) or (not self.added and not self.unchanged)
-
-
-@dataclass
-class _File:
+class SourceFile:
     """A source file being ingested; its pieces follow each other through the stages."""
     record: SourceRecord
     replacing: bool
 
 
 @dataclass
-class _Piece:
+class Piece:
     """Whole documents of one file, with their passages and BM25 tokens: what the stages pass
     on. A file is one or more pieces, the last with `last`; the committer writes a file's
     pieces in one transaction, so the file is in the index whole or not at all."""
-    file: _File
+    file: SourceFile
     docs: list[Document]
     passages: list[list[Passage]]
     tokens: list[list[list[str]]]
@@ -83,96 +62,33 @@ class _Piece:
         self.n += len(passages)
 
 
-def _is_index_folder(path: Path) -> bool:
-    return (path / "manifest.json").is_file() and (path / "store.sqlite").is_file()
-
-
-def _not_a_file(path: Path) -> str | None:
-    """Why `path` cannot be read as a document (a FIFO would block forever, a device never
-    ends, a symlink loop has no target), or None for a regular file."""
-    try:
-        mode = path.stat().st_mode
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return "a symbolic link loop"
-        return f"cannot read ({e.strerror})"
-    if stat.S_ISREG(mode):
-        return None
-    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-    return f"{kind}, not a regular file"
-
-
-def discover(paths: Iterable[Path], report: IngestReport) -> list[Path]:
-    """Regular files named, and those under folders named (recursively, hidden ones skipped).
-    Anything else (pipes, devices, broken links, link loops) is skipped and reported."""
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            for root, dirs, names in os.walk(p):
-                if _is_index_folder(Path(root)):
-                    dirs[:] = []  # never ingest a ragline index (this one or another)
-                    continue
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for n in sorted(names):
-                    f = Path(root) / n
-                    if n.startswith("."):
-                        continue
-                    if f.suffix.lower() in LOADERS:
-                        files.append(f)
-                    else:
-                        report.ignored.append(display_path(f))
-        elif os.path.lexists(p):
-            files.append(p)
-        else:
-            report.missing.append(display_path(p))
-    seen: set[Path] = set()
-    unique = []
-    for f in files:
-        why = _not_a_file(f)
-        if why is not None:
-            report.skipped.append((display_path(f), why))
-            continue
-        r = f.resolve()
-        if r not in seen:
-            seen.add(r)
-            unique.append(f)
-    return unique
-
-
-def cjk_share(paths: Iterable[Path], max_files: int = 20, max_chars: int = 200_000) -> float:
-    """The share of CJK characters among the letters of the first files under `paths` (up to
-    `max_files` of them, `max_chars` in all): how a new index picks its encoder."""
-    cjk = letters = 0
-    for f in discover(paths, IngestReport())[:max_files]:
-        try:
-            docs = load_file(f)
-        except Exception:  # noqa: BLE001 - a file ingestion will skip and report anyway
-            continue
-        for d in docs:
-            text = d.text[:max_chars - letters]
-            cjk += len(CJK_RE.findall(text))
-            letters += sum(ch.isalpha() for ch in text)
-        if letters >= max_chars:
-            break
-    return cjk / letters if letters else 0.0
+def shard_of(doc_id: str, n_shards: int) -> int:
+    """The shard of a sharded index that holds a document: a hash of its id, so that the
+    same document always goes to the same shard (and a duplicate meets its first copy)."""
+    digest = hashlib.blake2b(doc_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n_shards
 
 
 def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
                  progress: bool = False, batch_passages: int = 1024,
-                 names: Mapping[Path, str] | None = None) -> IngestReport:
+                 names: Mapping[Path, str] | None = None,
+                 route: tuple[int, int] | None = None) -> IngestReport:
     """Read, embed and commit as a pipeline: a reading thread loads, chunks and tokenizes
     files; this thread embeds; a committing thread writes the store and the in-memory indexes.
     Bounded queues between them keep memory to a few batches whatever the corpus size, and
     the encoder never waits for CPU work the other stages can do beside it.
 
     `names` gives files whose own names mean nothing (server uploads, stored under content
-    hashes) the name a person knows them by; documents keep it in meta["filename"]."""
+    hashes) the name a person knows them by; documents keep it in meta["filename"].
+    `route` = (shard, shards): this folder is that shard of a sharded index and takes only
+    the documents `shard_of` gives it (each file is still recorded, to skip it when
+    unchanged)."""
     report = IngestReport()
     files = discover(paths, report)
-    flow = _Flow(folder, encoder, files, report, batch_passages, names or {})
+    flow = _Flow(folder, encoder, files, report, batch_passages, names or {}, route)
+    desc = "indexing" if route is None else f"indexing shard {route[0] + 1}/{route[1]}"
     # passages are counted as they are committed: how many a file holds is known only once read
-    with tqdm(desc="indexing", unit="passage", dynamic_ncols=True,
+    with tqdm(desc=desc, unit="passage", dynamic_ncols=True,
               disable=not progress or not files) as bar:
         flow.run(bar)
     if report.added or folder.manifest.generation != folder.store.generation:
@@ -189,12 +105,13 @@ class _Flow:
     of them and is raised here; a file whose transaction was open is rolled back whole."""
 
     def __init__(self, folder: IndexFolder, encoder: Encoder, files: list[Path],
-                 report: IngestReport, batch_passages: int, names: Mapping[Path, str]) -> None:
+                 report: IngestReport, batch_passages: int, names: Mapping[Path, str],
+                 route: tuple[int, int] | None = None) -> None:
         self.folder, self.encoder, self.files = folder, encoder, files
-        self.report, self.batch, self.names = report, batch_passages, names
+        self.report, self.batch, self.names, self.route = report, batch_passages, names, route
         # a few batches in flight per queue: enough to keep every stage busy, no more
-        self.to_embed: queue.Queue[_Piece | None] = queue.Queue(maxsize=4)
-        self.to_commit: queue.Queue[_Piece | None] = queue.Queue(maxsize=4)
+        self.to_embed: queue.Queue[Piece | None] = queue.Queue(maxsize=4)
+        self.to_commit: queue.Queue[Piece | None] = queue.Queue(maxsize=4)
         self.stop = threading.Event()
         self.error: BaseException | None = None
 
@@ -231,7 +148,7 @@ class _Flow:
             self.error = e
         self.stop.set()
 
-    def _put(self, q: queue.Queue[_Piece | None], item: _Piece | None,
+    def _put(self, q: queue.Queue[Piece | None], item: Piece | None,
              force: bool = False) -> None:
         while True:
             if self.stop.is_set() and not force:
@@ -243,7 +160,7 @@ class _Flow:
                 if force and self.stop.is_set():
                     return  # the consumer is gone too
 
-    def _get(self, q: queue.Queue[_Piece | None]) -> _Piece | None:
+    def _get(self, q: queue.Queue[Piece | None]) -> Piece | None:
         while True:
             if self.stop.is_set():
                 raise _Stop
@@ -264,7 +181,7 @@ class _Flow:
             self.folder.store.close_reader()
             self._put(self.to_embed, None, force=True)
 
-    def _pieces(self, f: Path, claimed: dict[str, str]) -> Iterator[_Piece]:
+    def _pieces(self, f: Path, claimed: dict[str, str]) -> Iterator[Piece]:
         store, report = self.folder.store, self.report
         source = source_key(f)
         try:
@@ -277,14 +194,16 @@ class _Flow:
         if old is not None and old.sha256 == rec.sha256:
             report.unchanged.append(source)
             return
-        docs = _load(f, data, report)
+        docs = read_documents(f, data, report)
         if docs is None:
             return
         name = self.names.get(f)
-        file = _File(rec, replacing=old is not None)
+        file = SourceFile(rec, replacing=old is not None)
         own = set(store.document_ids_of_source(source))
-        piece = _Piece(file, [], [], [], last=False)
+        piece = Piece(file, [], [], [], last=False)
         for d in docs:
+            if self.route is not None and shard_of(d.id, self.route[1]) != self.route[0]:
+                continue
             d = Document(id=d.id, source=source, text=d.text, title=d.title,
                          meta=d.meta if name is None else {**d.meta, "filename": name})
             other = claimed.get(d.id)
@@ -299,7 +218,7 @@ class _Flow:
             piece.append(d, passages, [tokenize(p.embed_text) for p in passages])
             if piece.n >= self.batch:
                 yield piece
-                piece = _Piece(file, [], [], [], last=False)
+                piece = Piece(file, [], [], [], last=False)
         piece.last = True
         yield piece
 
@@ -333,84 +252,74 @@ class _Flow:
     # ------------------------------------------------------------ stage 3: commit
 
     def _commit(self, bar: tqdm) -> None:  # type: ignore[type-arg]
-        folder = self.folder
-        store = folder.store
-        added: list[int] = []   # row ids of the open file, in the in-memory indexes already
-        removed: list[int] = []
-        n_docs = n_passages = files_done = 0
-        opened = False
+        committer = FileCommitter(self.folder, self.report)
         try:
             while True:
                 piece = self._get(self.to_commit)
                 if piece is None:
                     return
-                assert piece.vectors is not None
-                if not opened:
-                    store.begin()
-                    opened = True
-                    removed = store.delete_source(piece.file.record.path)
-                    added, n_docs, n_passages = [], 0, 0
-                ids: list[int] = []
-                offset = 0
-                for doc, passages, tokens in zip(piece.docs, piece.passages, piece.tokens,
-                                                 strict=True):
-                    n = len(passages)
-                    ids += store.add_document(doc, passages, piece.vectors[offset:offset + n],
-                                              tokens)
-                    offset += n
-                # in the in-memory indexes before the commit: a search that meets these ids
-                # meanwhile drops them (the store has no such passage yet), so a file is never
-                # seen half-in
-                folder.apply([], ids, piece.vectors, [t for ts in piece.tokens for t in ts])
-                added += ids
-                n_docs += len(piece.docs)
-                n_passages += offset
-                bar.update(offset)
+                committer.put(piece)
+                bar.update(piece.n)
                 if piece.last:
-                    store.upsert_source(piece.file.record)
-                    store.commit()
-                    opened = False
-                    folder.apply(removed)
-                    self._report(piece.file, n_docs, n_passages)
-                    files_done += 1
-                    bar.set_postfix(files=files_done, refresh=False)
+                    bar.set_postfix(files=committer.files_done, refresh=False)
         finally:
-            if opened:  # stopped mid-file: the file stays as it was, in the store and in memory
-                store.rollback()
-                folder.apply(added)
-            store.close_reader()
+            committer.close()
 
-    def _report(self, file: _File, n_docs: int, n_passages: int) -> None:
+
+class FileCommitter:
+    """Writes embedded pieces into a folder, a file per transaction: a file's pieces are
+    added as they come (visible to searches at once, dropped by them until the commit) and
+    committed with its last piece. `close` rolls back a file left open (the store and the
+    in-memory indexes), so a stop mid-file leaves that file as it was."""
+
+    def __init__(self, folder: IndexFolder, report: IngestReport) -> None:
+        self.folder, self.report = folder, report
+        self.added: list[int] = []    # row ids of the open file, in the in-memory indexes
+        self.removed: list[int] = []
+        self.n_docs = self.n_passages = self.files_done = 0
+        self.opened = False
+
+    def put(self, piece: Piece) -> None:
+        folder, store = self.folder, self.folder.store
+        assert piece.vectors is not None
+        if not self.opened:
+            store.begin()
+            self.opened = True
+            self.removed = store.delete_source(piece.file.record.path)
+            self.added, self.n_docs, self.n_passages = [], 0, 0
+        ids: list[int] = []
+        offset = 0
+        for doc, passages, tokens in zip(piece.docs, piece.passages, piece.tokens, strict=True):
+            n = len(passages)
+            ids += store.add_document(doc, passages, piece.vectors[offset:offset + n], tokens)
+            offset += n
+        # in the in-memory indexes before the commit: a search that meets these ids
+        # meanwhile drops them (the store has no such passage yet), so a file is never
+        # seen half-in
+        folder.apply([], ids, piece.vectors, [t for ts in piece.tokens for t in ts])
+        self.added += ids
+        self.n_docs += len(piece.docs)
+        self.n_passages += offset
+        if piece.last:
+            store.upsert_source(piece.file.record)
+            store.commit()
+            self.opened = False
+            folder.apply(self.removed)
+            self._report(piece.file)
+            self.files_done += 1
+
+    def close(self) -> None:
+        if self.opened:  # stopped mid-file: the file stays as it was, in the store and in memory
+            self.folder.store.rollback()
+            self.folder.apply(self.added)
+            self.opened = False
+        self.folder.store.close_reader()
+
+    def _report(self, file: SourceFile) -> None:
         self.report.added.append(file.record.path)
         if file.replacing:
             self.report.replaced.append(file.record.path)
-        self.report.documents += n_docs
-        self.report.passages += n_passages
+        self.report.documents += self.n_docs
+        self.report.passages += self.n_passages
 
 
-def _load(f: Path, data: bytes, report: IngestReport) -> list[Document] | None:
-    """The file's documents, or None (skipped and reported) when it cannot be read."""
-    try:
-        return load_file(Path(display_path(f)), data)
-    except IngestError as e:  # unsupported, empty, binary, corrupt: skip, report, go on
-        report.skipped.append((display_path(f), str(e).split(": ", 1)[-1]))
-    except RecursionError:
-        report.skipped.append((display_path(f), "nested too deeply to parse"))
-    except Exception as e:  # a parser's own failure on a malformed file: skip it, go on
-        log.debug("%s: loader failed", f, exc_info=True)
-        report.skipped.append((display_path(f), f"corrupt or unreadable "
-                               f"{f.suffix.lstrip('.').upper() or 'file'} "
-                               f"({_kind(e)}: {_first_line(e)})"))
-    return None
-
-
-def _kind(e: BaseException) -> str:
-    """The exception's class name; with its module when the name alone says nothing
-    (zlib.error)."""
-    name = type(e).__name__
-    return f"{type(e).__module__}.{name}" if name.islower() else name
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().split("\n", 1)[0]
-    return text[:200] if text else "no details"

@@ -21,6 +21,19 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = 60,
     return scores
 
 
+def rrf_top(rankings: Sequence[Sequence[int]], n: int, k: int = 60) -> list[tuple[int, float]]:
+    """The n best by reciprocal rank fusion. Equal scores go by the best rank a passage has in
+    any ranking, then by the ranking (the first one first): a function of the rankings alone,
+    never of the ids, so that the shards of a corpus order ties as one index of it does."""
+    best: dict[int, tuple[int, int]] = {}  # passage → (its best rank, the ranking it is in)
+    for part, ranking in enumerate(rankings):
+        for rank, doc in enumerate(ranking):
+            if doc not in best or (rank, part) < best[doc]:
+                best[doc] = (rank, part)
+    scores = rrf(rankings, k)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]]))[:n]
+
+
 def minmax(scores: np.ndarray) -> np.ndarray:
     """Scale to [0, 1]; a constant list (including a single score) maps to all ones, not NaN."""
     if len(scores) == 0:

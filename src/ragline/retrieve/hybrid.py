@@ -16,10 +16,10 @@ from ragline.config import RetrievalConfig
 from ragline.index.folder import IndexFolder
 from ragline.retrieve.base import Ranked, Retriever, Run
 from ragline.retrieve.dense import DenseRetriever
-from ragline.retrieve.fusion import rrf, top, weighted
+from ragline.retrieve.fusion import rrf_top, top, weighted
 from ragline.retrieve.sparse import BM25Retriever
 
-Fuse = Callable[[Sequence[Ranked]], dict[int, float]]
+Fuse = Callable[[Sequence[Ranked], int], Ranked]  # the parts' rankings, n → the fused top n
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -55,26 +55,39 @@ class FusionRetriever:
         others = [_pool().submit(p.retrieve, queries, vectors, depth) for p in self.parts[1:]]
         runs = [self.parts[0].retrieve(queries, vectors, depth)] + [f.result() for f in others]
         # runs: (parts, queries)
-        return [Run(top(self.fuse([r.ranked for r in per_query]), n),
+        return [Run(self.fuse([r.ranked for r in per_query], n),
                     {i: s for r in per_query for i, s in r.sparse.items()})
                 for per_query in zip(*runs, strict=True)]
 
 
 def rrf_retriever(folder: IndexFolder, config: RetrievalConfig | None = None) -> FusionRetriever:
     """Reciprocal rank fusion (k = rrf_k) of dense and BM25."""
-    c = config or RetrievalConfig()
-    return FusionRetriever("hybrid", [DenseRetriever(folder), BM25Retriever(folder)],
-                           lambda runs: rrf([[i for i, _ in r] for r in runs], k=c.rrf_k),
-                           c.candidates)
+    return rrf_of(DenseRetriever(folder), BM25Retriever(folder), config)
 
 
 def weighted_retriever(folder: IndexFolder,
                        config: RetrievalConfig | None = None) -> FusionRetriever:
     """Min-max normalized scores, dense_weight · dense + (1 − dense_weight) · BM25."""
+    return weighted_of(DenseRetriever(folder), BM25Retriever(folder), config)
+
+
+def rrf_of(dense: Retriever, bm25: Retriever,
+           config: RetrievalConfig | None = None) -> FusionRetriever:
+    """`rrf_retriever` over any dense and BM25 retrievers (e.g. those of a sharded index)."""
+    c = config or RetrievalConfig()
+    return FusionRetriever("hybrid", [dense, bm25],
+                           lambda runs, n: rrf_top([[i for i, _ in r] for r in runs], n,
+                                                   k=c.rrf_k),
+                           c.candidates)
+
+
+def weighted_of(dense: Retriever, bm25: Retriever,
+                config: RetrievalConfig | None = None) -> FusionRetriever:
+    """`weighted_retriever` over any dense and BM25 retrievers."""
     c = config or RetrievalConfig()  # validated there: dense_weight is in [0, 1]
     w = c.dense_weight
     return FusionRetriever(
-        "weighted", [DenseRetriever(folder), BM25Retriever(folder)],
-        lambda runs: weighted([([i for i, _ in r], np.array([s for _, s in r])) for r in runs],
-                              [w, 1 - w]),
+        "weighted", [dense, bm25],
+        lambda runs, n: top(weighted([([i for i, _ in r], np.array([s for _, s in r]))
+                                      for r in runs], [w, 1 - w]), n),
         c.candidates)
