@@ -189,7 +189,7 @@ class Answerer:
         never gated by it."""
         g = self.config.generation
         best = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
-        gated = self.searcher.index.folder.encoder_spec.id.endswith("all-MiniLM-L6-v2")
+        gated = self.searcher.index.manifest.encoder.id.endswith("all-MiniLM-L6-v2")
         return bool(hits) and not (g.min_relevance is not None and best is not None
                                    and best < g.min_relevance and gated)
 

@@ -208,12 +208,29 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class ScaleConfig:
+    """Ray (extra `ragline[ray]`, see ragline.scale): where, and how much of it."""
+
+    # None: everything in this process; "local": a Ray instance on this machine; "auto": the
+    # cluster this machine belongs to; or a cluster address (host:port, ray://host:port)
+    ray: str | None = None
+    workers: int = 2                    # embedding actors (`index --ray`) / training workers
+    partial: bool = False               # a shard that stays down is left out, not an error
+
+    def __post_init__(self) -> None:
+        _positive("scale", self, "workers")
+        if self.ray is not None and not self.ray.strip():
+            raise ConfigError('scale.ray must be "local", "auto" or a cluster address')
+
+
+@dataclass(frozen=True)
 class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
 
 def _section(cls: type, data: Any, name: str) -> Any:
@@ -239,7 +256,7 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML ({e})") from None
-    unknown = set(data) - {"index", "retrieval", "generation", "model", "server"}
+    unknown = set(data) - {"index", "retrieval", "generation", "model", "server", "scale"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
     return Config(
@@ -248,6 +265,7 @@ def load_config(path: Path | None) -> Config:
         generation=_section(GenerationConfig, data.get("generation", {}), "generation"),
         model=_section(ModelConfig, data.get("model", {}), "model"),
         server=_section(ServerConfig, data.get("server", {}), "server"),
+        scale=_section(ScaleConfig, data.get("scale", {}), "scale"),
     )
 
 

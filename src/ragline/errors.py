@@ -7,6 +7,7 @@
     ├── IndexCorruptError             a file of the index is damaged
     ├── IndexBusyError                another process is writing the index
     ├── EmptyIndexError               searching an index with no passages
+    ├── ShardUnavailableError         a shard of a sharded index stayed down (named)
     ├── DocumentNotFoundError         `rm` of a document that is not in the index
     ├── IngestError                   one file could not be ingested (skipped, others go on)
     │   ├── UnsupportedFileError      no loader for that extension
@@ -55,6 +56,10 @@ class IndexBusyError(RaglineError):
 
 class EmptyIndexError(RaglineError):
     pass
+
+
+class ShardUnavailableError(RaglineError):
+    """A shard of a sharded index could not answer, even after its actor was restarted."""
 
 
 class DocumentNotFoundError(RaglineError):

@@ -19,8 +19,10 @@ from ragline.errors import ConfigError
 from ragline.generate.base import Generator
 from ragline.index.dense import DenseSpec
 from ragline.index.index import Index
+from ragline.index.shards import ShardedIndex
 from ragline.ingest.pipeline import IngestReport
 from ragline.registry import MODELS
+from ragline.retrieve.collection import Collection
 from ragline.retrieve.rerank import load_reranker
 from ragline.retrieve.searcher import Searcher
 from ragline.types import Answer, DocumentInfo, Hit
@@ -30,6 +32,18 @@ if TYPE_CHECKING:  # torch loads only when the RAG model is used
     from ragline.model.rag_model import RagModel
     from ragline.model.train import TrainConfig, TrainResult
     from ragline.qa import QAExample
+
+
+def _collection(index: Index, config: Config) -> Collection | None:
+    """Shards on Ray actors when the config names a cluster; None: the index searched here."""
+    s = config.scale
+    if s.ray is None:
+        if s.partial and not isinstance(index, ShardedIndex):
+            raise ConfigError("scale.partial applies to sharded indexes only")
+        return None
+    from ragline.scale.actors import ray_collection
+
+    return ray_collection(index, s.ray, s.partial)
 
 
 class RAG:
@@ -45,7 +59,7 @@ class RAG:
         r = self.config.retrieval
         reranker = load_reranker(r.rerank, device=self.config.model.device) if r.rerank else None
         self.searcher = Searcher(index, index.question_encoder(), r, reranker,
-                                 index.prior_scale(r.prior_scale))
+                                 index.prior_scale(r.prior_scale), _collection(index, self.config))
         self.answerer = Answerer(self.searcher, self.config, self.load_rag_model, generator)
 
     @classmethod

@@ -16,6 +16,7 @@ from ragline.cli.options import (
     add_json,
     add_mode,
     add_model,
+    add_ray,
     add_retrieval,
     positive_int,
 )
@@ -32,6 +33,7 @@ def register(sub: Any) -> None:
     s.add_argument("query")
     add_retrieval(s)
     add_json(s)
+    add_ray(s)
     s.set_defaults(run=cmd_search)
 
     s = sub.add_parser("ask", help="answer a question from the index, with citations")
@@ -45,6 +47,7 @@ def register(sub: Any) -> None:
     s.add_argument("--fast", action="store_true", help="RAG-Sequence fast decoding")
     add_generator(s)
     s.add_argument("--max-tokens", type=positive_int)
+    add_ray(s)
     s.set_defaults(run=cmd_ask)
 
     s = sub.add_parser("score", help="log p(answer | question) under each model")
@@ -55,6 +58,7 @@ def register(sub: Any) -> None:
     add_mode(s)
     add_model(s, "only this model (repeatable)", action="append")
     add_json(s)
+    add_ray(s)
     s.set_defaults(run=cmd_score)
 
 

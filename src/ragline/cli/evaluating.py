@@ -18,6 +18,7 @@ from ragline.cli.options import (
     add_json,
     add_mode,
     add_model,
+    add_ray,
     add_rerank,
     positive_int,
 )
@@ -54,6 +55,7 @@ def register(sub: Any) -> None:
                         "use a size above the longest, e.g. 100000, to index them unsplit)")
     add_dense(r, "dense index kind when building")
     add_json(r)
+    add_ray(r)
     r.set_defaults(run=cmd_eval_retrieval)
 
     q = ev.add_parser("qa", help="retrieval hit@k, exact match, F1 and seconds per question")
@@ -63,6 +65,7 @@ def register(sub: Any) -> None:
     q.add_argument("--retrieval-only", action="store_true", help="hit@k only, no generation")
     add_json(q)
     q.add_argument("--out", type=Path, help="write every question's answer and scores as jsonl")
+    add_ray(q)
     q.set_defaults(run=cmd_eval_qa)
 
     f = ev.add_parser("faithfulness", help="answers when the documents say, refusals when they "
@@ -70,6 +73,7 @@ def register(sub: Any) -> None:
     _add_qa_data(f)
     add_json(f)
     f.add_argument("--out", type=Path, help="write every question's two answers as jsonl")
+    add_ray(f)
     f.set_defaults(run=cmd_eval_faithfulness)
 
 

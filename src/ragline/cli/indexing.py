@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ragline.cli import render
-from ragline.cli.options import add_dense, add_index_arg, add_json, positive_int
+from ragline.cli.options import add_dense, add_index_arg, add_json, add_ray, positive_int
 from ragline.config import Config, override
 from ragline.errors import RaglineError
 from ragline.index.dense import DenseSpec
@@ -30,6 +30,11 @@ def register(sub: Any) -> None:
     s.add_argument("--query-prefix", help='encoder prefix for queries, e.g. "query: " (default: '
                                           "what the model's config names; kept in the manifest)")
     s.add_argument("--passage-prefix", help='encoder prefix for passages, e.g. "passage: "')
+    s.add_argument("--shards", type=positive_int, metavar="N",
+                   help="a new index: split it into N shards (documents go by their id); "
+                        "search them here or with one Ray actor each (--ray)")
+    add_ray(s, searches=False, workers="embedding actors with --ray (default 2; a GPU each "
+                                       "when the cluster has GPUs)")
     s.set_defaults(run=cmd_index)
 
     s = sub.add_parser("reindex", help="rebuild the search indexes from the store, e.g. as "
@@ -64,8 +69,15 @@ def cmd_index(args: argparse.Namespace, cfg: Config) -> int:
                                       query_prefix=args.query_prefix,
                                       passage_prefix=args.passage_prefix))
     with Index.open_or_create(args.index, cfg.index, args.encoder, cfg.model.device,
-                              args.paths) as index:
-        report = index.add(args.paths, progress=not args.quiet)
+                              args.paths, shards=args.shards) as index:
+        if cfg.scale.ray is None:
+            report = index.add(args.paths, progress=not args.quiet)
+        else:
+            from ragline.scale.ingest import ray_ingest
+
+            with index.write_lock():
+                report = ray_ingest(index, args.paths, cfg.scale.ray, cfg.scale.workers,
+                                    progress=not args.quiet, device=cfg.model.device)
         counts = index.counts()
     return index_report(report, args.index, counts)
 
@@ -101,7 +113,7 @@ def cmd_reindex(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.index.index import Index
 
     with Index.open(args.index, device=cfg.model.device) as index:
-        old = index.folder.dense_spec
+        old = index.manifest.dense
         spec = DenseSpec.from_dict({**old.to_dict(), **{k: v for k, v in {
             "kind": args.dense, "hnsw_m": args.hnsw_m, "ef_search": args.ef_search,
             "nlist": args.nlist, "nprobe": args.nprobe, "refine": args.refine}.items()
@@ -150,7 +162,8 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
                f"sparse {info['sparse']['kind']} ({_segments(info)}) "
                f"k1={info['sparse']['k1']} b={info['sparse']['b']}")
     render.out(f"contents   {c.get('sources', 0)} files, {c.get('documents', 0)} documents, "
-               f"{c.get('passages', 0)} passages")
+               f"{c.get('passages', 0)} passages"
+               + (f" in {len(info['shards'])} shards:" if info.get("shards") else ""))
     render.out(f"updated    {info['updated']}  (created {info['created']})")
     if (t := info["trained"]) is not None:
         parts = [f"{t['model']} step {t['step']}"]
@@ -162,6 +175,11 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
         if t.get("prior_scale") is not None:
             parts.append(f"prior scale {t['prior_scale']:.1f}")
         render.out(f"trained    {', '.join(parts)}  ({t['updated']})")
+    for shard in info.get("shards", []):
+        sc = shard["counts"]
+        render.out(f"  {shard['name']}  {sc.get('documents', 0)} documents, "
+                   f"{sc.get('passages', 0)} passages, {shard['dense_index']}, "
+                   f"{shard['segments']} BM25 segment" + ("" if shard["segments"] == 1 else "s"))
     for d in docs:
         render.out(f"  {d.id}  {render.shorten(d.source)}  {d.title[:40]!r}  "
                    f"{d.passages} passage(s)")

@@ -82,6 +82,20 @@ def add_dense(s: argparse.ArgumentParser, help: str) -> None:
     s.add_argument("--dense", choices=DENSE_KINDS.names, help=help)
 
 
+def add_ray(s: argparse.ArgumentParser, searches: bool = True, workers: str = "") -> None:
+    """--ray [ADDRESS] (the extra ragline[ray]); --partial for commands that search shards,
+    --workers for those that start a pool."""
+    s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run on Ray: on this machine (no ADDRESS, or 'local'), the cluster "
+                        "this machine is in ('auto'), or host:port")
+    if searches:
+        s.add_argument("--partial", action="store_true", default=None,
+                       help="a sharded index: answer from the shards that are up when one "
+                            "stays down (default: fail, naming it)")
+    if workers:
+        s.add_argument("--workers", type=positive_int, help=workers)
+
+
 def add_json(s: argparse.ArgumentParser, help: str = "print JSON") -> None:
     s.add_argument("--json", action="store_true", help=help)
 
@@ -100,4 +114,6 @@ def settings(args: argparse.Namespace) -> Config:
                        adapter=get("adapter")),
         generation=override(cfg.generation, model=get("llm"), backend=get("backend"),
                             base_url=get("base_url"), max_tokens=get("max_tokens"),
-                            passage_tokens=get("passage_tokens")))
+                            passage_tokens=get("passage_tokens")),
+        scale=override(cfg.scale, ray=get("ray"), partial=get("partial"),
+                       workers=get("workers")))

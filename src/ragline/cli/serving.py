@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from ragline.cli import render
-from ragline.cli.options import add_generator, add_index_arg, add_model, positive_int
+from ragline.cli.options import add_generator, add_index_arg, add_model, add_ray, positive_int
 from ragline.config import Config, override
 
 
@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
     add_model(s, "the default model of /v1/ask")
     s.add_argument("--encoder", help="encoder of a new index (default minilm)")
     add_generator(s)
+    add_ray(s)
     s.set_defaults(run=cmd_serve)
 
 

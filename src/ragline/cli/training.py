@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ragline.cli import render
-from ragline.cli.options import add_index_arg, positive_int
+from ragline.cli.options import add_index_arg, add_ray, positive_int
 from ragline.config import PRECISIONS, Config
 from ragline.registry import LLMS, MODELS
 
@@ -43,6 +43,7 @@ def register(sub: Any) -> None:
                    help="train the generator only")
     s.add_argument("--restart", action="store_true",
                    help="start from the base models instead of resuming the last checkpoint")
+    add_ray(s, workers="data-parallel training workers with --ray (default 2)")
     s.set_defaults(run=cmd_train)
 
 

@@ -133,6 +133,8 @@ class IndexFolder:
             raise IndexNotFoundError(
                 f"no ragline index at {path}; create one with: ragline index FILES --index {path}")
         folder = cls(path, read_manifest(mpath))
+        if folder.manifest.shards:
+            raise RaglineError(f"{path} is a sharded index: open it with Index.open")
         if expect_encoder is not None:
             folder.check_encoder(expect_encoder)
         folder.store.open()

@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from ragline.encode import Encoder, SentenceTransformerEncoder, encoder_from_spe
 from ragline.errors import ConfigError, DocumentNotFoundError, IndexCorruptError
 from ragline.index.dense import DenseSpec
 from ragline.index.folder import IndexFolder
-from ragline.index.manifest import Manifest
+from ragline.index.manifest import Manifest, TrainedState
 from ragline.index.store import source_key
 from ragline.index.upkeep import MANIFEST
 from ragline.ingest.pipeline import IngestReport, cjk_share, ingest_paths
@@ -47,7 +49,11 @@ class Index:
     def open(cls, path: str | Path, encoder: str | None = None, batch_passages: int = 1024,
              device: str | None = None) -> Index:
         """Open an existing index with the encoder its manifest names (`encoder`, if given,
-        must be that one)."""
+        must be that one). A sharded index opens as a ShardedIndex."""
+        from ragline.index.shards import ShardedIndex
+
+        if ShardedIndex.is_sharded(path):
+            return ShardedIndex.open_sharded(path, encoder, batch_passages, device)
         folder = IndexFolder.open(Path(path), expect_encoder=encoder)
         return cls(folder, encoder_from_spec(folder.encoder_spec, device=device),
                    batch_passages, device)
@@ -55,17 +61,23 @@ class Index:
     @classmethod
     def open_or_create(cls, path: str | Path, config: IndexConfig | None = None,
                        encoder: str | None = None, device: str | None = None,
-                       paths: Sequence[str | Path] = ()) -> Index:
+                       paths: Sequence[str | Path] = (), shards: int | None = None) -> Index:
         """Open the index at `path`, or create it from `config`. An existing index keeps its
         encoder, chunking and dense kind; settings that name different ones are an error
         (the prefixes and the dense kind, when the config sets them). A new index whose first
-        `paths` are mostly Chinese gets `config.encoder_zh` unless an encoder was chosen."""
+        `paths` are mostly Chinese gets `config.encoder_zh` unless an encoder was chosen.
+        `shards`: create a sharded index of that many shards (ragline.index.shards); an
+        existing one must have that many."""
         config = config or IndexConfig()
         path = Path(path)
         if cls.exists(path):
             index = cls.open(path, encoder, config.batch_passages, device)
             try:
                 index._check_settings(config)
+                have = len(index.manifest.shards) or None
+                if shards is not None and shards != have:
+                    raise ConfigError(f"{path} already has {have or 'no'} shards; a different "
+                                      "number of shards needs a new index")
             except ConfigError:
                 index.close()
                 raise
@@ -73,6 +85,10 @@ class Index:
         enc = load_encoder(encoder or _default_encoder(config, paths), device=device,
                            query_prefix=config.query_prefix, passage_prefix=config.passage_prefix)
         enc.load()  # the dimension and the model's own prefixes are known once loaded
+        if shards is not None:
+            from ragline.index.shards import ShardedIndex
+
+            return ShardedIndex.create(path, shards, config, enc, device)
         folder = IndexFolder.create(path, enc.spec, chunk_words=config.chunk_words,
                                     dense=DenseSpec(config.dense or "flat",
                                                     auto=config.dense is None))
@@ -107,6 +123,17 @@ class Index:
     def manifest(self) -> Manifest:
         return self.folder.manifest
 
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Hold the index's writer lock (other processes' writes fail meanwhile)."""
+        with self.folder.write_lock():
+            yield
+
+    def set_trained(self, trained: TrainedState) -> None:
+        """Record what `ragline train` left (the manifest points at it from now on)."""
+        self.folder.manifest = replace(self.folder.manifest, trained=trained)
+        self.folder.save_manifest()
+
     def question_encoder(self) -> Encoder:
         """The question encoder `ragline train` left in the index (the manifest names it),
         else the passage encoder itself. The passage side never changes."""
@@ -118,7 +145,7 @@ class Index:
         if not path.is_dir():
             raise IndexCorruptError(f"{path}: the trained question encoder named in the manifest "
                                     "is missing; retrain or remove 'trained' from manifest.json")
-        spec = self.folder.encoder_spec
+        spec = self.manifest.encoder
         enc = SentenceTransformerEncoder(path=path, model_id=f"{spec.id}+{part.path}",
                                          dim=spec.dim, query_prefix=spec.query_prefix,
                                          passage_prefix=spec.passage_prefix, device=self.device)

@@ -94,6 +94,7 @@ class Manifest:
     ragline_version: str = ""
     trained: TrainedState | None = None
     segments: tuple[str, ...] = ()             # the BM25 segments (folders in sparse/)
+    shards: tuple[str, ...] = ()               # a sharded index: its shards' folders, in order
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -107,6 +108,8 @@ class Manifest:
         }
         if self.trained is not None:
             out["trained"] = asdict(self.trained)
+        if self.shards:
+            out["shards"] = list(self.shards)
         return out
 
     @classmethod
@@ -135,7 +138,8 @@ class Manifest:
                    files=dict(m.get("files") or {}), created=str(m.get("created", "")),
                    updated=str(m.get("updated", "")),
                    ragline_version=str(m.get("ragline_version", "")), trained=trained,
-                   segments=tuple(sparse.get("segments") or ()))
+                   segments=tuple(sparse.get("segments") or ()),
+                   shards=tuple(m.get("shards") or ()))
 
     def updated_now(self, **changes: Any) -> Manifest:
         return replace(self, **changes, updated=now())
@@ -211,6 +215,10 @@ def check_manifest(m: Any, path: Path) -> dict[str, Any]:
     if not isinstance(segments, list) or not all(
             isinstance(x, str) and x and "/" not in x and not x.startswith(".") for x in segments):
         raise bad("'sparse.segments' is not a list of folder names")
+    shards = m.get("shards", [])
+    if not isinstance(shards, list) or not all(
+            isinstance(x, str) and x and "/" not in x and not x.startswith(".") for x in shards):
+        raise bad("'shards' is not a list of folder names")
     if not _is_int(m.get("generation")):
         raise bad("'generation' is missing or not an integer")
     for key in ("counts", "files"):

@@ -16,7 +16,7 @@ import math
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -265,8 +265,8 @@ class Trainer:
     def save(self, metrics: dict[str, float] | None = None) -> Path:
         """Write model/step-N/ beside the index, then point the manifest at it (last, so a
         kill leaves the previous checkpoint in force), then drop older checkpoints."""
-        folder = self.searcher.index.folder
-        root = folder.path / CHECKPOINTS
+        index = self.searcher.index
+        root = index.path / CHECKPOINTS
         name = f"step-{self.step:06d}"
         tmp = root / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -285,19 +285,18 @@ class Trainer:
         final = root / name
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-        prev = folder.manifest.trained
+        prev = index.manifest.trained
         here = f"{CHECKPOINTS}/{name}"
         trained = TrainedState(
             path=here, step=self.step, model=self.cfg.model,
             generator=TrainedPart(f"{here}/generator",
                                   prev.generator.base if prev and prev.generator else self.lm.name),
-            question_encoder=(TrainedPart(f"{here}/question-encoder", folder.encoder_spec.id)
+            question_encoder=(TrainedPart(f"{here}/question-encoder", index.manifest.encoder.id)
                               if self.qenc is not None
                               else prev.question_encoder if prev else None),
             metrics=metrics or (prev.metrics if prev else {}), updated=now(),
             prior_scale=self.model.prior.scale, adapter=has_adapter(self.lm))
-        folder.manifest = replace(folder.manifest, trained=trained)
-        folder.save_manifest()
+        index.set_trained(trained)
         # an older checkpoint goes, unless a frozen question encoder still lives in it
         for old in root.glob("step-*"):
             if f"{CHECKPOINTS}/{old.name}" not in trained.checkpoints:
@@ -407,7 +406,7 @@ def fine_tune(searcher: Searcher, rag_slot: RagModelSlot, examples: list[QAExamp
             except ValueError as e:  # a checkpoint from before the prior learned: other groups
                 log.warning("the optimizer starts afresh (its saved state does not fit: %s)", e)
                 trainer.step = trained.step
-    with index.folder.write_lock():
+    with index.write_lock():
         result = run_training(trainer, examples, progress=progress)
     # use what was trained from now on
     searcher.query_encoder = index.question_encoder()

@@ -19,11 +19,11 @@ from ragline.errors import ConfigError, EmptyIndexError
 from ragline.index.index import Index
 from ragline.registry import RETRIEVERS
 from ragline.retrieve.base import Ranked, Retriever
-from ragline.retrieve.dense import DenseRetriever
+from ragline.retrieve.collection import Collection, FolderCollection, Rows
 from ragline.retrieve.fusion import softmax
 from ragline.retrieve.rerank import Reranker
 from ragline.text import invalid_char
-from ragline.types import Hit, Passage
+from ragline.types import Hit
 
 MAX_K = 1000                # passages one query may ask for (eval's recall@100 needs 100)
 MAX_QUERY_CHARS = 4000      # a question, not a document: longer ones cannot fit a prompt
@@ -60,8 +60,11 @@ class Searcher:
 
     def __init__(self, index: Index, query_encoder: Encoder | None = None,
                  config: RetrievalConfig | None = None, reranker: Reranker | None = None,
-                 prior_scale: float = DEFAULT_PRIOR_SCALE) -> None:
+                 prior_scale: float = DEFAULT_PRIOR_SCALE,
+                 collection: Collection | None = None) -> None:
         self.index = index
+        # what is searched: the index's folder, or its shards (here or on Ray actors)
+        self.collection = collection or collection_of(index)
         # a fine-tuned question encoder (ragline train) replaces the passage encoder's query side
         self.query_encoder = query_encoder or index.encoder
         self.config = config or RetrievalConfig()
@@ -72,14 +75,15 @@ class Searcher:
 
     def using(self, query_encoder: Encoder) -> Searcher:
         """The same searcher with another query encoder (e.g. one that batches callers)."""
-        other = Searcher(self.index, query_encoder, self.config, self.reranker, self.prior_scale)
+        other = Searcher(self.index, query_encoder, self.config, self.reranker, self.prior_scale,
+                         self.collection)
         other.rerank_depth = self.rerank_depth
         return other
 
     def retriever(self, mode: str) -> Retriever:
         RETRIEVERS.check(mode)
         if mode not in self._retrievers:
-            self._retrievers[mode] = RETRIEVERS.create(mode, self.index.folder, self.config)
+            self._retrievers[mode] = self.collection.retriever(mode, self.config)
         return self._retrievers[mode]
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
@@ -112,7 +116,7 @@ class Searcher:
                    unit="query", disable=not progress, dynamic_ncols=True)
         for i, (query, run) in enumerate(zip(queries, runs, strict=True)):
             ranked = run.ranked
-            rows = self.index.folder.store.passages_by_rowid([r for r, _ in ranked])
+            rows = self.collection.passages([r for r, _ in ranked])
             if reranker is not None and ranked:
                 head = [(r, s) for r, s in ranked[:self.rerank_depth] if r in rows]
                 ranked = _rerank(reranker, query, head, rows) + ranked[self.rerank_depth:]
@@ -127,8 +131,8 @@ class Searcher:
         passage vectors (k', d), so that d(z)·q(x) can be recomputed in torch (training)."""
         check_k(k)
         self._check_not_empty()
-        runs = DenseRetriever(self.index.folder).top(qvecs, k)
-        rows = self.index.folder.store.passages_by_rowid(sorted({i for r in runs for i, _ in r}))
+        runs = self.collection.dense_top(qvecs, k)
+        rows = self.collection.passages(sorted({i for r in runs for i, _ in r}))
         out = []
         for q, ranked in zip(qvecs, runs, strict=True):
             hits = self._hits(ranked, q, rows)
@@ -138,13 +142,12 @@ class Searcher:
         return out
 
     def _check_not_empty(self) -> None:
-        dense = self.index.folder.dense  # in memory: counting the store's rows costs ms at 100k
-        if dense is None or dense.ntotal == 0:
+        if self.collection.is_empty():
             raise EmptyIndexError(f"{self.index.path} has no passages yet; add documents with: "
                                   f"ragline index FILES --index {self.index.path}")
 
     def _hits(self, ranked: Ranked, qvec: np.ndarray | None,
-              rows: dict[int, tuple[Passage, np.ndarray]],
+              rows: Rows,
               sparse_scores: Mapping[int, float] | None = None) -> list[Hit]:
         ranked = [(i, s) for i, s in ranked if i in rows]  # a stale id never becomes a hit
         # d(z)·q(x) for every returned passage, from its stored vector, so p(z|x) is defined
@@ -159,8 +162,20 @@ class Searcher:
                 for r, (i, s) in enumerate(ranked)]
 
 
+def collection_of(index: Index) -> Collection:
+    """What an index's searches go through: its folder, or its shards in this process."""
+    from ragline.index.shards import ShardedIndex
+
+    if isinstance(index, ShardedIndex):
+        from ragline.retrieve.sharded import LocalShard, ShardedCollection
+
+        return ShardedCollection([LocalShard(s.folder, f"shard {i} ({s.path})")
+                                  for i, s in enumerate(index.shards)])
+    return FolderCollection(index.folder)
+
+
 def _rerank(reranker: Reranker, query: str, ranked: Ranked,
-            rows: dict[int, tuple[Passage, np.ndarray]]) -> Ranked:
+            rows: Rows) -> Ranked:
     ids = [i for i, _ in ranked]
     scores = reranker.score(query, [rows[i][0] for i in ids])
     # stable sort: equal reranker scores keep the first-stage order

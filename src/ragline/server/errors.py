@@ -29,6 +29,7 @@ from ragline.errors import (
     ModelUnavailableError,
     PayloadTooLargeError,
     RaglineError,
+    ShardUnavailableError,
     UnauthorizedError,
     UnsupportedFileError,
 )
@@ -50,6 +51,7 @@ STATUS: dict[type[BaseException], int] = {
     BusyError: 503,                  # with Retry-After
     IndexBusyError: 503,             # another process writes the index; with Retry-After
     ModelUnavailableError: 503,
+    ShardUnavailableError: 503,      # a shard stayed down after its restarts
     GenerationTimeoutError: 504,
     RaglineError: 500,               # index mismatch/corruption, another writer: the server's side
 }

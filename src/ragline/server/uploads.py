@@ -74,7 +74,7 @@ class UploadStore:
         path = self.folder / f"{hashlib.sha256(data).hexdigest()}{suffix}"
         # under the index's writer lock, so that an open in another process never takes the
         # file for a leftover of a killed upload between its writing and its commit
-        with self._lock, self.index.folder.write_lock():
+        with self._lock, self.index.write_lock():
             self.folder.mkdir(exist_ok=True)
             existed = path.exists()
             try:

@@ -1,0 +1,267 @@
+"""A sharded index: a folder of ordinary index folders, one manifest listing them.
+
+    big-index/
+      manifest.json      the encoder, chunking and dense settings of every shard, the shard
+                         folders in order, and what `ragline train` left (one model for all)
+      shard-000/ …       each an ordinary index folder (store.sqlite, dense.faiss, sparse/,
+                         its own manifest and crash safety)
+
+A document lives in shard `shard_of(id, N)`: a hash of its content-hash id, so a document
+always lands in the same shard and a duplicate meets its first copy. Every shard records every
+source file it was given (with the documents of that file routed to it, possibly none), so an
+unchanged file is skipped by each shard on its own: re-running an ingestion that was killed
+finishes the shards it had not reached, duplicating nothing. Searches go through
+ragline.retrieve.sharded (in this process) or ragline.scale (one Ray actor per shard).
+
+    index = ShardedIndex.create("big-index", 4, IndexConfig(encoder="hash"))
+    index.add(["docs/"]); index.info()["shards"]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from ragline import __version__
+from ragline.config import IndexConfig
+from ragline.encode import Encoder, encoder_from_spec
+from ragline.errors import ConfigError, DocumentNotFoundError, RaglineError
+from ragline.index.dense import DenseSpec
+from ragline.index.folder import IndexFolder
+from ragline.index.index import Index
+from ragline.index.manifest import Manifest, TrainedState, read_manifest, write_manifest
+from ragline.index.upkeep import MANIFEST
+from ragline.ingest.pipeline import IngestReport, ingest_paths, shard_of
+from ragline.types import DocumentInfo
+
+log = logging.getLogger(__name__)
+
+MAX_SHARDS = 1024
+
+
+def shard_name(i: int) -> str:
+    return f"shard-{i:03d}"
+
+
+class ShardedIndex(Index):
+    """An Index whose passages live in N shard indexes. Writes take every shard's writer
+    lock; each shard commits file by file as a single index does."""
+
+    def __init__(self, path: Path, manifest: Manifest, shards: list[Index], encoder: Encoder,
+                 batch_passages: int = 1024, device: str | None = None) -> None:
+        # no Index.__init__: a sharded index has no folder of its own, only its shards'
+        self._path = path
+        self._manifest = manifest
+        self.shards = shards
+        self.encoder = encoder
+        self.batch_passages = batch_passages
+        self.device = device
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def is_sharded(cls, path: str | Path) -> bool:
+        mpath = Path(path) / MANIFEST
+        if not mpath.is_file():
+            return False
+        try:
+            return bool(json.loads(mpath.read_text("utf-8")).get("shards"))
+        except (OSError, ValueError, AttributeError):
+            return False  # IndexFolder.open reports the damage
+
+    @classmethod
+    def create(cls, path: str | Path, n_shards: int, config: IndexConfig, encoder: Encoder,
+               device: str | None = None) -> ShardedIndex:
+        """A new sharded index of `n_shards` empty shards for a loaded `encoder`. The
+        manifest is written last: a creation that was killed is finished by the next one."""
+        path = Path(path)
+        if not 1 <= n_shards <= MAX_SHARDS:
+            raise ConfigError(f"--shards must be from 1 to {MAX_SHARDS}, got {n_shards}")
+        if (path / MANIFEST).exists():
+            raise RaglineError(f"{path} already holds an index; open it instead")
+        names = [shard_name(i) for i in range(n_shards)]
+        if path.is_dir():
+            strangers = [p.name for p in path.iterdir() if p.name not in names]
+            if strangers:
+                raise RaglineError(f"{path} is a non-empty folder without a ragline index; "
+                                   "choose an empty or new folder")
+        path.mkdir(parents=True, exist_ok=True)
+        dense = DenseSpec(config.dense or "flat", auto=config.dense is None)
+        shards = []
+        try:
+            for name in names:
+                sub = path / name
+                folder = (IndexFolder.open(sub) if (sub / MANIFEST).exists() else
+                          IndexFolder.create(sub, encoder.spec, chunk_words=config.chunk_words,
+                                             dense=dense))
+                shards.append(Index(folder, encoder, config.batch_passages, device))
+            manifest = Manifest(encoder=encoder.spec, chunk_words=config.chunk_words,
+                                dense=dense, shards=tuple(names), ragline_version=__version__)
+            write_manifest(path / MANIFEST, manifest)
+        except BaseException:
+            for s in shards:
+                s.close()
+            raise
+        return cls(path, manifest, shards, encoder, config.batch_passages, device)
+
+    @classmethod
+    def open_sharded(cls, path: str | Path, encoder: str | None = None,
+                     batch_passages: int = 1024, device: str | None = None) -> ShardedIndex:
+        path = Path(path)
+        manifest = read_manifest(path / MANIFEST)
+        folders: list[IndexFolder] = []
+        try:
+            for name in manifest.shards:
+                sub = path / name
+                if not (sub / MANIFEST).is_file():
+                    raise RaglineError(f"{path}: shard {name} is missing (listed in "
+                                       "manifest.json); restore the folder from a backup")
+                folders.append(IndexFolder.open(sub, expect_encoder=encoder))
+                if folders[-1].encoder_spec.id != manifest.encoder.id:
+                    raise RaglineError(f"{sub}: built with {folders[-1].encoder_spec.id}, the "
+                                       f"other shards with {manifest.encoder.id}")
+        except BaseException:
+            for f in folders:
+                f.close()
+            raise
+        enc = encoder_from_spec(manifest.encoder, device=device)
+        return cls(path, manifest, [Index(f, enc, batch_passages, device) for f in folders],
+                   enc, batch_passages, device)
+
+    def close(self) -> None:
+        for s in self.shards:
+            s.close()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        with ExitStack() as stack:
+            for s in self.shards:
+                stack.enter_context(s.write_lock())
+            yield
+
+    def set_trained(self, trained: TrainedState) -> None:
+        self._manifest = self._manifest.updated_now(trained=trained)
+        write_manifest(self.path / MANIFEST, self._manifest)
+
+    def _check_settings(self, config: IndexConfig) -> None:
+        self.shards[0]._check_settings(config)
+
+    # ------------------------------------------------------------ writes
+
+    def add(self, paths: Sequence[str | Path], progress: bool = False,
+            names: Mapping[Path, str] | None = None) -> IngestReport:
+        """Each shard reads the files and takes its documents (reading is cheap beside
+        embedding, and each passage is embedded once, in its own shard)."""
+        n = len(self.shards)
+        with self.write_lock():
+            reports = [ingest_paths(s.folder, self.encoder, [Path(p) for p in paths],
+                                    progress=progress, batch_passages=self.batch_passages,
+                                    names=names, route=(i, n))
+                       for i, s in enumerate(self.shards)]
+        return merge_reports(reports)
+
+    def remove(self, target: str) -> list[str]:
+        removed: list[str] = []
+        for s in self.shards:
+            try:
+                removed += s.remove(target)
+            except DocumentNotFoundError:
+                continue
+        if not removed and not self.has_source(target):
+            raise DocumentNotFoundError(
+                f"no document or source '{target}' in {self.path}; "
+                f"list them with: ragline info {self.path} --documents")
+        return removed
+
+    def has_source(self, target: str) -> bool:
+        from ragline.index.store import source_key
+
+        key = source_key(Path(target).expanduser())
+        return any(s.folder.store.source(key) is not None for s in self.shards)
+
+    def remove_documents(self, doc_ids: Sequence[str]) -> list[str]:
+        missing = [d for d in doc_ids if not self.has_document(d)]
+        if missing:
+            raise DocumentNotFoundError(f"no document '{missing[0]}' in {self.path}")
+        by_shard: dict[int, list[str]] = {}
+        for d in doc_ids:
+            by_shard.setdefault(shard_of(d, len(self.shards)), []).append(d)
+        for i, ids in sorted(by_shard.items()):
+            self.shards[i].remove_documents(ids)
+        return list(doc_ids)
+
+    def reindex(self, dense: DenseSpec | None = None, progress: bool = False) -> None:
+        for s in self.shards:
+            s.reindex(dense, progress)
+        if dense is not None:
+            self._manifest = self._manifest.updated_now(dense=dense)
+            write_manifest(self.path / MANIFEST, self._manifest)
+
+    # ------------------------------------------------------------ reads
+
+    def info(self) -> dict[str, Any]:
+        shards = [s.info() for s in self.shards]
+        m = self._manifest.to_dict()
+        first = shards[0]
+        return {"path": str(self.path), "format": m["format"],
+                "ragline_version": m["ragline_version"], "encoder": m["encoder"],
+                "chunking": m["chunking"], "dense": first["dense"], "sparse": first["sparse"],
+                "counts": self.counts(), "created": m["created"], "updated": m["updated"],
+                "trained": m.get("trained"), "dense_index": first["dense_index"],
+                "shards": [{"name": name, "counts": s["counts"], "dense_index": s["dense_index"],
+                            "segments": len(s["sparse"].get("segments", []))}
+                           for name, s in zip(self._manifest.shards, shards, strict=True)]}
+
+    def documents(self, source: str | None = None) -> list[DocumentInfo]:
+        docs = [d for s in self.shards for d in s.documents(source)]
+        return sorted(docs, key=lambda d: (d.source, d.id))
+
+    def counts(self) -> dict[str, int]:
+        """Documents and passages summed; a source file counts once however many shards
+        hold its documents."""
+        out: dict[str, int] = {}
+        for s in self.shards:
+            for k, v in s.counts().items():
+                out[k] = out.get(k, 0) + v
+        out["sources"] = len({d.source for d in self.documents()})
+        return out
+
+    def names(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for s in self.shards:
+            out.update(s.names(doc_ids))
+        return out
+
+    def _shard_of(self, doc_id: str) -> Index:
+        return self.shards[shard_of(doc_id, len(self.shards))]
+
+    def has_document(self, doc_id: str) -> bool:
+        return self._shard_of(doc_id).has_document(doc_id)
+
+    def document_source(self, doc_id: str) -> str | None:
+        return self._shard_of(doc_id).document_source(doc_id)
+
+
+def merge_reports(reports: Sequence[IngestReport]) -> IngestReport:
+    """One report for a file list every shard went through: a file is unchanged when no
+    shard had to index it; what could not be read is reported once."""
+    first = reports[0]
+    added = {f for r in reports for f in r.added}
+    return IngestReport(
+        added=sorted(added), replaced=sorted({f for r in reports for f in r.replaced}),
+        unchanged=[f for f in first.unchanged if f not in added],
+        skipped=first.skipped, ignored=first.ignored, missing=first.missing,
+        duplicates=[d for r in reports for d in r.duplicates],
+        documents=sum(r.documents for r in reports), passages=sum(r.passages for r in reports))
