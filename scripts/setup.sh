@@ -25,7 +25,7 @@ if ! ls "$WH"/llama_cpp_python-$LLAMA-*.whl >/dev/null 2>&1; then
 fi
 $PIP install -q "$WH"/llama_cpp_python-$LLAMA-*.whl
 
-$PIP install -q -e ".[all,dev,bench]"
+$PIP install -q -e ".[all,ray,dev,bench]"
 
 # The web page's tests drive Debian's Chromium with Playwright (Playwright's own browser
 # download cannot work offline). A CJK font lets screenshots show Chinese text.

@@ -49,6 +49,7 @@ def register(sub: Any) -> None:
 
 def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.eval.qa_data import read_qa
+    from ragline.index.index import Index
     from ragline.model.train import TrainConfig
     from ragline.rag import RAG
 
@@ -60,14 +61,21 @@ def cmd_train(args: argparse.Namespace, cfg: Config) -> int:
                      lora_rank=args.lora or 0, grad_accum=args.grad_accum,
                      precision=args.precision)
     examples = read_qa(args.data)
-    with RAG.open(args.index, config=cfg) as rag:
-        trained = rag.index.manifest.trained
-        done = trained.step if trained else 0
-        if done >= args.steps and not args.restart:
-            render.out(f"{args.index} is already trained for {done} steps; ask for more with "
-                       f"--steps N (N > {done}) or start over with --restart")
-            return 0
-        result = rag.train(examples, tc, progress=not args.quiet, restart=args.restart)
+    with Index.open(args.index, batch_passages=cfg.index.batch_passages) as index:
+        trained = index.manifest.trained
+    done = trained.step if trained else 0
+    if done >= args.steps and not args.restart:
+        render.out(f"{args.index} is already trained for {done} steps; ask for more with "
+                   f"--steps N (N > {done}) or start over with --restart")
+        return 0
+    if cfg.scale.ray is not None:
+        from ragline.scale.train import ray_train
+
+        result = ray_train(args.index, examples, tc, cfg, cfg.scale.workers, args.restart,
+                           progress=not args.quiet)
+    else:
+        with RAG.open(args.index, config=cfg) as rag:
+            result = rag.train(examples, tc, progress=not args.quiet, restart=args.restart)
     for ev in result.evals:
         if "em" not in ev:  # before training: the prior only
             render.out(f"step {int(ev['step'])}: answer passages hold {ev['prior_mass']:.2f} "

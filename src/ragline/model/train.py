@@ -15,15 +15,15 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ragline.config import DEFAULT_PRIOR_SCALE, PRECISIONS
+from ragline.config import DEFAULT_PRIOR_SCALE
 from ragline.errors import ConfigError, ModelUnavailableError
 from ragline.index.manifest import TrainedPart, TrainedState, now
 from ragline.index.upkeep import CHECKPOINTS
@@ -34,61 +34,13 @@ from ragline.model.marginal import answer_prior_mass, calibrate_scale
 from ragline.model.optim_state import load_optimizer_state, save_optimizer
 from ragline.model.qencoder import QuestionEncoder
 from ragline.model.rag_model import RagModel
+from ragline.model.train_config import TrainConfig, TrainResult
 from ragline.qa import QAExample, answer_in, exact_match, f1_score, split_by_group, spread
-from ragline.registry import LLMS, MODELS
+from ragline.registry import LLMS
 from ragline.retrieve.searcher import Searcher
 from ragline.types import Hit
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    model: str = "rag-sequence"        # the marginalization trained: rag-sequence | rag-token
-    k: int = 4                         # passages per question
-    steps: int = 100                   # optimizer steps in total (a resumed run continues)
-    batch_size: int = 2                # questions per step
-    lr: float = 2e-5                   # generator
-    lr_question_encoder: float = 1e-5
-    held_out: float = 0.2              # share of articles (groups) kept out for evaluation
-    eval_every: int = 50
-    eval_questions: int = 50
-    save_every: int = 50
-    seed: int = 0
-    train_question_encoder: bool = True
-    max_grad_norm: float = 1.0
-    lr_prior: float = 1e-2             # the prior's log inverse temperature
-    calibrate: bool = True             # a fresh run first fits the prior's scale (see below)
-    lora_rank: int = 0                 # > 0: train LoRA adapters of this rank, not all weights
-    lora_alpha: int | None = None      # LoRA scaling numerator (None: 2 × rank)
-    grad_accum: int = 1                # batches summed into one optimizer step
-    precision: str = "auto"            # auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16
-
-    def __post_init__(self) -> None:
-        MODELS.check(self.model)
-        if self.model == "concat":
-            raise ConfigError("training needs a RAG model: --model rag-sequence or rag-token")
-        for name in ("k", "steps", "batch_size", "eval_every", "eval_questions", "save_every",
-                     "grad_accum"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        if not 0 <= self.held_out < 1:
-            raise ConfigError(f"held_out must be in [0, 1), got {self.held_out}")
-        if not (self.lr > 0 and self.lr_question_encoder > 0 and self.lr_prior > 0):
-            raise ConfigError("learning rates must be > 0")
-        if self.lora_rank < 0:
-            raise ConfigError(f"lora_rank must be ≥ 0 (0: full fine-tuning), got {self.lora_rank}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
-                              f"got {self.precision!r}")
-
-
-@dataclass
-class TrainResult:
-    step: int
-    losses: list[float] = field(default_factory=list)      # one per step of this run
-    evals: list[dict[str, float]] = field(default_factory=list)
-    checkpoint: Path | None = None
 
 
 def _batch_indices(n: int, step: int, batch: int, seed: int) -> list[int]:
@@ -133,6 +85,9 @@ class Trainer:
                            "lr": cfg.lr_question_encoder})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
         self.step = 0
+        # data-parallel training (ragline.scale.train): averages tensors over the workers in
+        # place; each worker then holds the gradient of the whole batch. None: one process.
+        self.average: Callable[[list[torch.Tensor]], None] | None = None
 
     @property
     def trainable_parameters(self) -> int:
@@ -186,6 +141,15 @@ class Trainer:
             loss.backward()
             total += float(loss.detach())
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.average is not None:
+            # every worker took an equal share of the batch: the mean of their gradients (and
+            # losses) is the gradient of the whole batch, as one process would compute it
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            loss_t = torch.tensor([total], dtype=torch.float32)
+            self.average([p.grad for p in params if p.grad is not None] + [loss_t])
+            total = float(loss_t[0])
         torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
         self.optimizer.step()
         self.step += 1
@@ -326,9 +290,14 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16"
 
 
-def run_training(trainer: Trainer, examples: list[QAExample],
-                 progress: bool = True) -> TrainResult:
-    """Train to `cfg.steps` total steps from wherever the trainer stands (resume)."""
+def run_training(trainer: Trainer, examples: list[QAExample], progress: bool = True,
+                 part: tuple[int, int] = (0, 1)) -> TrainResult:
+    """Train to `cfg.steps` total steps from wherever the trainer stands (resume).
+    `part` = (rank, workers) of data-parallel training: each worker takes every workers-th
+    example of each batch; only rank 0 evaluates, saves and shows progress."""
+    rank, workers = part
+    main = rank == 0
+    progress = progress and main
     cfg = trainer.cfg
     train_set, held_out = split_by_group(examples, cfg.held_out)
     if not train_set:
@@ -342,14 +311,14 @@ def run_training(trainer: Trainer, examples: list[QAExample],
         before = trainer.model.prior.scale
         scale = trainer.calibrate_prior(train_set)
         log.info("prior scale calibrated on the training questions: %.1f → %.1f", before, scale)
-    if trainer.step == 0 and held_out:  # where the prior starts (retrieval only: cheap)
+    if trainer.step == 0 and held_out and main:  # where the prior starts (retrieval: cheap)
         mass, share = trainer.prior_mass(held_out)
         result.evals.append({"step": 0.0, "prior_mass": mass, "answer_retrieved": share,
                              "prior_scale": trainer.model.prior.scale})
     while trainer.step < cfg.steps:
         batch = [train_set[i] for i in _batch_indices(len(train_set), trainer.step,
                                                       cfg.batch_size * cfg.grad_accum, cfg.seed)]
-        loss = trainer.train_step(batch)
+        loss = trainer.train_step(batch[rank::workers])
         if not math.isfinite(loss):
             raise ConfigError(f"the loss became {loss} at step {trainer.step}; lower --lr")
         result.losses.append(loss)
@@ -357,6 +326,8 @@ def run_training(trainer: Trainer, examples: list[QAExample],
         bar.update(1)
         bar.set_postfix(loss=f"{avg:.3f}")
         metrics = None
+        if not main:
+            continue
         if held_out and (trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps):
             metrics = trainer.evaluate(held_out, progress=progress)
             result.evals.append({"step": float(trainer.step), **metrics})
@@ -375,6 +346,23 @@ def fine_tune(searcher: Searcher, rag_slot: RagModelSlot, examples: list[QAExamp
     gave `rag_slot`). Afterwards the searcher asks with the trained question encoder and
     `rag_slot` answers with the trained generator."""
     cfg = cfg or TrainConfig()
+    trainer = prepare_trainer(searcher, rag_slot, cfg, restart)
+    with searcher.index.write_lock():
+        result = run_training(trainer, examples, progress=progress)
+    # use what was trained from now on
+    searcher.query_encoder = searcher.index.question_encoder()
+    searcher.prior_scale = trainer.model.prior.scale
+    trainer.lm.model.eval()
+    rag_slot.use(trainer.model)
+    return result
+
+
+def prepare_trainer(searcher: Searcher, rag_slot: RagModelSlot, cfg: TrainConfig,
+                    restart: bool = False) -> Trainer:
+    """The trainer `fine_tune` runs: the index's last checkpoint (optimizer included) unless
+    `restart`, else the base models. Seeded by cfg.seed, so that every data-parallel worker
+    starts from the same weights (LoRA's are random)."""
+    torch.manual_seed(cfg.seed)
     index = searcher.index
     m = rag_slot.config
     trained = index.manifest.trained
@@ -406,11 +394,4 @@ def fine_tune(searcher: Searcher, rag_slot: RagModelSlot, examples: list[QAExamp
             except ValueError as e:  # a checkpoint from before the prior learned: other groups
                 log.warning("the optimizer starts afresh (its saved state does not fit: %s)", e)
                 trainer.step = trained.step
-    with index.write_lock():
-        result = run_training(trainer, examples, progress=progress)
-    # use what was trained from now on
-    searcher.query_encoder = index.question_encoder()
-    searcher.prior_scale = trainer.model.prior.scale
-    lm.model.eval()
-    rag_slot.use(trainer.model)
-    return result
+    return trainer
