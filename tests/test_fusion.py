@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ragline.retrieve.fusion import minmax, rrf, softmax, top, weighted
+from ragline.retrieve.fusion import minmax, rrf, rrf_top, softmax, top, weighted
 
 
 def test_rrf_exact_scores() -> None:
@@ -28,3 +28,13 @@ def test_weighted_fusion_handles_missing_and_constant_runs() -> None:
 def test_softmax_sums_to_one_and_orders() -> None:
     p = softmax(np.array([2.0, 1.0, 0.0]))
     assert p.sum() == pytest.approx(1.0) and p[0] > p[1] > p[2]
+
+
+def test_rrf_top_treats_ties_as_ties_whatever_their_order() -> None:
+    # 2 and 3 tie in the second run: either order gives the same fused scores and ranking
+    dense = [(1, 0.9), (4, 0.8)]
+    for bm25 in ([(5, 3.0), (2, 1.0), (3, 1.0)], [(5, 3.0), (3, 1.0), (2, 1.0)]):
+        fused = rrf_top([dense, bm25], n=5, k=60)
+        assert dict(fused)[2] == dict(fused)[3] == 1 / 62
+        # equal fused scores: the better rank first, then the first run (dense)
+        assert [i for i, _ in fused] == [1, 5, 4, 2, 3]

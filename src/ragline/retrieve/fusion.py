@@ -21,17 +21,24 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = 60,
     return scores
 
 
-def rrf_top(rankings: Sequence[Sequence[int]], n: int, k: int = 60) -> list[tuple[int, float]]:
-    """The n best by reciprocal rank fusion. Equal scores go by the best rank a passage has in
-    any ranking, then by the ranking (the first one first): a function of the rankings alone,
-    never of the ids, so that the shards of a corpus order ties as one index of it does."""
-    best: dict[int, tuple[int, int]] = {}  # passage → (its best rank, the ranking it is in)
-    for part, ranking in enumerate(rankings):
-        for rank, doc in enumerate(ranking):
+def rrf_top(runs: Sequence[Sequence[tuple[int, float]]], n: int,
+            k: int = 60) -> list[tuple[int, float]]:
+    """The n best of ranked (id, score) runs by reciprocal rank fusion, with ties treated as
+    ties: passages of equal score in a run share its rank (1 + the number scored higher), so
+    the fused scores do not depend on how a run ordered its ties (one index and its shards
+    order them differently). Equal fused scores go by the best rank a passage has in any run,
+    then by the run (the first one first), then by id."""
+    scores: dict[int, float] = {}
+    best: dict[int, tuple[int, int]] = {}  # passage → (its best rank, the run it is in)
+    for part, run in enumerate(runs):
+        rank = 0
+        for pos, (doc, score) in enumerate(run):
+            if pos == 0 or score != run[pos - 1][1]:
+                rank = pos + 1
+            scores[doc] = scores.get(doc, 0.0) + 1.0 / (k + rank)
             if doc not in best or (rank, part) < best[doc]:
                 best[doc] = (rank, part)
-    scores = rrf(rankings, k)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]]))[:n]
+    return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]], kv[0]))[:n]
 
 
 def minmax(scores: np.ndarray) -> np.ndarray:

@@ -76,8 +76,7 @@ def rrf_of(dense: Retriever, bm25: Retriever,
     """`rrf_retriever` over any dense and BM25 retrievers (e.g. those of a sharded index)."""
     c = config or RetrievalConfig()
     return FusionRetriever("hybrid", [dense, bm25],
-                           lambda runs, n: rrf_top([[i for i, _ in r] for r in runs], n,
-                                                   k=c.rrf_k),
+                           lambda runs, n: rrf_top(runs, n, k=c.rrf_k),
                            c.candidates)
 
 
