@@ -88,3 +88,13 @@ def test_int8_encoder_without_onnxruntime_names_the_extra(monkeypatch: pytest.Mo
     _hide(monkeypatch, "onnxruntime")
     with pytest.raises(ModelUnavailableError, match=r"ragline\[onnx\]"):
         encoder.load()
+
+
+def test_ray_without_its_extra_names_it(monkeypatch: pytest.MonkeyPatch, hash_rag: Any,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from ragline.cli import main
+
+    _hide(monkeypatch, "ray")
+    assert main(["search", str(hash_rag.index.path), "capital", "--ray"]) == 1
+    err = capsys.readouterr().err
+    assert "ray is not installed" in err and "ragline[ray]" in err

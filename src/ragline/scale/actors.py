@@ -40,10 +40,13 @@ class ShardServer:
         self.folder = IndexFolder.open(Path(path))
         self.shard = LocalShard(self.folder)
 
-    def pid(self) -> int:
+    def where(self) -> tuple[str, int]:
+        """(node id, process id): where this shard is served."""
         import os
 
-        return os.getpid()
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), os.getpid()
 
     def dense_top(self, qvecs: np.ndarray, n: int) -> list[Ranked]:
         return self.shard.dense_top(qvecs, n)
@@ -83,8 +86,9 @@ class RayShard:
                 f"{self.name} is down ({why}); check that the folder is readable from every "
                 "node, or search with --partial to leave it out") from None
 
-    def pid(self) -> int:
-        return int(self._call("pid"))
+    def where(self) -> tuple[str, int]:
+        node, pid = self._call("where")
+        return str(node), int(pid)
 
     def dense_top(self, qvecs: np.ndarray, n: int) -> list[Ranked]:
         return list(self._call("dense_top", qvecs, n))
