@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -159,42 +160,56 @@ def real_passages(docs: list[dict], cache: Path) -> tuple[list, np.ndarray, list
     return passages, vecs, [tokenize(p.embed_text) for p in passages]
 
 
-def build_million(path: Path, docs: list[dict], size: int, cache: Path) -> list[list[object]]:
+def synthetic(docs: list[dict], size: int, cache: Path,
+              batch: int = 20_000) -> Iterator[list[tuple[object, object, np.ndarray, list[str]]]]:
+    """`size` passages made of the real ones, in batches of (document, passage, vector,
+    tokens): the real passages as they are, then perturbed copies (see the module docstring)."""
     from dataclasses import replace
 
-    from ragline.encode import load_encoder
-    from ragline.index.dense import DenseSpec
-    from ragline.index.folder import IndexFolder
     from ragline.types import Document
 
     passages, vecs, tokens = real_passages(docs, cache)
+    rng = np.random.default_rng(0)
+    n_real = len(passages)
+    made = 0
+    while made < size:
+        m = min(batch, size - made)
+        pos = made + np.arange(m)
+        copies, idx = pos // n_real, pos % n_real
+        other = rng.integers(0, n_real, m)
+        w = np.where(copies > 0, 0.15, 0.0).astype(np.float32)[:, None]  # the real ones as is
+        mix = (1 - w) * vecs[idx] + w * vecs[other] + (w > 0) * 0.02 * rng.standard_normal(
+            (m, vecs.shape[1]), dtype=np.float32)
+        mix /= np.linalg.norm(mix, axis=1, keepdims=True)
+        rows = []
+        for r, (i, j) in enumerate(zip(idx, other, strict=True)):
+            p = passages[i]
+            toks = tokens[i]
+            if copies[r]:  # a perturbed copy: 15 % of its tokens dropped, 3 of another's added
+                keep = rng.random(len(toks)) >= 0.15
+                toks = [t for t, k in zip(toks, keep, strict=True) if k] + tokens[j][:3]
+            doc = Document(f"{p.doc_id}~{made + r}", "bench", p.text, p.title)
+            rows.append((doc, replace(p, id=f"{p.id}~{made + r}", doc_id=doc.id),
+                         mix[r:r + 1], toks))
+        made += m
+        yield rows
+
+
+def build_million(path: Path, docs: list[dict], size: int, cache: Path) -> list[list[object]]:
+    from ragline.encode import load_encoder
+    from ragline.index.dense import DenseSpec
+    from ragline.index.folder import IndexFolder
+
     spec = load_encoder(ENCODER).spec
     auto = DenseSpec(auto=True)
     folder = IndexFolder.create(path, spec, dense=auto.for_size(size) or auto)
-    rng = np.random.default_rng(0)
-    n_real = len(passages)
     t0 = time.perf_counter()
     made = 0
-    while made < size:
-        m = min(20_000, size - made)
+    for rows in synthetic(docs, size, cache):
         with folder.store.transaction():
-            pos = made + np.arange(m)
-            copies, idx = pos // n_real, pos % n_real
-            other = rng.integers(0, n_real, m)
-            w = np.where(copies > 0, 0.15, 0.0).astype(np.float32)[:, None]  # the real ones as is
-            mix = (1 - w) * vecs[idx] + w * vecs[other] + (w > 0) * 0.02 * rng.standard_normal(
-                (m, vecs.shape[1]), dtype=np.float32)
-            mix /= np.linalg.norm(mix, axis=1, keepdims=True)
-            for r, (i, j) in enumerate(zip(idx, other, strict=True)):
-                p = passages[i]
-                toks = tokens[i]
-                if copies[r]:  # a perturbed copy: 15 % of its tokens dropped, 3 of another's added
-                    keep = rng.random(len(toks)) >= 0.15
-                    toks = [t for t, k in zip(toks, keep, strict=True) if k] + tokens[j][:3]
-                doc = Document(f"{p.doc_id}~{made + r}", "bench", p.text, p.title)
-                folder.store.add_document(doc, [replace(p, id=f"{p.id}~{made + r}",
-                                                        doc_id=doc.id)], mix[r:r + 1], [toks])
-        made += m
+            for doc, p, vec, toks in rows:
+                folder.store.add_document(doc, [p], vec, [toks])
+        made += len(rows)
         print(f"\rstore {made:,}/{size:,}", end="", file=sys.stderr, flush=True)
     store_s = time.perf_counter() - t0
     print(file=sys.stderr)
