@@ -84,6 +84,8 @@ class IndexFolder:
         self._writer = threading.RLock()
         self._writer_depth = 0
         self._dense_changes = 0  # passages added or removed since dense.faiss was saved
+        self._seen_generation = -1  # the store generation `refresh` last caught up with
+        self._refreshing = threading.Lock()
 
     @property
     def encoder_spec(self) -> EncoderSpec:
@@ -206,6 +208,18 @@ class IndexFolder:
             log.info("%s: %d passage changes were not in the saved search indexes; applied "
                      "from the store", self.path, changed)
         self._tidy(persist=bool(changed))
+
+    def refresh(self) -> int:
+        """Catch up with what another process committed since this one looked (a Ray shard
+        actor serves a folder that the driver writes); one SQLite read when nothing did."""
+        with self._refreshing:  # two threads must not both apply the same commits
+            gen = self.store.generation
+            if gen == self._seen_generation:
+                return 0
+            with self.searching.write():
+                changed = self._catch_up()
+            self._seen_generation = gen
+            return changed
 
     def _catch_up(self) -> int:
         """Apply to the loaded indexes what the store committed since they were saved;

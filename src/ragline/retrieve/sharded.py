@@ -76,7 +76,7 @@ class Shard(Protocol):
     def bm25_stats(self, token_lists: list[list[str]]) -> list[BM25Stats]: ...
 
     def bm25_top(self, token_lists: list[list[str]], n: int,
-                 stats: list[BM25Stats]) -> list[Ranked]: ...
+                 stats: list[BM25Stats] | None) -> list[Ranked]: ...
 
     def passages(self, rowids: list[int]) -> Rows: ...
 
@@ -101,13 +101,15 @@ class LocalShard:
             return [sparse.stats(tokens) for tokens in token_lists]
 
     def bm25_top(self, token_lists: list[list[str]], n: int,
-                 stats: list[BM25Stats]) -> list[Ranked]:
+                 stats: list[BM25Stats] | None) -> list[Ranked]:
+        """`stats`: the corpus's, per query; None: this shard's own (it is the corpus)."""
         out = []
         with self.folder.searching.read():  # an upload may be changing the segments
             sparse = self.folder.sparse
             if sparse is None:
                 raise RuntimeError("the BM25 index is not loaded")
-            for tokens, st in zip(token_lists, stats, strict=True):
+            given: list[BM25Stats | None] = list(stats) if stats else [None] * len(token_lists)
+            for tokens, st in zip(token_lists, given, strict=True):
                 scores, ids = sparse.search(tokens, n, st)
                 out.append(list(zip(ids.tolist(), scores.tolist(), strict=True)))
         return out
@@ -217,8 +219,12 @@ class _ShardedBM25:
         tokens = [tokenize(q) for q in queries]
         c = self.collection
         # two rounds: the statistics of the whole corpus, then every shard scores with them
-        parts = [p for p in c.fan_out(lambda i, shard: shard.bm25_stats(tokens)) if p is not None]
-        stats = [BM25Stats.total(per_query) for per_query in zip(*parts, strict=True)]
+        # (one shard is the whole corpus: its own statistics, one round)
+        stats = None
+        if len(c.shards) > 1:
+            parts = [p for p in c.fan_out(lambda i, shard: shard.bm25_stats(tokens))
+                     if p is not None]
+            stats = [BM25Stats.total(per_query) for per_query in zip(*parts, strict=True)]
         runs = c.fan_out(lambda i, shard: shard.bm25_top(tokens, n, stats))
         out = []
         for per_query in _by_query(runs, len(queries)):

@@ -30,6 +30,7 @@ from ragline.retrieve.sharded import LocalShard, ShardedCollection
 from ragline.scale.cluster import connect
 
 MAX_RESTARTS = 3
+MAX_CONCURRENCY = 8   # calls one shard actor serves at once (threads)
 CALL_TIMEOUT_S = 120.0  # a shard that answers nothing for this long counts as down
 
 
@@ -38,6 +39,7 @@ class ShardServer:
 
     def __init__(self, path: str) -> None:
         self.folder = IndexFolder.open(Path(path))
+        self.folder.refresh()  # note the generation it opened at
         self.shard = LocalShard(self.folder)
 
     def where(self) -> tuple[str, int]:
@@ -48,20 +50,28 @@ class ShardServer:
 
         return ray.get_runtime_context().get_node_id(), os.getpid()
 
+    # a query starts with dense_top or bm25_stats: those first see what the writer (another
+    # process: `ragline serve` taking an upload, `ragline index`) committed meanwhile
+
     def dense_top(self, qvecs: np.ndarray, n: int) -> list[Ranked]:
+        self.folder.refresh()
         return self.shard.dense_top(qvecs, n)
 
     def bm25_stats(self, token_lists: list[list[str]]) -> list[BM25Stats]:
+        self.folder.refresh()
         return self.shard.bm25_stats(token_lists)
 
     def bm25_top(self, token_lists: list[list[str]], n: int,
-                 stats: list[BM25Stats]) -> list[Ranked]:
+                 stats: list[BM25Stats] | None) -> list[Ranked]:
+        if stats is None:  # the query starts here (one shard: no statistics round)
+            self.folder.refresh()
         return self.shard.bm25_top(token_lists, n, stats)
 
     def passages(self, rowids: list[int]) -> Rows:
         return self.shard.passages(rowids)
 
     def size(self) -> int:
+        self.folder.refresh()
         return self.shard.size()
 
 
@@ -97,7 +107,7 @@ class RayShard:
         return list(self._call("bm25_stats", token_lists))
 
     def bm25_top(self, token_lists: list[list[str]], n: int,
-                 stats: list[BM25Stats]) -> list[Ranked]:
+                 stats: list[BM25Stats] | None) -> list[Ranked]:
         return list(self._call("bm25_top", token_lists, n, stats))
 
     def passages(self, rowids: list[int]) -> Rows:
@@ -114,6 +124,9 @@ def start_shards(index: Index, address: str | None = None,
     ray = connect(address)
     server = ray.remote(ShardServer).options(
         num_cpus=0,  # it waits on queries; CPU-bound work would starve beside the encoders
+        # a hybrid query's dense and BM25 parts run side by side in the actor, as they do in
+        # one process (FAISS and the BM25 kernel release the GIL; reads share the folder)
+        max_concurrency=MAX_CONCURRENCY,
         max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
         scheduling_strategy="SPREAD")
     # an index that is not sharded is served as a shard of its own
