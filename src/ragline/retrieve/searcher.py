@@ -105,12 +105,13 @@ class Searcher:
         retriever = self.retriever(mode)
         for q in queries:
             check_query(q)
-        self._check_not_empty()
         reranker = self.reranker if rerank else None
         depth = max(k, self.rerank_depth) if reranker else k
         # every mode but bm25 has query vectors: for its own search and for p(z|x)
         qvecs = self.encode_queries(queries) if mode != "bm25" else None
         runs = retriever.retrieve(queries, qvecs, depth)
+        if not any(r.ranked for r in runs):
+            self._check_not_empty()  # only then: on Ray actors, asking costs a round trip
         out = []
         bar = tqdm(total=len(queries), desc=f"search ({mode}{'+rerank' if reranker else ''})",
                    unit="query", disable=not progress, dynamic_ncols=True)
@@ -130,8 +131,9 @@ class Searcher:
         """Dense top-k for a batch of query vectors (B, d): each question's hits and their
         passage vectors (k', d), so that d(z)·q(x) can be recomputed in torch (training)."""
         check_k(k)
-        self._check_not_empty()
         runs = self.collection.dense_top(qvecs, k)
+        if not any(runs):
+            self._check_not_empty()
         rows = self.collection.passages(sorted({i for r in runs for i, _ in r}))
         out = []
         for q, ranked in zip(qvecs, runs, strict=True):
