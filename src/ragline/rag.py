@@ -19,7 +19,6 @@ from ragline.errors import ConfigError
 from ragline.generate.base import Generator
 from ragline.index.dense import DenseSpec
 from ragline.index.index import Index
-from ragline.index.shards import ShardedIndex
 from ragline.ingest.pipeline import IngestReport
 from ragline.registry import MODELS
 from ragline.retrieve.collection import Collection
@@ -38,9 +37,7 @@ def _collection(index: Index, config: Config) -> Collection | None:
     """Shards on Ray actors when the config names a cluster; None: the index searched here."""
     s = config.scale
     if s.ray is None:
-        if s.partial and not isinstance(index, ShardedIndex):
-            raise ConfigError("scale.partial applies to sharded indexes only")
-        return None
+        return None  # shards in this process never go down: `partial` has nothing to do
     from ragline.scale.actors import ray_collection
 
     return ray_collection(index, s.ray, s.partial)

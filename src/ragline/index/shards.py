@@ -173,23 +173,20 @@ class ShardedIndex(Index):
         return merge_reports(reports)
 
     def remove(self, target: str) -> list[str]:
+        """Remove a document by id, or a source file from every shard that records it."""
         removed: list[str] = []
+        found = False
         for s in self.shards:
             try:
                 removed += s.remove(target)
-            except DocumentNotFoundError:
+                found = True
+            except DocumentNotFoundError:  # this shard has neither
                 continue
-        if not removed and not self.has_source(target):
+        if not found:
             raise DocumentNotFoundError(
                 f"no document or source '{target}' in {self.path}; "
                 f"list them with: ragline info {self.path} --documents")
         return removed
-
-    def has_source(self, target: str) -> bool:
-        from ragline.index.store import source_key
-
-        key = source_key(Path(target).expanduser())
-        return any(s.folder.store.source(key) is not None for s in self.shards)
 
     def remove_documents(self, doc_ids: Sequence[str]) -> list[str]:
         missing = [d for d in doc_ids if not self.has_document(d)]
