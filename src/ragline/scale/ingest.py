@@ -45,6 +45,8 @@ from ragline.types import Document, Passage
 
 log = logging.getLogger(__name__)
 
+BLOCK_BYTES = 256 << 10  # ≈ 100 passages' rows (text, JSON of passage and tokens)
+
 # row kinds: a passage; a shard that gets none of a changed file's documents (it still records
 # the file); a file no shard needs; a file that cannot be read
 PASSAGE, NONE, UNCHANGED, SKIPPED = "passage", "none", "unchanged", "skipped"
@@ -115,7 +117,7 @@ class _Embedder:
 
 
 def ray_ingest(index: Index, paths: Sequence[Path], address: str | None = None,
-               workers: int = 2, progress: bool = False, batch_passages: int = 256,
+               workers: int = 2, progress: bool = False, batch_passages: int = 128,
                device: str | None = None) -> IngestReport:
     """Index `paths` into `index` (sharded or not) with Ray doing the reading, chunking and
     embedding; the driver commits. Returns one report for all shards."""
@@ -133,8 +135,13 @@ def ray_ingest(index: Index, paths: Sequence[Path], address: str | None = None,
         items.append({"file": i, "path": str(f), "source": key, "old": old})
     if not items:
         return report
+    for name in ("ray", "ray.data"):  # importing ray.data set its own INFO logging
+        logging.getLogger(name).setLevel(logging.WARNING)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # ours counts passages committed
+    # blocks of about a batch: a large file's rows must spread over every embedding actor
+    # (Ray Data gives a block to one actor; one block per file would leave the others idle)
+    ctx.target_max_block_size = BLOCK_BYTES
     gpus = has_gpus(ray)
     ds = (ray.data.from_items(items, override_num_blocks=min(len(items), 64))
           .flat_map(_read_file, fn_kwargs={"chunk_words": index.manifest.chunk_words,

@@ -55,7 +55,7 @@ def ray_train(path: Path, examples: list[QAExample], cfg: TrainConfig, config: C
             shards = start_shards(index, config.scale.ray)
             gpus = has_gpus(ray)
             trainer = TorchTrainer(
-                _worker,
+                _worker,  # type: ignore[arg-type]  # Ray Train V2 returns rank 0's value
                 train_loop_config={"path": str(Path(path).resolve()), "examples": examples,
                                    "cfg": cfg, "config": _worker_config(config, gpus),
                                    "shards": shards, "restart": restart,
@@ -68,7 +68,8 @@ def ray_train(path: Path, examples: list[QAExample], cfg: TrainConfig, config: C
         shutil.rmtree(storage, ignore_errors=True)
     if outcome.error is not None:
         raise RaglineError(f"training on Ray failed: {outcome.error}") from None
-    m = outcome.return_value or {}  # rank 0's
+    # rank 0's return value (Ray Train V2, the default in 2.60; its typing still says V1's)
+    m = getattr(outcome, "return_value", None) or {}
     checkpoint = m.get("checkpoint")
     return TrainResult(step=int(m.get("step", 0)), losses=list(m.get("losses", [])),
                        evals=list(m.get("evals", [])),
