@@ -16,30 +16,34 @@ MODES = ("dense", "bm25", "hybrid", "weighted")
 
 
 def scifact_files(folder: Path, n_docs: int = 300, per_file: int = 25) -> tuple[Path, list[str]]:
-    """The first n_docs SciFact abstracts as jsonl files of per_file rows, and the first
-    20 SciFact queries."""
-    corpus = SHARED_DATA / "scifact" / "corpus.jsonl"
-    if not corpus.is_file():
-        pytest.skip(f"{corpus} is missing (see ../shared/data)")
-    folder.mkdir(parents=True)
-    rows = []
-    with corpus.open(encoding="utf-8") as f:
+    """n_docs SciFact abstracts as jsonl files of per_file rows: those judged relevant to the
+    first 20 test queries, then the corpus in order; and those 20 queries."""
+    root = SHARED_DATA / "scifact"
+    if not (root / "corpus.jsonl").is_file():
+        pytest.skip(f"{root} is missing (see ../shared/data)")
+    judged: dict[str, list[str]] = {}
+    for line in (root / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        qid, doc, _ = line.split("\t")
+        if len(judged) < 20 or qid in judged:
+            judged.setdefault(qid, []).append(doc)
+    wanted = {d for docs in judged.values() for d in docs}
+    texts = {}
+    for line in (root / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+        q = json.loads(line)
+        texts[q["_id"]] = q["text"]
+    rows, filler = [], []
+    with (root / "corpus.jsonl").open(encoding="utf-8") as f:
         for line in f:
             d = json.loads(line)
-            rows.append({"id": d["_id"], "title": d["title"], "text": d["text"]})
-            if len(rows) == n_docs:
-                break
+            row = {"id": d["_id"], "title": d["title"], "text": d["text"]}
+            (rows if d["_id"] in wanted else filler).append(row)
+    rows = (rows + filler)[:n_docs]
+    folder.mkdir(parents=True)
     for i in range(0, len(rows), per_file):
         with (folder / f"part-{i // per_file:02d}.jsonl").open("w", encoding="utf-8") as out:
             for r in rows[i:i + per_file]:
                 out.write(json.dumps(r) + "\n")
-    queries = []
-    with (SHARED_DATA / "scifact" / "queries.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            queries.append(json.loads(line)["text"])
-            if len(queries) == 20:
-                break
-    return folder, queries
+    return folder, [texts[q] for q in judged]
 
 
 def ranked(rag: RAG, query: str, mode: str, k: int = 10) -> list[tuple[str, float]]:

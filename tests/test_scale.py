@@ -72,6 +72,23 @@ def test_shard_actors_on_two_nodes_answer_as_one_index(built: dict[str, Any]) ->
         assert_same_results(single, sharded, built["queries"])
 
 
+def test_shard_actors_see_what_the_writer_commits(built: dict[str, Any], tmp_path: Path) -> None:
+    """`serve --ray` takes uploads in its own process while the actors search: an actor
+    catches up with its shard's store before a query (a document added, then removed)."""
+    idx = tmp_path / "sharded"
+    shutil.copytree(built["base"] / "sharded", idx)
+    note = write_docs(tmp_path / "new", {"okapi.txt": "The okapi is a giraffid mammal native "
+                                                      "to the Ituri rainforest of Congo."})
+    with RAG.open(idx, config=built["ray"]) as rag:
+        assert _shards(rag)  # the actors are up before the write
+        rag.add([note])
+        hits = rag.search("okapi giraffid Ituri rainforest", k=1, mode="bm25")
+        assert hits and hits[0].passage.source.endswith("okapi.txt")
+        rag.remove(str(note / "okapi.txt"))
+        hits = rag.search("okapi giraffid Ituri rainforest", k=1, mode="bm25")
+        assert not hits or not hits[0].passage.source.endswith("okapi.txt")
+
+
 def test_a_shard_actor_killed_mid_query_is_restarted_and_the_query_retried(
         built: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     query = built["queries"][0]

@@ -5,6 +5,7 @@ document in the one shard its id picks; writes, removals and killed runs as for 
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 from pathlib import Path
@@ -20,6 +21,7 @@ from ragline.index.index import Index
 from ragline.index.shards import ShardedIndex
 from ragline.ingest.pipeline import shard_of
 
+from conftest import SHARED_DATA, ScriptedGenerator
 from killer import leftovers, run_killed
 from shardkit import assert_same_results, per_shard, scifact_files
 
@@ -118,3 +120,40 @@ def test_killed_sharded_ingestion_finishes_on_rerun(built: dict, tmp_path: Path)
     with RAG.open(idx) as rag, RAG.open(built["base"] / "sharded") as ref:
         assert per_shard(rag) == per_shard(ref)
         assert_same_results(ref, rag, built["queries"][:5])
+
+
+def test_eval_and_the_server_on_a_sharded_index(built: dict, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from fastapi.testclient import TestClient
+
+    from ragline.config import ServerConfig
+    from ragline.server import create_app
+
+    scores = []
+    for name in ("single", "sharded"):
+        argv = ["eval", "retrieval", str(built["base"] / name), "--beir",
+                str(SHARED_DATA / "scifact"), "--modes", "bm25,hybrid", "--json"]
+        assert main(argv) == 0
+        out = json.loads(capsys.readouterr().out)
+        scores.append([{k: v for k, v in r.items() if k != "seconds_per_query"}
+                       for r in out["results"]])
+    assert 0 < scores[0][0]["ndcg@10"] < 1  # a real measurement, not a trivial one
+    assert scores[0] == scores[1]
+
+    idx = tmp_path / "sharded"
+    shutil.copytree(built["base"] / "sharded", idx)
+    rag = RAG.open(idx, generator=ScriptedGenerator("A giraffid."))
+    with TestClient(create_app(rag, ServerConfig())) as client:
+        query = built["queries"][0]
+        hits = client.get("/v1/search", params={"q": query, "k": 3}).json()["passages"]
+        assert [h["passage_id"] for h in hits] == [h.passage.id for h in rag.search(query, k=3)]
+        up = client.post("/v1/documents", files={"file": ("okapi.txt", b"The okapi is a "
+                                                          b"giraffid of the Ituri rainforest.")})
+        assert up.status_code == 201, up.text
+        [doc] = up.json()["documents"]
+        assert rag.index.has_document(doc["id"])
+        top = client.get("/v1/search", params={"q": "okapi Ituri", "k": 1,
+                                               "mode": "bm25"}).json()["passages"][0]
+        assert top["name"] == "okapi.txt"
+        assert client.delete(f"/v1/documents/{doc['id']}").status_code == 200
+        assert not rag.index.has_document(doc["id"])
