@@ -1,5 +1,5 @@
 # The two newcomer commands (see README): `make demo` and `make test`.
-.PHONY: setup demo test lint bench bench-scale train-default
+.PHONY: setup demo test lint bench bench-scale bench-shards train-default
 
 setup: .venv/.ragline-installed
 
@@ -29,6 +29,10 @@ bench: setup
 # one machine, a million passages: ingestion vs the bare encoder, a 1M index, search and updates
 bench-scale: setup
 	.venv/bin/python bench/scale.py
+
+# beyond one machine: ingestion on Ray, search in 1/2/4 shards at 100k and 1M (≈ 40 min)
+bench-shards: setup
+	.venv/bin/python bench/shards.py --keep
 
 # fine-tune the default RAG model (LoRA, SQuAD + CMRC part A); resumable, hours on 2 CPU cores
 train-default: setup
