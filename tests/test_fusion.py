@@ -32,9 +32,11 @@ def test_softmax_sums_to_one_and_orders() -> None:
 
 def test_rrf_top_treats_ties_as_ties_whatever_their_order() -> None:
     # 2 and 3 tie in the second run: either order gives the same fused scores and ranking
-    dense = [(1, 0.9), (4, 0.8)]
-    for bm25 in ([(5, 3.0), (2, 1.0), (3, 1.0)], [(5, 3.0), (3, 1.0), (2, 1.0)]):
+    dense = [(1, 0.9), (4, 0.1), (7, 0.0)]
+    for bm25 in ([(5, 3.0), (2, 2.9), (3, 2.9), (6, 0.0)],
+                 [(5, 3.0), (3, 2.9), (2, 2.9), (6, 0.0)]):
         fused = rrf_top([dense, bm25], n=5, k=60)
-        assert dict(fused)[2] == dict(fused)[3] == 1 / 62
-        # equal fused scores: the better rank first, then the first run (dense)
-        assert [i for i, _ in fused] == [1, 5, 4, 2, 3]
+        assert dict(fused)[2] == dict(fused)[3] == dict(fused)[4] == 1 / 62
+        # equal fused scores: the larger normalized margin first (2 and 3 hold 0.97 of BM25's
+        # range, 4 holds 0.11 of dense's), then the best rank and the first run (1 before 5)
+        assert [i for i, _ in fused] == [1, 5, 2, 3, 4]

@@ -24,21 +24,27 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = 60,
 def rrf_top(runs: Sequence[Sequence[tuple[int, float]]], n: int,
             k: int = 60) -> list[tuple[int, float]]:
     """The n best of ranked (id, score) runs by reciprocal rank fusion, with ties treated as
-    ties: passages of equal score in a run share its rank (1 + the number scored higher), so
-    the fused scores do not depend on how a run ordered its ties (one index and its shards
-    order them differently). Equal fused scores go by the best rank a passage has in any run,
-    then by the run (the first one first), then by id."""
+    ties, so that the result does not depend on how a run ordered them (one index orders exact
+    ties by row id, its shards by shard):
+    - passages of equal score in a run share its rank (1 + the number scored higher);
+    - equal fused scores (typically rank r in one run against rank r in the other) go to the
+      higher sum of min-max normalized scores, the margin the `weighted` mode ranks by; then to
+      the best rank and the first run; then to the id."""
     scores: dict[int, float] = {}
+    margin: dict[int, float] = {}
     best: dict[int, tuple[int, int]] = {}  # passage → (its best rank, the run it is in)
     for part, run in enumerate(runs):
+        norm = minmax(np.array([s for _, s in run], dtype=np.float64))
         rank = 0
         for pos, (doc, score) in enumerate(run):
             if pos == 0 or score != run[pos - 1][1]:
                 rank = pos + 1
             scores[doc] = scores.get(doc, 0.0) + 1.0 / (k + rank)
+            margin[doc] = margin.get(doc, 0.0) + float(norm[pos])
             if doc not in best or (rank, part) < best[doc]:
                 best[doc] = (rank, part)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], best[kv[0]], kv[0]))[:n]
+    return sorted(scores.items(),
+                  key=lambda kv: (-kv[1], -margin[kv[0]], best[kv[0]], kv[0]))[:n]
 
 
 def minmax(scores: np.ndarray) -> np.ndarray:
