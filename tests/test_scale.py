@@ -7,6 +7,7 @@ tests/test_scale_cli.py."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -196,3 +197,25 @@ def test_two_training_workers_follow_the_single_process_loss_curve(
         trained = index.manifest.trained
         assert trained is not None and trained.step == 6
         assert pair.checkpoint == tmp_path / "two" / trained.path
+
+
+def test_ray_ingestion_reports_duplicates_as_one_process_does(built: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    rows = [{"id": "a", "text": "Alpha passage about harbours."},
+            {"id": "b", "text": "Beta passage about lighthouses."},
+            {"id": "c", "text": "Gamma passage about tides."}]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "one.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (docs / "two.jsonl").write_text(json.dumps(rows[1]) + "\n" + json.dumps(rows[2]) + "\n")
+    reports = []
+    for name, run in (("here", None), ("ray", built["ray"].scale.ray)):
+        with Index.open_or_create(tmp_path / name, IndexConfig(), "hash", paths=[docs],
+                                  shards=2) as index:
+            report = (index.add([docs]) if run is None
+                      else ray_ingestion.ray_ingest(index, [docs], run, workers=1))
+            reports.append((sorted(report.duplicates), report.documents,
+                            index.counts()["documents"]))
+    assert reports[0] == reports[1]
+    # b and c are one.jsonl's: two.jsonl adds nothing, whichever shard each lands in
+    assert reports[0][1:] == (3, 3) and [d for _, d in reports[0][0]] == ["b", "c"]

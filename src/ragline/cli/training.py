@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
                    help="train the generator only")
     s.add_argument("--restart", action="store_true",
                    help="start from the base models instead of resuming the last checkpoint")
-    add_ray(s, workers="data-parallel training workers with --ray (default 2)")
+    add_ray(s, searches=False, workers="data-parallel training workers with --ray (default 2)")
     s.set_defaults(run=cmd_train)
 
 

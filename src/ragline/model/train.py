@@ -147,7 +147,7 @@ class Trainer:
             for p in params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
-            loss_t = torch.tensor([total], dtype=torch.float32)
+            loss_t = torch.tensor([total], dtype=torch.float32, device=params[0].device)
             self.average([p.grad for p in params if p.grad is not None] + [loss_t])
             total = float(loss_t[0])
         torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)

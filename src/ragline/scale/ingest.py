@@ -7,14 +7,15 @@
   does not keep order, so every row carries its ids and the driver reassembles files.
 - Embedding runs in `workers` actors that load the encoder once (`_Embedder`), on a GPU each
   when the cluster has GPUs.
-- The driver commits a file to a shard as soon as all its passages are back, in one
-  transaction (ragline.ingest.pipeline.FileCommitter): a kill leaves each file wholly in or
-  out of each shard. Every shard records every file, so a re-run skips what each shard has
-  and finishes the rest: nothing is lost and nothing is embedded or stored twice.
+- The driver commits a file to each shard once all its passages are back, in one transaction
+  per shard (ragline.ingest.pipeline.FileCommitter), and files in their order, as one process
+  does: a kill leaves each file wholly in or out of each shard. Every shard records every
+  file, so a re-run skips what each shard has and finishes the rest: nothing is lost and
+  nothing is embedded or stored twice.
 - Ray restarts a dead embedding actor and retries its batch; a dead reading task is retried.
 
 Memory stays bounded by Ray Data's streaming execution (a few blocks in flight per stage) and
-the files whose passages are not all back yet.
+the files whose passages are not all back yet, or that wait for an earlier file.
 """
 
 from __future__ import annotations
@@ -48,12 +49,13 @@ log = logging.getLogger(__name__)
 BLOCK_BYTES = 256 << 10  # ≈ 100 passages' rows (text, JSON of passage and tokens)
 
 # row kinds: a passage; a shard that gets none of a changed file's documents (it still records
-# the file); a file no shard needs; a file that cannot be read
+# the file); a file no shard needs; a file that cannot be read. (A file's loader already drops
+# a document id it repeats.)
 PASSAGE, NONE, UNCHANGED, SKIPPED = "passage", "none", "unchanged", "skipped"
 
 
 def _row(**fields: Any) -> dict[str, Any]:
-    base = {"file": 0, "shard": 0, "n": 0, "kind": PASSAGE, "sha256": "", "size": 0,
+    base = {"file": 0, "shard": 0, "n": 0, "groups": 0, "kind": PASSAGE, "sha256": "", "size": 0,
             "reason": "", "doc": "", "passage": "", "tokens": "", "text": ""}
     return {**base, **fields}
 
@@ -85,7 +87,8 @@ def _read_file(item: dict[str, Any], chunk_words: int, n_shards: int) -> Iterato
         d = Document(id=d.id, source=item["source"], text=d.text, title=d.title, meta=d.meta)
         for p in chunk_document(d, chunk_words):
             per_shard[shard].append((d, p, tokenize(p.embed_text)))
-    common = {"file": file_id, "sha256": sha, "size": len(data)}
+    # groups: the (file, shard) parts the driver waits for before it commits the file
+    common = {"file": file_id, "sha256": sha, "size": len(data), "groups": len(todo)}
     for shard, rows in per_shard.items():
         if not rows:
             yield _row(**common, shard=shard, kind=NONE)
@@ -173,27 +176,45 @@ class _Assembler:
                                                                  strict=True)]
         self.pending: dict[tuple[int, int], list[dict[str, Any]]] = {}
         self.claimed: list[dict[str, str]] = [{} for _ in folders]  # doc id → source, per shard
+        # (shard, rows) of each file's finished groups; files ready to commit; the next one
+        self.groups: dict[int, list[tuple[int, list[dict[str, Any]]]]] = {}
+        self.finished: dict[int, list[tuple[int, list[dict[str, Any]]]]] = {}
+        self.next_file = 0
 
     def take(self, batch: dict[str, np.ndarray]) -> int:
-        """Commit what the batch completes; returns the passages it brought."""
+        """Commit what the batch completes; returns the passages it brought. Files are
+        committed in their order, as in one process (so the first of two files holding the
+        same document keeps it); a file that comes back early waits for those before it."""
         n_new = 0
         for j in range(len(batch["kind"])):
             row = {k: v[j] for k, v in batch.items()}
             kind, file = str(row["kind"]), int(row["file"])
             if kind == UNCHANGED:
                 self.report.unchanged.append(source_key(self.files[file]))
+                self.finished[file] = []
             elif kind == SKIPPED:
                 self.report.skipped.append((display_path(self.files[file]), str(row["reason"])))
+                self.finished[file] = []
             elif kind == NONE:
-                self._commit(file, int(row["shard"]), [row])
+                self._group_done(file, int(row["shard"]), [row], int(row["groups"]))
             else:
                 n_new += 1
                 key = (file, int(row["shard"]))
                 rows = self.pending.setdefault(key, [])
                 rows.append(row)
                 if len(rows) == int(row["n"]):
-                    self._commit(file, key[1], self.pending.pop(key))
+                    self._group_done(file, key[1], self.pending.pop(key), int(row["groups"]))
+        while self.next_file in self.finished:
+            for shard, rows in self.finished.pop(self.next_file):
+                self._commit(self.next_file, shard, rows)
+            self.next_file += 1
         return n_new
+
+    def _group_done(self, file: int, shard: int, rows: list[dict[str, Any]], groups: int) -> None:
+        done = self.groups.setdefault(file, [])
+        done.append((shard, rows))
+        if len(done) == groups:
+            self.finished[file] = sorted(self.groups.pop(file), key=lambda g: g[0])
 
     def _commit(self, file: int, shard: int, rows: list[dict[str, Any]]) -> None:
         path = self.files[file]

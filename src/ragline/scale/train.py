@@ -107,7 +107,9 @@ def _average(dist: Any, tensors: list[Any], world: int) -> None:
     """Average tensors over the workers in place, in one all-reduce of their concatenation."""
     import torch
 
-    flat = torch.cat([t.detach().reshape(-1).float() for t in tensors])  # (total elements,)
+    device = tensors[0].device  # NCCL reduces CUDA tensors only: everything on the grads' device
+    flat = torch.cat([t.detach().reshape(-1).float().to(device)
+                      for t in tensors])  # (total elements,)
     dist.all_reduce(flat)
     flat /= world
     offset = 0
