@@ -286,13 +286,20 @@ class BM25Index:
     def stats(self, query_tokens: Sequence[str]) -> BM25Stats:
         """The corpus statistics a query needs, over live passages: what shards of one
         corpus sum so that each scores as one index would (BM25Stats.total)."""
-        df = np.zeros(len(query_tokens), dtype=np.int64)
-        for s in self.segments:
-            for i, t in enumerate(query_tokens):
-                j = s.term_id.get(t)
-                if j is not None:
-                    a, z = s.indptr[j], s.indptr[j + 1]
-                    df[i] += np.count_nonzero(s.live[s.docs[a:z]]) if len(s.dead) else z - a
+        return self._stats(self._find(query_tokens), len(query_tokens))
+
+    def _find(self, query_tokens: Sequence[str]) -> list[tuple[Segment, list[tuple[int, int]]]]:
+        """Per segment: (query position, local term id) of the query terms it holds."""
+        return [(s, [(i, s.term_id[t]) for i, t in enumerate(query_tokens) if t in s.term_id])
+                for s in self.segments]
+
+    def _stats(self, found: list[tuple[Segment, list[tuple[int, int]]]],
+               n_tokens: int) -> BM25Stats:
+        df = np.zeros(n_tokens, dtype=np.int64)
+        for s, terms in found:
+            for i, j in terms:
+                a, z = s.indptr[j], s.indptr[j + 1]
+                df[i] += np.count_nonzero(s.live[s.docs[a:z]]) if len(s.dead) else z - a
         return BM25Stats(self.ntotal, sum(s.live_length for s in self.segments), df)
 
     def search(self, query_tokens: list[str], k: int,
@@ -302,12 +309,10 @@ class BM25Index:
         by default this index's own."""
         if self.ntotal == 0 or not query_tokens or k < 1:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        st = stats if stats is not None else self.stats(query_tokens)
+        found = self._find(query_tokens)  # the term lookups serve the statistics and the scores
+        st = stats if stats is not None else self._stats(found, len(query_tokens))
         n, df = st.n, st.df
         avgdl = max(st.length / n, 1e-9)
-        # per segment: (query position, local term id) of the query terms it holds
-        found = [(s, [(i, s.term_id[t]) for i, t in enumerate(query_tokens) if t in s.term_id])
-                 for s in self.segments]
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         all_scores, all_ids = [], []
         for s, terms in found:
