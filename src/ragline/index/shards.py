@@ -227,12 +227,12 @@ class ShardedIndex(Index):
 
     def counts(self) -> dict[str, int]:
         """Documents and passages summed; a source file counts once however many shards
-        hold its documents."""
+        record it."""
         out: dict[str, int] = {}
         for s in self.shards:
             for k, v in s.counts().items():
                 out[k] = out.get(k, 0) + v
-        out["sources"] = len({d.source for d in self.documents()})
+        out["sources"] = len(set().union(*(s.folder.store.source_paths() for s in self.shards)))
         return out
 
     def names(self, doc_ids: Sequence[str]) -> dict[str, str]:

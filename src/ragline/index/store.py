@@ -381,4 +381,5 @@ class Store:
         return int(row[0]) if row else None
 
     def source_paths(self) -> set[str]:
-        return {r[0] for r in self.con.execute("SELECT path FROM sources")}
+        """The committed source files (from any thread, as `counts` reads them)."""
+        return {r[0] for r in self.reader.execute("SELECT path FROM sources")}
