@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import PrecomputedQueries, peak_rss_mb, table  # noqa: E402
+from run import PrecomputedQueries, bare_encoder, peak_rss_mb, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -97,7 +97,6 @@ class LookupEncoder:
 
 def bench_ingest(docs: list[dict], n_docs: int) -> None:
     from ragline.config import IndexConfig
-    from ragline.encode import load_encoder
     from ragline.index.folder import IndexFolder
     from ragline.index.index import Index
     from ragline.ingest.pipeline import ingest_paths
@@ -110,12 +109,7 @@ def bench_ingest(docs: list[dict], n_docs: int) -> None:
         tokenize("warm up: the stemmer and jieba load once per process, 一次")
         n = len(texts)
         for name in ("minilm", "minilm-int8"):
-            enc = load_encoder(name)
-            enc.load()
-            enc.encode_passages(texts[:64])  # warm-up
-            t = time.perf_counter()
-            vecs = enc.encode_passages(texts, batch_size=32)
-            bare = time.perf_counter() - t
+            enc, vecs, bare = bare_encoder(name, texts)
             with Index.open_or_create(Path(tmp) / f"idx-{name}", IndexConfig(encoder=name)) as ix:
                 ix.encoder = enc  # the loaded one: loading the model is not ingestion
                 t = time.perf_counter()

@@ -30,13 +30,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import PrecomputedQueries, table  # noqa: E402
+from run import PrecomputedQueries, bare_encoder, table  # noqa: E402
 from scale import DATA, ENCODER, passages_of, real_docs, synthetic, wiki_docs, write_jsonl  # noqa: E402
 
 
 def bench_ingest(n_docs: int, workers: tuple[int, ...] = (1, 2)) -> None:
     from ragline.config import IndexConfig
-    from ragline.encode import load_encoder
     from ragline.index.index import Index
     from ragline.scale.cluster import connect
     from ragline.scale.ingest import ray_ingest
@@ -46,12 +45,7 @@ def bench_ingest(n_docs: int, workers: tuple[int, ...] = (1, 2)) -> None:
         src = write_jsonl(Path(tmp) / "sample.jsonl", wiki_docs()[:n_docs])
         texts = [p.embed_text for p in passages_of(src)]
         n = len(texts)
-        enc = load_encoder("minilm")
-        enc.load()
-        enc.encode_passages(texts[:64])  # warm-up
-        t = time.perf_counter()
-        enc.encode_passages(texts, batch_size=32)
-        bare = time.perf_counter() - t
+        enc, _, bare = bare_encoder("minilm", texts)
         rows.append(["bare encoder (this process)", n / bare, 1.0, 1.0])
 
         def timed(name: str, shards: int | None, run: object) -> None:
