@@ -73,10 +73,12 @@ class Searcher:
         self.prior_scale = prior_scale  # inverse temperature of the softmax that gives p(z|x)
         self._retrievers: dict[str, Retriever] = {}
 
-    def using(self, query_encoder: Encoder) -> Searcher:
-        """The same searcher with another query encoder (e.g. one that batches callers)."""
-        other = Searcher(self.index, query_encoder, self.config, self.reranker, self.prior_scale,
-                         self.collection)
+    def using(self, query_encoder: Encoder | None = None,
+              collection: Collection | None = None) -> Searcher:
+        """The same searcher with another query encoder (e.g. one that batches callers), or
+        over another collection (e.g. the shards' Ray actors)."""
+        other = Searcher(self.index, query_encoder or self.query_encoder, self.config,
+                         self.reranker, self.prior_scale, collection or self.collection)
         other.rerank_depth = self.rerank_depth
         return other
 

@@ -94,9 +94,8 @@ def _worker(job: dict[str, Any]) -> dict[str, Any]:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     with RAG.open(job["path"], config=job["config"]) as rag:
-        rag.searcher.collection = ShardedCollection(job["shards"])
-        rag.searcher._retrievers.clear()
-        trainer = prepare_trainer(rag.searcher, rag._rag_slot(), job["cfg"], job["restart"])
+        searcher = rag.searcher.using(collection=ShardedCollection(job["shards"]))
+        trainer = prepare_trainer(searcher, rag._rag_slot(), job["cfg"], job["restart"])
         trainer.average = lambda tensors: _average(dist, tensors, world)
         result = run_training(trainer, job["examples"], job["progress"], part=(rank, world))
     return {"step": result.step, "losses": result.losses, "evals": result.evals,
