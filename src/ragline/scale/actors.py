@@ -122,17 +122,23 @@ def start_shards(index: Index, address: str | None = None,
     """One actor per shard, spread over the cluster's nodes; waits until each has opened
     its folder (a shard that cannot is a ShardUnavailableError now, not at the first query)."""
     ray = connect(address)
-    server = ray.remote(ShardServer).options(
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    server = ray.remote(ShardServer)
+    options = dict(
         num_cpus=0,  # it waits on queries; CPU-bound work would starve beside the encoders
         # a hybrid query's dense and BM25 parts run side by side in the actor, as they do in
         # one process (FAISS and the BM25 kernel release the GIL; reads share the folder)
         max_concurrency=MAX_CONCURRENCY,
-        max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS,
-        scheduling_strategy="SPREAD")
+        max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)
+    # shards dealt round-robin over the nodes ("SPREAD" is best effort: actors that need no CPU
+    # were seen all on one node); soft, so a restart may land on another node
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
     # an index that is not sharded is served as a shard of its own
     parts = index.shards if isinstance(index, ShardedIndex) else [index]
-    shards = [RayShard(server.remote(str(s.path.resolve())), f"shard {i} ({s.path})", timeout)
-              for i, s in enumerate(parts)]
+    shards = [RayShard(server.options(**options, scheduling_strategy=NodeAffinitySchedulingStrategy(
+                  nodes[i % len(nodes)], soft=True)).remote(str(s.path.resolve())),
+              f"shard {i} ({s.path})", timeout) for i, s in enumerate(parts)]
     for s in shards:
         s.size()
     return shards
