@@ -40,6 +40,7 @@ from shardkit import assert_same_results, per_shard, scifact_files
 def cluster() -> Iterator[Cluster]:
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
     c.add_node(num_cpus=2)
+    c.wait_for_nodes()  # else the first test may see one node, and place every actor on it
     ray.init(address=c.address, namespace="ragline", log_to_driver=False)
     yield c
     ray.shutdown()
