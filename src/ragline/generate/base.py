@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ragline.generate.tasks import ANSWER, Task
 from ragline.types import Hit
 
 
@@ -26,6 +27,7 @@ class GenerateOptions:
     max_tokens: int = 128          # concat: the longest answer in tokens
     temperature: float = 0.0       # concat: 0 is greedy
     beams: int = 1                 # the RAG models' beam search (1: greedy)
+    task: Task = ANSWER            # what to write from the passages (ragline.generate.tasks)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from typing import Any
 
 from ragline.config import Config
 from ragline.generate.base import GenerateOptions, Generation
-from ragline.generate.prompts import CHAT_STOP, STOP, ChatTemplate, rag_prompt
+from ragline.generate.prompts import rag_prompt
+from ragline.generate.tasks import ChatTemplate
 from ragline.registry import BACKENDS
 from ragline.types import Hit
 
@@ -49,10 +50,10 @@ class PromptGenerator:
         chat = self.chat_template()
         prompt = rag_prompt(question, list(hits), self.count_tokens,
                             budget=max(256, self.n_ctx - options.max_tokens - 16),
-                            passage_tokens=self.passage_tokens, chat=chat)
+                            passage_tokens=self.passage_tokens, chat=chat, task=options.task)
         parts: list[str] = []
         for piece in self.stream(prompt, max_tokens=options.max_tokens,
-                                 stop=STOP if chat is None else CHAT_STOP,
+                                 stop=options.task.stop if chat is None else options.task.chat_stop,
                                  temperature=options.temperature):
             if not parts:
                 piece = piece.lstrip()

@@ -1,9 +1,10 @@
 """Prompts that condition the generator on numbered passages.
 
 A base model completes a document (the task, the passages, the question, "Answer:"); an
-instruct model gets the task as its system turn, two worked turns (a short answer and a
-refusal), then the passages and the question, in its own chat template. Passages that do not
-fit the token budget give way sentence by sentence, the least related to the question first.
+instruct model gets the task as its system turn, worked turns (a short answer and a
+refusal), then the passages and the question, in its own chat template (the words of each
+task: ragline.generate.tasks). Passages that do not fit the token budget give way sentence by
+sentence, the least related to the question first.
 
     prompt = rag_prompt("Who designed it?", hits)
 """
@@ -15,56 +16,15 @@ from collections import Counter
 from collections.abc import Callable
 
 from ragline.errors import ConfigError
-from ragline.text import has_cjk, sentence_spans, tokenize
+from ragline.generate.tasks import ANSWER, ChatTemplate, Task
+from ragline.text import sentence_spans, tokenize
 from ragline.types import Hit
 
-NOT_FOUND = "I could not find the answer in the indexed documents."
-NOT_FOUND_ZH = "在已索引的文档中找不到答案。"
-
-# A base model completes a document: the task, the passages, then "Answer:".
-_EN = """Answer the question using only the numbered passages. Quote the passage's words when you can, cite the passage number like [1], and keep the answer short. If the passages do not contain the answer, reply "I don't know."
-
-{passages}
-
-Question: {question}
-Answer:"""
-
-_ZH = """请只根据下面编号的段落回答问题，尽量使用段落原文，并用[1]这样的编号注明出处，回答要简短。如果段落中没有答案，请回答“不知道”。
-
-{passages}
-
-问题：{question}
-回答："""
-
-# An instruct model gets the task as its system turn and the passages with the question as the
-# user's, wrapped in its own chat template. The answer is the span itself: a sentence around it
-# adds words the passages may not back, and costs time.
-_SYSTEM_EN = """You answer questions from the passages the user gives. Reply with the answer alone: the shortest phrase from the passages that answers the question (a name, a number, a date, a few words). If the passages do not contain the answer, reply exactly: I don't know."""
-_USER_EN = "{passages}\n\nQuestion: {question}"
-_SYSTEM_ZH = """你根据用户给出的段落回答问题。只写出答案本身：段落中能回答问题的最短原文（一个名字、数字、日期或几个词）。如果段落中没有答案，只回答：不知道。"""
-_USER_ZH = "{passages}\n\n问题：{question}"
-
-# Two worked turns before the real one: an answer copied short, and a refusal. They are the
-# same for every question, so llama.cpp keeps them in its cache: they cost no time to read.
-_SHOTS_EN = (
-    ("[1]\nThe tower was designed by the engineering firm of Gustave Eiffel and completed in "
-     "March 1889 for the World's Fair.\n\n[2]\nIt is 330 metres tall.\n\n"
-     "Question: Whose firm designed the tower?", "Gustave Eiffel"),
-    ("[1]\nThe river rises in the Alps and flows 1,230 km to the North Sea.\n\n"
-     "Question: Who was the first person to swim the river?", "I don't know."),
-)
-_SHOTS_ZH = (
-    ("[1]\n这座塔由古斯塔夫·埃菲尔的公司设计，于1889年3月为世界博览会建成。\n\n[2]\n塔高330米。\n\n"
-     "问题：这座塔是哪一年建成的？", "1889年"),
-    ("[1]\n这条河发源于阿尔卑斯山，流经1230公里注入北海。\n\n问题：第一个游过这条河的人是谁？", "不知道。"),
-)
-
-# [(role, content), …] → the model's chat template applied, ready to complete
-ChatTemplate = Callable[[list[tuple[str, str]]], str]
+NOT_FOUND = ANSWER.not_found["en"]
 
 
 def not_found_message(question: str) -> str:
-    return NOT_FOUND_ZH if has_cjk(question) else NOT_FOUND
+    return ANSWER.not_found_message(question)
 
 
 def format_passage(n: int, hit: Hit, max_chars: int | None = None, text: str | None = None) -> str:
@@ -75,32 +35,18 @@ def format_passage(n: int, hit: Hit, max_chars: int | None = None, text: str | N
     return f"{head}\n{text}"
 
 
-def _frame(question: str, chat: ChatTemplate | None) -> Callable[[str], str]:
-    """passages → the whole prompt, in the question's language and the model's format."""
-    q, zh = question.strip(), has_cjk(question)
-    if chat is None:
-        template = _ZH if zh else _EN
-        return lambda body: template.format(passages=body, question=q)
-    system, user, shots = (_SYSTEM_ZH, _USER_ZH, _SHOTS_ZH) if zh else (
-        _SYSTEM_EN, _USER_EN, _SHOTS_EN)
-    turns = [("system", system)]
-    for asked, answered in shots:
-        turns += [("user", asked), ("assistant", answered)]
-    return lambda body: chat([*turns, ("user", user.format(passages=body, question=q))])
-
-
 def rag_prompt(question: str, hits: list[Hit], count_tokens: Callable[[str], int] | None = None,
                budget: int = 3000, passage_tokens: int | None = None,
-               chat: ChatTemplate | None = None) -> str:
-    """The prompt: the task, the numbered passages, the question; `chat` wraps it as an
-    instruct model's turns.
+               chat: ChatTemplate | None = None, task: Task = ANSWER) -> str:
+    """The prompt: the task, the numbered passages, the question (or the task's request);
+    `chat` wraps it as an instruct model's turns.
 
     With `count_tokens`, the passages get at most `passage_tokens` (the time to the first token
     grows with the prompt) and the whole prompt at most `budget` tokens (the context). When
     the passages do not fit whole, their sentences go in by how much of the question they
     share, the better-ranked passage first on ties, each counted once; passages keep their
     rank's number. A question too long to leave room for passages is a ConfigError."""
-    frame = _frame(question, chat)
+    frame = task.frame(question, chat)
     if count_tokens is None:
         return frame("\n\n".join(format_passage(i + 1, h) for i, h in enumerate(hits)))
     base = count_tokens("")  # what every count includes (a BOS token)
@@ -200,54 +146,3 @@ def render_selection(hits: list[Hit], chosen: Selection) -> list[tuple[int, str]
 
 _MIN_PASSAGE_TOKENS = 48  # less than this shows the model no passage worth reading
 _MIN_SENTENCE_TOKENS = 8  # stop filling below this
-
-
-# a base model goes on to invent the next question or passage; these end the answer there
-STOP = ("\n\n", "Question:", "\nAnswer:", "\n[", "问题\uff1a", "回答\uff1a", "问题:", "回答:",
-        "\n回答")
-
-
-# an instruct model ends its turn itself; a blank line starts an explanation nobody asked for
-CHAT_STOP = ("\n\n",)
-
-
-# The RAG model conditions the generator on one passage at a time (Lewis et al. 2020): the
-# passage, then the question, then the answer on the same line. Training uses the same layout.
-_PASSAGE_EN = ("\n\nQuestion: {question}\nAnswer:", " ")
-_PASSAGE_ZH = ("\n\n问题：{question}\n回答：", "")
-
-
-def passage_prompt_parts(question: str) -> tuple[str, str]:
-    """(text after the passage, prefix of the answer) for a question's language."""
-    tail, prefix = _PASSAGE_ZH if has_cjk(question) else _PASSAGE_EN
-    return tail.format(question=question.strip()), prefix
-
-
-# An instruct model in the RAG models reads one passage a turn: the task, the worked turns of
-# concat's prompt (one passage each), then the passage and the question; its answer is the
-# assistant's turn. The turns before the passage are the same for every passage and question,
-# so llama.cpp reads them once and copies them (ragline.model.llama_lm).
-_PASSAGE_SHOTS_EN = (
-    ("The tower was designed by the engineering firm of Gustave Eiffel and completed in March "
-     "1889 for the World's Fair. It is 330 metres tall.\n\n"
-     "Question: Whose firm designed the tower?", "Gustave Eiffel"),
-    ("The river rises in the Alps and flows 1,230 km to the North Sea.\n\n"
-     "Question: Who was the first person to swim the river?", "I don't know."),
-)
-_PASSAGE_SHOTS_ZH = (
-    ("这座塔由古斯塔夫·埃菲尔的公司设计，于1889年3月为世界博览会建成。塔高330米。\n\n"
-     "问题：这座塔是哪一年建成的？", "1889年"),
-    ("这条河发源于阿尔卑斯山，流经1230公里注入北海。\n\n问题：第一个游过这条河的人是谁？", "不知道。"),
-)
-_PASSAGE_CHAT = {"en": (_SYSTEM_EN, "{passage}\n\nQuestion: {question}", _PASSAGE_SHOTS_EN),
-                 "zh": (_SYSTEM_ZH, "{passage}\n\n问题：{question}", _PASSAGE_SHOTS_ZH)}
-
-
-def passage_chat_turns(question: str) -> tuple[list[tuple[str, str]], str]:
-    """(the turns before the user's, user turn with a {passage} slot) for a question's
-    language."""
-    system, user, shots = _PASSAGE_CHAT["zh" if has_cjk(question) else "en"]
-    turns = [("system", system)]
-    for asked, answered in shots:
-        turns += [("user", asked), ("assistant", answered)]
-    return turns, user.replace("{question}", question.strip())

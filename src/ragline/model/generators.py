@@ -153,8 +153,12 @@ class RagModelGenerator:
     def generate(self, question: str, hits: Sequence[Hit],
                  options: GenerateOptions) -> Iterator[str | Generation]:
         with _ONE_AT_A_TIME:
-            gen = self.rag_model().generate(question, hits, self.kind, beams=options.beams,
-                                            thorough=self.thorough)
+            # a task with a length of its own (a text, a question) takes the request's; answers
+            # keep [model] max_new_tokens
+            gen = self.rag_model().generate(
+                question, hits, self.kind, beams=options.beams, thorough=self.thorough,
+                task=options.task, max_new_tokens=options.max_tokens if options.task.max_tokens
+                else None)
         yield gen.text
         yield Generation(gen.text, gen.posterior)
 

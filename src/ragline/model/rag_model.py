@@ -19,13 +19,8 @@ from torch import Tensor, nn
 
 from ragline.config import DEFAULT_PRIOR_SCALE
 from ragline.errors import ConfigError
-from ragline.generate.prompts import (
-    passage_chat_turns,
-    passage_prompt_parts,
-    rag_prompt,
-    render_selection,
-    select_sentences,
-)
+from ragline.generate.prompts import rag_prompt, render_selection, select_sentences
+from ragline.generate.tasks import ANSWER, Task
 from ragline.model.decode import (
     Candidate,
     beam_search_each,
@@ -106,10 +101,12 @@ class RagModel:
         """Whether the generator reads its input in a chat template (its tokenizer has one)."""
         return self._chat([("user", "?")]) is not None
 
-    def passage_context(self, question: str, hit: Hit, max_tokens: int | None = None) -> list[int]:
-        """bos, title, passage, question, answer cue; for an instruct model, the same in its
-        chat template (a system turn, then the user's). A passage over `max_tokens` (default
-        max_passage_tokens) keeps the sentences that share most with the question."""
+    def passage_context(self, question: str, hit: Hit, max_tokens: int | None = None,
+                        task: Task = ANSWER) -> list[int]:
+        """bos, title, passage, question (or the task's request), answer cue; for an instruct
+        model, the same in its chat template (a system turn, then the user's). A passage over
+        `max_tokens` (default max_passage_tokens) keeps the sentences that share most with the
+        question."""
         tok = self.lm.tokenizer
         p = hit.passage
         limit = max_tokens or self.max_passage_tokens
@@ -120,23 +117,23 @@ class RagModel:
             text = render_selection([hit], chosen)[0][1] if chosen else p.text
             body = tok.encode(text)
         body = body[:limit]
-        tail, _ = passage_prompt_parts(question)
+        tail, _ = task.passage_parts(question)
         if self.instruct:
-            turns, user = passage_chat_turns(question)
+            turns, user = task.passage_turns(question)
             chat = self._chat([*turns, ("user", user.format(passage=tok.decode(head + body)))])
             return tok.encode(chat or "")  # the template places its own special tokens
         return self._bos() + head + body + tok.encode(tail)
 
-    def concat_context(self, question: str, hits: Sequence[Hit]) -> list[int]:
+    def concat_context(self, question: str, hits: Sequence[Hit], task: Task = ANSWER) -> list[int]:
         if self.instruct:
-            return self.lm.tokenizer.encode(
-                rag_prompt(question, list(hits), chat=lambda turns: self._chat(turns) or ""))
-        return self._bos() + self.lm.tokenizer.encode(rag_prompt(question, list(hits)))
+            return self.lm.tokenizer.encode(rag_prompt(
+                question, list(hits), chat=lambda turns: self._chat(turns) or "", task=task))
+        return self._bos() + self.lm.tokenizer.encode(rag_prompt(question, list(hits), task=task))
 
     def answer_tokens(self, question: str, answer: str) -> list[int]:
         """The answer as the model continues it: after "Answer:" (a base model), or as the
         assistant's turn."""
-        _, prefix = passage_prompt_parts(question)
+        _, prefix = ANSWER.passage_parts(question)
         return self.lm.tokenizer.encode(("" if self.instruct else prefix) + answer.strip())
 
     @staticmethod
@@ -155,8 +152,12 @@ class RagModel:
     # ------------------------------------------------------------ generation
 
     def generate(self, question: str, hits: Sequence[Hit], model: str = "rag-token",
-                 beams: int = 1, thorough: bool = True) -> Generation:
+                 beams: int = 1, thorough: bool = True, task: Task = ANSWER,
+                 max_new_tokens: int | None = None) -> Generation:
+        """The best output for `question` (a task's request) over `hits`; `max_new_tokens`
+        (default: the model's) bounds its length."""
         MODELS.check(model)
+        new_tokens = max_new_tokens or self.max_new_tokens
         if not hits:
             raise ConfigError("generation needs at least one retrieved passage")
         if beams < 1:
@@ -178,17 +179,17 @@ class RagModel:
             limits = [min(self.max_passage_tokens,
                           max(_MIN_PASSAGE_TOKENS, round(self.passage_budget * p)))
                       for p in doc_lp.exp().tolist()]
-        contexts = [self.passage_context(question, hits[i], n) for i, n in zip(keep, limits,
-                                                                                strict=True)]
+        contexts = [self.passage_context(question, hits[i], n, task)
+                    for i, n in zip(keep, limits, strict=True)]
         cands: list[Candidate]
         if model == "rag-token":
-            cands = rag_token_search(self.lm, contexts, doc_lp, beams, self.max_new_tokens)
+            cands = rag_token_search(self.lm, contexts, doc_lp, beams, new_tokens)
         elif model == "rag-sequence":
-            cands = rag_sequence_search(self.lm, contexts, doc_lp, beams, self.max_new_tokens,
+            cands = rag_sequence_search(self.lm, contexts, doc_lp, beams, new_tokens,
                                         thorough=thorough)
         else:
-            cands = beam_search_each(self.lm, [self.concat_context(question, hits)], beams,
-                                     self.max_new_tokens)[0]
+            cands = beam_search_each(self.lm, [self.concat_context(question, hits, task)], beams,
+                                     new_tokens)[0]
         if not cands:
             return Generation("", float("-inf"), tuple(full_lp.exp().tolist()), (), False)
         best = cands[0]
