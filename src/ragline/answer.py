@@ -5,9 +5,14 @@ generates (slow; the server queues it). Any registered generator answers (raglin
 MODELS); citations come from the [n] markers a prompted generator writes, or from the RAG
 models' posterior p(z|x,y).
 
+The other tasks (ragline.generate.tasks) go the same way: a text written from the passages
+(each sentence passed on with the passages that support it, one none supports left out), and
+a question written for a given answer (Jeopardy question generation).
+
     answerer = Answerer(searcher, config, rag_model)
     prepared = answerer.prepare("Who built it?", k=5)           # ConfigError if bad
     for piece in answerer.answer(prepared): ...                  # text…, then the Answer
+    answerer.prepare("the Eiffel Tower", task="question", answer="1889")
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from ragline.errors import ConfigError
 from ragline.generate.base import GenerateOptions, Generation, Generator
 from ragline.generate.citations import (
     CitationStream,
+    SentenceGate,
     best_span,
     grounding,
     is_refusal,
     support,
 )
-from ragline.generate.prompts import not_found_message
+from ragline.generate.tasks import ANSWER, QUESTION, task_named
+from ragline.qa import answer_in
 from ragline.registry import MODELS
 from ragline.retrieve.searcher import Searcher, check_k, check_query
 from ragline.text import tokenize
@@ -36,6 +43,12 @@ from ragline.types import Answer, Citation, Hit
 # RAG-Token and RAG-Sequence run the generator over every passage (k × beams sequences): the
 # paper trains with 5–10 and decodes with up to 50.
 MAX_RAG_K = 50
+
+# A text is written from the passages close to the best one: p(z|x) at least this share of
+# the best's (a cosine within 0.15 of it at the default prior scale of 20). The example
+# documents' five passages for "Explain how the Eiffel Tower was built" hold two about the
+# tower and three about other things, which a small model summarized too.
+WRITE_MIN_SHARE = 0.05
 
 
 def check_rag_k(k: int | None) -> None:
@@ -46,13 +59,15 @@ def check_rag_k(k: int | None) -> None:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A checked question with its passages, ready to generate from."""
+    """A checked question with its passages, ready to generate from. `request` is what the
+    generator is given: the question, or, for the question task, the answer."""
 
     question: str
     hits: tuple[Hit, ...]
     model: str
     options: GenerateOptions
     timings: dict[str, float] = field(default_factory=dict)
+    request: str = ""
 
 
 class Answerer:
@@ -84,13 +99,26 @@ class Answerer:
     def prepare(self, question: str, k: int | None = None, mode: str | None = None,
                 model: str | None = None, beams: int | None = None,
                 max_tokens: int | None = None, temperature: float | None = None,
-                hits: Sequence[Hit] | None = None) -> Prepared:
+                hits: Sequence[Hit] | None = None, task: str = "answer",
+                answer: str | None = None) -> Prepared:
         """Check the request and retrieve its passages (unless `hits` are given). Bad
-        arguments (k out of range, an unknown mode or model, an over-long question) are a
-        ConfigError here, before anything is generated."""
+        arguments (k out of range, an unknown mode, model or task, an over-long question) are
+        a ConfigError here, before anything is generated. `task` "text" writes from the
+        passages about `question` (an instruction); "question" writes a question whose answer
+        is `answer`, retrieving for both."""
         g = self.config.generation
         model = MODELS.canonical(self.config.model.kind if model is None else model)
-        check_query(question, "question")
+        kind = task_named(task)
+        check_query(question, "question" if kind is ANSWER else "instruction")
+        request = query = question
+        if kind is QUESTION:
+            if answer is None or not answer.strip():
+                raise ConfigError("the question task needs the answer the question is to have "
+                                  "(--answer A)")
+            check_query(answer, "answer")
+            request, query = answer.strip(), f"{question.strip()} {answer.strip()}"
+        elif answer is not None:
+            raise ConfigError("an answer is given only to the question task (--task question)")
         check_sampling(max_tokens, temperature, g.n_ctx)
         if beams is not None and beams < 1:
             raise ConfigError(f"beams must be ≥ 1, got {beams}")
@@ -98,15 +126,16 @@ class Answerer:
             check_k(k)
         if model != "concat":
             check_rag_k(len(hits) if hits is not None else k)
-        options = GenerateOptions(max_tokens=g.max_tokens if max_tokens is None else max_tokens,
-                                  temperature=g.temperature if temperature is None else temperature,
-                                  beams=self.config.model.beams if beams is None else beams)
+        options = GenerateOptions(
+            max_tokens=max_tokens or kind.max_tokens or g.max_tokens,
+            temperature=g.temperature if temperature is None else temperature,
+            beams=self.config.model.beams if beams is None else beams, task=kind)
         timings = {}
         if hits is None:
             t0 = time.perf_counter()
-            hits = self.searcher.search(question, k=k, mode=mode)
+            hits = self.searcher.search(query, k=k, mode=mode)
             timings["retrieve_s"] = time.perf_counter() - t0
-        return Prepared(question, tuple(hits), model, options, timings)
+        return Prepared(question, tuple(hits), model, options, timings, request)
 
     # ------------------------------------------------------------ phase 2
 
@@ -114,6 +143,9 @@ class Answerer:
         """Yield the answer's text as it is generated (citation markers included), then the
         Answer. A prompted generator streams; the RAG models yield their text once, at the
         end. Refusals and answers the passages do not back end as "not found"."""
+        if prepared.options.task is not ANSWER:
+            yield from self._write(prepared)
+            return
         q, hits, model = prepared.question, list(prepared.hits), prepared.model
         t0 = time.perf_counter()
         timings = dict(prepared.timings)
@@ -124,7 +156,7 @@ class Answerer:
                           reason)
 
         if not self._relevant(hits):
-            text = not_found_message(q)
+            text = ANSWER.not_found_message(q)
             yield text
             yield done(text, (), "not_relevant" if hits else "no_passages")
             return
@@ -162,14 +194,78 @@ class Answerer:
         reason = self._refusal(q, text, hits)
         if reason is not None:
             if not generator.streams:
-                yield not_found_message(q)
-            yield done(not_found_message(q), (), reason)
+                yield ANSWER.not_found_message(q)
+            yield done(ANSWER.not_found_message(q), (), reason)
             return
         if not generator.streams:
             yield text + markers
         elif markers:
             yield markers
         yield done(text + markers, cites)
+
+    def _write(self, prepared: Prepared) -> Iterator[str | Answer]:
+        """A text or a question from the passages, streamed a sentence at a time. Every
+        sentence of a text goes out with the passages that support it; one that none supports
+        is left out (Answer.dropped). A question is cited to the passage that holds its
+        answer. Refused: nothing relevant retrieved, no passage holding the question's answer,
+        the model declining, or (a text) no sentence supported."""
+        task, hits, model = prepared.options.task, list(prepared.hits), prepared.model
+        if task is not QUESTION and hits and all(h.prob is not None for h in hits):
+            best = max(h.prob or 0.0 for h in hits)
+            hits = [h for h in hits if (h.prob or 0.0) >= WRITE_MIN_SHARE * best]
+        t0 = time.perf_counter()
+        timings = dict(prepared.timings)
+        refusal = task.not_found_message(prepared.request)
+
+        def done(text: str, cites: Sequence[Citation], reason: str | None = None,
+                 dropped: Sequence[str] = ()) -> Answer:
+            timings["total_s"] = timings.get("retrieve_s", 0.0) + time.perf_counter() - t0
+            return Answer(prepared.question, text, tuple(cites), tuple(hits), reason is None,
+                          timings, model, reason, task.name, tuple(dropped))
+
+        reason = None if self._relevant(hits) else "not_relevant" if hits else "no_passages"
+        if reason is None and task is QUESTION and not any(
+                answer_in(h.passage.embed_text, [prepared.request]) for h in hits):
+            reason = "answer_not_found"
+        if reason is not None:
+            yield refusal
+            yield done(refusal, (), reason)
+            return
+        generator = self.generator(model)
+        gate = SentenceGate(hits)
+        raw: list[str] = []
+        out: list[str] = []
+        for item in generator.generate(prepared.request, hits, prepared.options):
+            if isinstance(item, Generation):
+                continue
+            if "first_token_s" not in timings:
+                timings["first_token_s"] = timings.get("retrieve_s", 0.0) + time.perf_counter() - t0
+            raw.append(item)
+            if task is not QUESTION and (piece := gate.feed(item)):
+                out.append(piece)
+                yield piece
+        text = "".join(raw).strip()
+        if task is QUESTION:  # one question, cited to where its answer is
+            if not text or is_refusal(text):
+                yield refusal
+                yield done(refusal, (), "model_declined")
+                return
+            text = text.splitlines()[0].strip()
+            cite = _question_citation(text, prepared.request, hits)
+            text = f"{text} [{cite.marker}]"
+            yield text
+            yield done(text, [cite])
+            return
+        if piece := gate.finish():
+            out.append(piece)
+            yield piece
+        if not gate.kept:  # "I don't know." is a sentence no passage supports too
+            yield refusal
+            yield done(refusal, (), "model_declined" if not text or is_refusal(text)
+                       else "unsupported", gate.dropped)
+            return
+        cites = [gate.citations[n] for n in sorted(gate.citations)]
+        yield done("".join(out).strip(), cites, dropped=gate.dropped)
 
     def ask(self, question: str, **kwargs: Any) -> Answer:
         """`prepare` and `answer` in one call; the Answer only."""
@@ -203,6 +299,17 @@ class Answerer:
         if grounding(question, text, list(hits)) < self.config.generation.min_grounding:
             return "off_topic"
         return None
+
+
+def _question_citation(question: str, answer: str, hits: Sequence[Hit]) -> Citation:
+    """The passage a generated question comes from: of those that hold its answer, the one
+    that shares most of the question's words (ties: the better ranked)."""
+    claim = tokenize(question)
+    holding = [i for i, h in enumerate(hits) if answer_in(h.passage.embed_text, [answer])]
+    best = max(holding, key=lambda i: (best_span(claim, hits[i].passage.text)[1], -i))
+    span, _ = best_span(tokenize(answer) or claim, hits[best].passage.text)
+    h = hits[best]
+    return Citation(best + 1, h.passage, h.score, h.prob, span)
 
 
 def _posterior_citations(text: str, hits: Sequence[Hit], posterior: Sequence[float],

@@ -4,6 +4,7 @@
     rag = RAG.build("my-index", paths=["docs/"])      # or RAG.open("my-index")
     answer = rag.ask("What is the capital of France?")
     answer.text, answer.citations
+    rag.write("Explain how the tower was built.")     # a cited text; or task="question", answer=…
     rag.index, rag.searcher, rag.answerer             # the parts, for finer control
 """
 
@@ -156,6 +157,30 @@ class RAG:
         prepared = self.answerer.prepare(question, k=k, mode=mode, model=model, beams=beams,
                                          max_tokens=max_tokens, temperature=temperature,
                                          hits=hits)
+        return self.answerer.answer(prepared)
+
+    def write(self, instruction: str, task: str = "text", answer: str | None = None,
+              k: int | None = None, mode: str | None = None, model: str | None = None,
+              beams: int | None = None, max_tokens: int | None = None) -> Answer:
+        """A text written from the passages retrieved for `instruction`, every sentence cited
+        (one no passage supports is left out: Answer.dropped); task="question": a question
+        whose answer is `answer` (Jeopardy question generation). model: concat (default),
+        rag-token (the RAG paper's best for question generation) or rag-sequence."""
+        answer_ = None
+        for piece in self.write_stream(instruction, task, answer, k, mode, model, beams,
+                                       max_tokens):
+            if isinstance(piece, Answer):
+                answer_ = piece
+        assert answer_ is not None  # Answerer.answer always ends with the Answer
+        return answer_
+
+    def write_stream(self, instruction: str, task: str = "text", answer: str | None = None,
+                     k: int | None = None, mode: str | None = None, model: str | None = None,
+                     beams: int | None = None, max_tokens: int | None = None,
+                     ) -> Iterator[str | Answer]:
+        """`write`, a sentence at a time, then the Answer."""
+        prepared = self.answerer.prepare(instruction, k=k, mode=mode, model=model, beams=beams,
+                                         max_tokens=max_tokens, task=task, answer=answer)
         return self.answerer.answer(prepared)
 
     def score(self, question: str, answer: str, k: int | None = None,

@@ -125,6 +125,10 @@ class Answer:
     model: str = "concat"
     # why the answer is a refusal (None when answered): one of REFUSAL_REASONS
     reason: str | None = None
+    # what was asked for (ragline.generate.tasks): an answer, a text, a question
+    task: str = "answer"
+    # a text's sentences that no passage supports, left out of it
+    dropped: tuple[str, ...] = ()
 
     @property
     def refused(self) -> bool:
@@ -145,6 +149,8 @@ class Answer:
             "refused": self.refused,
             "reason": self.reason,
             "model": self.model,
+            "task": self.task,
+            "dropped": list(self.dropped),
             "citations": [
                 {"marker": c.marker, "passage_id": c.passage.id, "doc_id": c.passage.doc_id,
                  "source": c.passage.source, "title": c.passage.title, "page": c.passage.page,
@@ -164,6 +170,7 @@ REFUSAL_REASONS = {
     "model_declined": "the model said the passages do not contain the answer",
     "unsupported": "the passages do not contain the words of the model's answer",
     "off_topic": "the passage sentence the answer comes from is not about the question",
+    "answer_not_found": "no passage holds the answer the question was to be written for",
 }
 
 

@@ -1,4 +1,5 @@
-"""`ragline search · ask · score`: passages for a query, cited answers, answer likelihoods."""
+"""`ragline search · ask · write · score`: passages for a query, cited answers, cited texts
+and questions, answer likelihoods."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +23,7 @@ from ragline.cli.options import (
     positive_int,
 )
 from ragline.config import Config, override
+from ragline.generate.tasks import WRITE_TASKS
 from ragline.registry import MODELS
 from ragline.types import Answer, hit_to_dict
 
@@ -50,6 +53,26 @@ def register(sub: Any) -> None:
     add_ray(s)
     s.set_defaults(run=cmd_ask)
 
+    s = sub.add_parser("write", help="write a text from the index, every sentence cited (or, "
+                                     "with --task question, a question for a given answer)")
+    add_index_arg(s)
+    s.add_argument("instruction", help="what to write about, e.g. \"Explain how the tower was "
+                                       "built\"; with --task question, the topic")
+    s.add_argument("--task", choices=WRITE_TASKS, default="text",
+                   help="text: a few sentences, each cited (default); question: a question "
+                        "whose answer is --answer (Jeopardy-style)")
+    s.add_argument("--answer", metavar="A", help="the answer the question is to have")
+    add_retrieval(s, "passages to write from (default 5)")
+    add_json(s, "print the text as JSON (the shape of ask --json)")
+    add_model(s, "concat: all passages in one prompt (default); rag-token: the RAG model, "
+                 "mixing the passages at every token (the paper's best for questions)")
+    s.add_argument("--beams", type=positive_int, help="beam size of the RAG models (default 1: greedy)")
+    add_generator(s)
+    s.add_argument("--max-tokens", type=positive_int,
+                   help="longest output (default 200 for a text, 48 for a question)")
+    add_ray(s)
+    s.set_defaults(run=cmd_write)
+
     s = sub.add_parser("score", help="log p(answer | question) under each model")
     add_index_arg(s)
     s.add_argument("question")
@@ -78,20 +101,34 @@ def cmd_ask(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.rag import RAG
 
     cfg = replace(cfg, model=override(cfg.model, thorough=False if args.fast else None))
+    with RAG.open(args.index, config=cfg) as rag:
+        return _show(rag.ask_stream(args.question, k=args.k, mode=args.mode, model=args.model,
+                                    beams=args.beams), args.json)
+
+
+def cmd_write(args: argparse.Namespace, cfg: Config) -> int:
+    from ragline.rag import RAG
+
+    with RAG.open(args.index, config=cfg) as rag:
+        return _show(rag.write_stream(args.instruction, task=args.task, answer=args.answer,
+                                      k=args.k, mode=args.mode, model=args.model,
+                                      beams=args.beams, max_tokens=args.max_tokens), args.json)
+
+
+def _show(pieces: Iterator[str | Answer], as_json: bool) -> int:
+    """Stream the text as it comes (or, as JSON, the Answer at the end), then its sources."""
     answer: Answer | None = None
     streamed = ""
-    with RAG.open(args.index, config=cfg) as rag:
-        for piece in rag.ask_stream(args.question, k=args.k, mode=args.mode, model=args.model,
-                                    beams=args.beams):
-            if isinstance(piece, Answer):
-                answer = piece
-            elif not args.json:
-                streamed += piece
-                sys.stdout.write(piece)
-                sys.stdout.flush()
+    for piece in pieces:
+        if isinstance(piece, Answer):
+            answer = piece
+        elif not as_json:
+            streamed += piece
+            sys.stdout.write(piece)
+            sys.stdout.flush()
     if answer is None:
         raise RuntimeError("the generation ended without an answer")
-    if args.json:
+    if as_json:
         render.out(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return 0
     render.answer_tail(answer, streamed)

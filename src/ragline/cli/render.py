@@ -77,6 +77,10 @@ def answer_tail(answer: Answer, streamed: str) -> None:
         out(f"  [{c.marker}] {where(c.passage)}{prob}")
         quote = " ".join(c.quote.split())
         out(textwrap.indent(textwrap.fill(f"“{quote[:300]}”", width=96), "      "))
+    if answer.dropped:
+        n = len(answer.dropped)
+        out(f"\n({n} sentence{'s' if n > 1 else ''} left out: no passage supports "
+            f"{'them' if n > 1 else 'it'}; --json lists them)")
 
 
 def table(header: list[str], rows: list[list[str]]) -> None:

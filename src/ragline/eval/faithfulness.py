@@ -27,30 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from ragline.qa import QAExample, answer_in, exact_match, f1_score, normalize_answer
-from ragline.text import sentence_spans, tokenize
+from ragline.generate.citations import JUDGE, supports
+from ragline.qa import QAExample, answer_in, exact_match, f1_score
+from ragline.text import sentence_spans
 from ragline.types import Answer, Hit
 
 if TYPE_CHECKING:
     from ragline.rag import RAG
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
-JUDGE = "lexical: the passage holds the sentence, or ≥ 80 % of its content words"
-
-
-def supports(passage: str, sentence: str) -> bool:
-    """Does `passage` back `sentence` (citation markers ignored)? See the module's judge."""
-    claim = _MARKER.sub(" ", sentence).strip()
-    norm = normalize_answer(claim)
-    if not norm:
-        return True
-    if norm in normalize_answer(passage):
-        return True
-    words = tokenize(claim)
-    if not words:
-        return False
-    have = set(tokenize(passage))
-    return sum(w in have for w in words) / len(words) >= 0.8
 
 
 def cited_sentences(text: str) -> list[tuple[str, list[int]]]:

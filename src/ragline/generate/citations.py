@@ -9,6 +9,10 @@ answer still streams.
     cs = CitationStream(hits)
     out = "".join(cs.feed(piece) for piece in pieces) + cs.finish()
     cs.citations  # marker → Citation with the supporting span of the passage
+
+A written text (`ragline write`) is held to more: `SentenceGate` passes it on a sentence at a
+time, each with the passages that support it by `supports`, and holds back any sentence that
+no passage supports.
 """
 
 from __future__ import annotations
@@ -16,15 +20,36 @@ from __future__ import annotations
 import re
 
 from ragline.qa import normalize_answer
-from ragline.text import sentence_spans, tokenize
+from ragline.text import has_cjk, sentence_spans, tokenize
 from ragline.types import Citation, Hit
 
 _MARKER = re.compile(r"\[\d+\]")
+_MARKER_NUMBER = re.compile(r"\[(\d{1,3})\]")
 _MARKER_BODY = re.compile(r"\s*\d{1,3}(\s*,\s*\d{1,3})*\s*")
 _REFUSAL = re.compile(
     r"(i (do not|don't|cannot|can't) (know|answer|find)|not (mentioned|contain|provided|stated|"
     r"specified|given)|no (information|answer|mention)|cannot be (determined|answered)|unknown|"
     r"不知道|无法回答|没有提到|未提及|没有相关|无法确定)", re.IGNORECASE)
+
+
+JUDGE = "lexical: the passage holds the sentence, or ≥ 80 % of its content words"
+
+
+def supports(passage: str, sentence: str) -> bool:
+    """Does `passage` back `sentence` (citation markers ignored)? A passage supports a
+    sentence when it contains it (after SQuAD normalization) or at least 80 % of its content
+    words. Lexical: it judges extracted and lightly reworded sentences well; it cannot see
+    a paraphrase, and counts that as unsupported."""
+    claim = strip_markers(sentence).strip()
+    norm = normalize_answer(claim)
+    if not norm:
+        return True
+    if norm in normalize_answer(passage):
+        return True
+    words = tokenize(claim)
+    if not words:
+        return False
+    return overlap(words, set(tokenize(passage))) >= 0.8
 
 
 def strip_markers(text: str) -> str:
@@ -188,3 +213,113 @@ class CitationStream:
             return ""
         self._cite(-neg_n, claim)
         return f" [{-neg_n}]"
+
+
+_TRAILING = re.compile(r"[\s.!?。！？…]*$")
+_SPACE_BEFORE_STOP = re.compile(r"\s+([.,;:!?。，；：！？])")  # where a marker was taken out
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_ENDED = re.compile(r"[.!?。！？…][\"'”’)）]*$")
+_HEADING_WORDS = 6
+
+
+def _without_headings(block: str) -> str:
+    """A paragraph less its leading heading lines ("[1] Photosynthesis" over the passage a
+    model copied under it): a line of a few words with no sentence stop, followed by none or
+    by a line that starts anew (a capital, a digit, a CJK character, a marker), not by the
+    rest of a sentence wrapped over two lines."""
+    lines = block.strip().split("\n")
+
+    def heading(i: int) -> bool:
+        line = strip_markers(lines[i]).strip()
+        short = len(line.split()) <= _HEADING_WORDS and not (
+            has_cjk(line) and len(line) > 3 * _HEADING_WORDS)
+        after = strip_markers(lines[i + 1]).strip() if i + 1 < len(lines) else ""
+        return short and not _ENDED.search(line) and (not after or not after[0].islower())
+
+    while lines and heading(0):
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+class SentenceGate:
+    """A written text, passed on sentence by sentence. Each sentence goes out with the passages
+    that support it (`supports`): the ones its [n] markers name, when they do; else the
+    passage that holds most of it; else two passages together. A sentence that no passage
+    supports is held back (`dropped`). The markers go before the sentence's final stop.
+    Headings a model copies from a passage ("[2] Photosynthesis") are no sentences and are
+    left out, as is a last sentence cut off by the token limit.
+
+        gate = SentenceGate(hits)
+        out = "".join(gate.feed(piece) for piece in pieces) + gate.finish()
+        gate.citations, gate.kept, gate.dropped
+    """
+
+    def __init__(self, hits: list[Hit]) -> None:
+        self.hits = hits
+        self.texts = [h.passage.embed_text for h in hits]
+        self.citations: dict[int, Citation] = {}
+        self.kept: list[str] = []
+        self.dropped: list[str] = []
+        self._buf = ""
+
+    def feed(self, piece: str) -> str:
+        """The sentences `piece` completes (a sentence is complete once the next has begun)."""
+        self._buf += piece
+        spans = [(s, e) for s, e in sentence_spans(self._buf)
+                 if strip_markers(self._buf[s:e]).strip()]
+        if len(spans) < 2:
+            return ""
+        done, self._buf = self._buf[:spans[-1][0]], self._buf[spans[-1][0]:]
+        return self._pass(done)
+
+    def finish(self) -> str:
+        rest, self._buf = self._buf, ""
+        return self._pass(rest, last=True)
+
+    def _pass(self, text: str, last: bool = False) -> str:
+        out = []
+        blocks = _PARAGRAPH.split(text)
+        spans = [(b, s, e) for b, block in enumerate(blocks) for s, e in
+                 sentence_spans(_without_headings(block))]
+        for b, s, e in spans:
+            raw = _without_headings(blocks[b])[s:e]
+            body = _SPACE_BEFORE_STOP.sub(r"\1", " ".join(strip_markers(raw).split()))
+            if not _TRAILING.sub("", body):
+                continue  # markers or punctuation alone
+            if last and (b, s, e) == spans[-1] and not _ENDED.search(body):
+                continue  # cut off by the token limit
+            cited = self._supporting(body, [int(m) for m in _MARKER_NUMBER.findall(raw)])
+            if not cited:
+                self.dropped.append(body)
+                continue
+            for n in cited:
+                self._cite(n, body)
+            end = _TRAILING.search(body).start()  # type: ignore[union-attr]  # always matches
+            cjk = has_cjk(body)
+            sentence = (body[:end] + ("" if cjk else " ") + "".join(f"[{n}]" for n in cited)
+                        + body[end:])
+            out.append(("" if not self.kept or cjk else " ") + sentence)
+            self.kept.append(sentence)
+        return "".join(out)
+
+    def _supporting(self, sentence: str, marks: list[int]) -> list[int]:
+        named = [n for n in dict.fromkeys(marks) if 1 <= n <= len(self.hits)
+                 and supports(self.texts[n - 1], sentence)]
+        if named:
+            return named
+        claim = tokenize(sentence)
+        order = sorted(range(len(self.hits)),
+                       key=lambda i: (-overlap(claim, set(tokenize(self.texts[i]))), i))
+        if order and supports(self.texts[order[0]], sentence):
+            return [order[0] + 1]
+        if len(order) > 1 and supports(self.texts[order[0]] + "\n" + self.texts[order[1]],
+                                       sentence):
+            return sorted([order[0] + 1, order[1] + 1])
+        return []
+
+    def _cite(self, n: int, sentence: str) -> None:
+        if n not in self.citations:
+            hit = self.hits[n - 1]
+            span, _ = best_span(tokenize(sentence), hit.passage.text)
+            self.citations[n] = Citation(marker=n, passage=hit.passage, score=hit.score,
+                                         prob=hit.prob, span=span)

@@ -8,6 +8,9 @@ Routes (all JSON; errors are `{"error": {"message", "type", "code"}}`, see serve
     GET    /v1/search?q=&k=&mode=  passages with scores and p(z|x)
     POST   /v1/ask                 answer, citations (passage text, source), document posteriors;
                                    {"stream": true}: server-sent events passages, token…, answer
+    POST   /v1/write               a text written from the passages, every sentence cited (or a
+                                   question for a given answer); the shape and events of /v1/ask
+    POST   /v1/translate           translations from a translation memory (see server.translating)
     GET    /v1/documents           what is indexed
     POST   /v1/documents           upload a file (multipart field "file"), indexed at once
     DELETE /v1/documents/{id}      remove a document
@@ -24,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -32,6 +35,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ragline import __version__
+from ragline.answer import Prepared
 from ragline.config import ServerConfig
 from ragline.errors import PayloadTooLargeError, RaglineError, UnauthorizedError
 from ragline.rag import RAG
@@ -51,6 +55,19 @@ class AskRequest(BaseModel):
     model: str | None = Field(None, description="concat | rag-token | rag-sequence")
     stream: bool = Field(False, description="answer as server-sent events")
     max_tokens: int | None = Field(None, description="concat model: longest answer in tokens")
+    temperature: float | None = Field(None, description="concat model: 0 is greedy")
+
+
+class WriteRequest(BaseModel):
+    instruction: str = Field(description="what to write about; for the question task, the topic")
+    task: Literal["text", "question"] = Field("text", description="text: sentences, each cited; "
+                                              "question: a question whose answer is `answer`")
+    answer: str | None = Field(None, description="the question task: the answer to ask for")
+    k: int | None = Field(None, description="passages to retrieve (default: config)")
+    mode: str | None = Field(None, description="dense | bm25 | hybrid | weighted")
+    model: str | None = Field(None, description="concat | rag-token | rag-sequence")
+    stream: bool = Field(False, description="the text as server-sent events")
+    max_tokens: int | None = Field(None, description="longest output in tokens")
     temperature: float | None = Field(None, description="concat model: 0 is greedy")
 
 
@@ -126,12 +143,14 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     async def ask(req: AskRequest) -> dict[str, Any] | StreamingResponse:
         prepared = await run_in_threadpool(service.prepare, req.question, req.k, req.mode,
                                            req.model, req.max_tokens, req.temperature)
-        job = service.submit(prepared)
-        if not req.stream:
-            return service.answer_json(await service.answer(job))
-        return StreamingResponse(_ask_events(service, job, prepared.hits),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return await _respond(service, prepared, req.stream)
+
+    @app.post("/v1/write", response_model=None)
+    async def write(req: WriteRequest) -> dict[str, Any] | StreamingResponse:
+        prepared = await run_in_threadpool(service.prepare, req.instruction, req.k, req.mode,
+                                           req.model, req.max_tokens, req.temperature,
+                                           req.task, req.answer)
+        return await _respond(service, prepared, req.stream)
 
     @app.get("/v1/documents")
     def list_documents() -> dict[str, Any]:
@@ -151,6 +170,17 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
 
     openai_api.register(app, service)
     return app
+
+
+async def _respond(service: Service, prepared: Prepared,
+                   stream: bool) -> dict[str, Any] | StreamingResponse:
+    """Queue the generation; the Answer as JSON, or (stream) its events as they come."""
+    job = service.submit(prepared)
+    if not stream:
+        return service.answer_json(await service.answer(job))
+    return StreamingResponse(_ask_events(service, job, prepared.hits),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def _ask_events(service: Service, job: Job, hits: Sequence[Hit]) -> AsyncIterator[str]:

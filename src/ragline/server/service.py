@@ -47,10 +47,12 @@ class Service:
     # ------------------------------------------------------------ ask
 
     def prepare(self, question: str, k: int | None, mode: str | None, model: str | None,
-                max_tokens: int | None = None, temperature: float | None = None) -> Prepared:
+                max_tokens: int | None = None, temperature: float | None = None,
+                task: str = "answer", answer: str | None = None) -> Prepared:
         """Check the request and retrieve its passages, before anything is queued."""
         return self.answerer.prepare(question, k=k, mode=mode, model=model,
-                                     max_tokens=max_tokens, temperature=temperature)
+                                     max_tokens=max_tokens, temperature=temperature,
+                                     task=task, answer=answer)
 
     def submit(self, prepared: Prepared) -> Job:
         return self.queue.submit(lambda: self.answerer.answer(prepared))
