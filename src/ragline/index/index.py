@@ -22,6 +22,7 @@ from ragline.index.folder import IndexFolder
 from ragline.index.manifest import Manifest, TrainedState
 from ragline.index.store import source_key
 from ragline.index.upkeep import MANIFEST
+from ragline.ingest.files import DOCUMENTS, FileReader
 from ragline.ingest.pipeline import IngestReport, cjk_share, ingest_paths
 from ragline.text import invalid_char
 from ragline.types import DocumentInfo
@@ -134,6 +135,11 @@ class Index:
         self.folder.manifest = replace(self.folder.manifest, trained=trained)
         self.folder.save_manifest()
 
+    def set_languages(self, source: str, target: str) -> None:
+        """Make the index a translation memory from `source` to `target` (ragline.tm)."""
+        self.folder.manifest = replace(self.folder.manifest, languages=(source, target))
+        self.folder.save_manifest()
+
     def question_encoder(self) -> Encoder:
         """The question encoder `ragline train` left in the index (the manifest names it),
         else the passage encoder itself. The passage side never changes."""
@@ -165,13 +171,15 @@ class Index:
     # ------------------------------------------------------------ writes
 
     def add(self, paths: Sequence[str | Path], progress: bool = False,
-            names: Mapping[Path, str] | None = None) -> IngestReport:
+            names: Mapping[Path, str] | None = None,
+            reader: FileReader = DOCUMENTS) -> IngestReport:
         """Index files and folders (changed files are replaced, unchanged ones skipped).
-        `names`: display names for files stored under meaningless names (server uploads)."""
+        `names`: display names for files stored under meaningless names (server uploads);
+        `reader`: which files are read and how (default: documents by type)."""
         with self.folder.write_lock():
             return ingest_paths(self.folder, self.encoder, [Path(p) for p in paths],
                                 progress=progress, batch_passages=self.batch_passages,
-                                names=names)
+                                names=names, reader=reader)
 
     def remove(self, target: str) -> list[str]:
         """Remove a document by id, or every document of a source file; returns the doc ids."""
@@ -224,6 +232,7 @@ class Index:
             "format", "ragline_version", "encoder", "chunking", "dense", "sparse", "counts",
             "generation", "created", "updated")},
                 "trained": m.get("trained"),
+                "translation_memory": m.get("translation_memory"),
                 "dense_index": self.folder.dense.describe() if self.folder.dense else ""}
 
     def documents(self, source: str | None = None) -> list[DocumentInfo]:

@@ -95,6 +95,8 @@ class Manifest:
     trained: TrainedState | None = None
     segments: tuple[str, ...] = ()             # the BM25 segments (folders in sparse/)
     shards: tuple[str, ...] = ()               # a sharded index: its shards' folders, in order
+    # a translation memory (ragline.tm): its (source, target) languages; () for documents
+    languages: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -110,6 +112,9 @@ class Manifest:
             out["trained"] = asdict(self.trained)
         if self.shards:
             out["shards"] = list(self.shards)
+        if self.languages:
+            out["translation_memory"] = dict(zip(("source", "target"), self.languages,
+                                                 strict=True))
         return out
 
     @classmethod
@@ -139,7 +144,9 @@ class Manifest:
                    updated=str(m.get("updated", "")),
                    ragline_version=str(m.get("ragline_version", "")), trained=trained,
                    segments=tuple(sparse.get("segments") or ()),
-                   shards=tuple(m.get("shards") or ()))
+                   shards=tuple(m.get("shards") or ()),
+                   languages=(m["translation_memory"]["source"], m["translation_memory"]["target"])
+                   if m.get("translation_memory") else ())
 
     def updated_now(self, **changes: Any) -> Manifest:
         return replace(self, **changes, updated=now())
@@ -219,6 +226,10 @@ def check_manifest(m: Any, path: Path) -> dict[str, Any]:
     if not isinstance(shards, list) or not all(
             isinstance(x, str) and x and "/" not in x and not x.startswith(".") for x in shards):
         raise bad("'shards' is not a list of folder names")
+    tm = m.get("translation_memory")
+    if tm is not None and not (isinstance(tm, dict) and all(
+            isinstance(tm.get(k), str) and tm[k] for k in ("source", "target"))):
+        raise bad("'translation_memory' is not an object with a 'source' and a 'target'")
     if not _is_int(m.get("generation")):
         raise bad("'generation' is missing or not an integer")
     for key in ("counts", "files"):

@@ -35,6 +35,7 @@ from ragline.index.folder import IndexFolder
 from ragline.index.index import Index
 from ragline.index.manifest import Manifest, TrainedState, read_manifest, write_manifest
 from ragline.index.upkeep import MANIFEST
+from ragline.ingest.files import DOCUMENTS, FileReader
 from ragline.ingest.pipeline import IngestReport, ingest_paths, shard_of
 from ragline.types import DocumentInfo
 
@@ -161,14 +162,15 @@ class ShardedIndex(Index):
     # ------------------------------------------------------------ writes
 
     def add(self, paths: Sequence[str | Path], progress: bool = False,
-            names: Mapping[Path, str] | None = None) -> IngestReport:
+            names: Mapping[Path, str] | None = None,
+            reader: FileReader = DOCUMENTS) -> IngestReport:
         """Each shard reads the files and takes its documents (reading is cheap beside
         embedding, and each passage is embedded once, in its own shard)."""
         n = len(self.shards)
         with self.write_lock():
             reports = [ingest_paths(s.folder, self.encoder, [Path(p) for p in paths],
                                     progress=progress, batch_passages=self.batch_passages,
-                                    names=names, route=(i, n))
+                                    names=names, route=(i, n), reader=reader)
                        for i, s in enumerate(self.shards)]
         return merge_reports(reports)
 

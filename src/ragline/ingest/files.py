@@ -3,6 +3,9 @@
     report = IngestReport()
     files = discover([Path("docs/")], report)      # regular files of supported types
     docs = read_documents(path, data, report)      # None when skipped (the reason is reported)
+
+Documents are read by type (ragline.ingest.loaders); another `FileReader` reads other files
+into Documents (translation memories: ragline.tm).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +45,18 @@ class IngestReport:
         return bool(self.missing) or (not self.added and not self.unchanged)
 
 
+@dataclass(frozen=True)
+class FileReader:
+    """What an ingestion reads: the suffixes it takes from folders, and how it turns one
+    file's bytes into Documents (an IngestError skips the file and reports why)."""
+
+    suffixes: Collection[str]
+    load: Callable[[Path, bytes], list[Document]]
+
+
+DOCUMENTS = FileReader(frozenset(LOADERS), load_file)
+
+
 def _is_index_folder(path: Path) -> bool:
     return (path / "manifest.json").is_file() and (path / "store.sqlite").is_file()
 
@@ -62,9 +77,11 @@ def _not_a_file(path: Path) -> str | None:
     return f"{kind}, not a regular file"
 
 
-def discover(paths: Iterable[Path], report: IngestReport) -> list[Path]:
-    """Regular files named, and those under folders named (recursively, hidden ones skipped).
-    Anything else (pipes, devices, broken links, link loops) is skipped and reported."""
+def discover(paths: Iterable[Path], report: IngestReport,
+             suffixes: Collection[str] = DOCUMENTS.suffixes) -> list[Path]:
+    """Regular files named, and those of `suffixes` under folders named (recursively, hidden
+    ones skipped). Anything else (pipes, devices, broken links, link loops) is skipped and
+    reported."""
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -77,7 +94,7 @@ def discover(paths: Iterable[Path], report: IngestReport) -> list[Path]:
                     f = Path(root) / n
                     if n.startswith("."):
                         continue
-                    if f.suffix.lower() in LOADERS:
+                    if f.suffix.lower() in suffixes:
                         files.append(f)
                     else:
                         report.ignored.append(display_path(f))
@@ -117,10 +134,11 @@ def cjk_share(paths: Iterable[Path], max_files: int = 20, max_chars: int = 200_0
     return cjk / letters if letters else 0.0
 
 
-def read_documents(f: Path, data: bytes, report: IngestReport) -> list[Document] | None:
+def read_documents(f: Path, data: bytes, report: IngestReport,
+                   reader: FileReader = DOCUMENTS) -> list[Document] | None:
     """The file's documents, or None (skipped and reported) when it cannot be read."""
     try:
-        return load_file(Path(display_path(f)), data)
+        return reader.load(Path(display_path(f)), data)
     except IngestError as e:  # unsupported, empty, binary, corrupt: skip, report, go on
         report.skipped.append((display_path(f), str(e).split(": ", 1)[-1]))
     except RecursionError:

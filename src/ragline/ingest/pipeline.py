@@ -26,7 +26,14 @@ from ragline.encode.base import Encoder
 from ragline.index.folder import IndexFolder
 from ragline.index.store import SourceRecord, source_key
 from ragline.ingest.chunk import chunk_document
-from ragline.ingest.files import IngestReport, cjk_share, discover, read_documents
+from ragline.ingest.files import (
+    DOCUMENTS,
+    FileReader,
+    IngestReport,
+    cjk_share,
+    discover,
+    read_documents,
+)
 from ragline.text import display_path, tokenize
 from ragline.types import Document, Passage
 
@@ -72,7 +79,8 @@ def shard_of(doc_id: str, n_shards: int) -> int:
 def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
                  progress: bool = False, batch_passages: int = 1024,
                  names: Mapping[Path, str] | None = None,
-                 route: tuple[int, int] | None = None) -> IngestReport:
+                 route: tuple[int, int] | None = None,
+                 reader: FileReader = DOCUMENTS) -> IngestReport:
     """Read, embed and commit as a pipeline: a reading thread loads, chunks and tokenizes
     files; this thread embeds; a committing thread writes the store and the in-memory indexes.
     Bounded queues between them keep memory to a few batches whatever the corpus size, and
@@ -82,10 +90,10 @@ def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
     hashes) the name a person knows them by; documents keep it in meta["filename"].
     `route` = (shard, shards): this folder is that shard of a sharded index and takes only
     the documents `shard_of` gives it (each file is still recorded, to skip it when
-    unchanged)."""
+    unchanged). `reader`: what files are read and how (default: documents by type)."""
     report = IngestReport()
-    files = discover(paths, report)
-    flow = _Flow(folder, encoder, files, report, batch_passages, names or {}, route)
+    files = discover(paths, report, reader.suffixes)
+    flow = _Flow(folder, encoder, files, report, batch_passages, names or {}, route, reader)
     desc = "indexing" if route is None else f"indexing shard {route[0] + 1}/{route[1]}"
     # passages are counted as they are committed: how many a file holds is known only once read
     with tqdm(desc=desc, unit="passage", dynamic_ncols=True,
@@ -106,8 +114,8 @@ class _Flow:
 
     def __init__(self, folder: IndexFolder, encoder: Encoder, files: list[Path],
                  report: IngestReport, batch_passages: int, names: Mapping[Path, str],
-                 route: tuple[int, int] | None = None) -> None:
-        self.folder, self.encoder, self.files = folder, encoder, files
+                 route: tuple[int, int] | None = None, reader: FileReader = DOCUMENTS) -> None:
+        self.folder, self.encoder, self.files, self.reader = folder, encoder, files, reader
         self.report, self.batch, self.names, self.route = report, batch_passages, names, route
         # a few batches in flight per queue: enough to keep every stage busy, no more
         self.to_embed: queue.Queue[Piece | None] = queue.Queue(maxsize=4)
@@ -194,7 +202,7 @@ class _Flow:
         if old is not None and old.sha256 == rec.sha256:
             report.unchanged.append(source)
             return
-        docs = read_documents(f, data, report)
+        docs = read_documents(f, data, report, self.reader)
         if docs is None:
             return
         name = self.names.get(f)
