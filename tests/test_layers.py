@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"text", "errors", "config", "registry", "qa", "devices"},
     {"ingest", "encode", "index"},
     {"retrieve", "generate", "model"},
-    {"rag", "answer", "scale"},
+    {"rag", "answer", "scale", "tm"},
     {"eval", "server", "cli", "testing"},
 ]
 

@@ -82,16 +82,19 @@ def cmd_index(args: argparse.Namespace, cfg: Config) -> int:
     return index_report(report, args.index, counts)
 
 
-def index_report(report: IngestReport, path: Path, counts: dict[str, int]) -> int:
+def index_report(report: IngestReport, path: Path, counts: dict[str, int],
+                 pairs: bool = False) -> int:
+    """Print what an ingestion did; `pairs`: a translation memory's import (ragline.tm)."""
     for missing in report.missing:
         render.error(f"{missing}: no such file or folder")
     new = len(report.added) - len(report.replaced)
-    render.out(f"indexed {new} new and {len(report.replaced)} changed file(s): "
-               f"{report.documents} document(s), {report.passages} passage(s); "
-               f"{len(report.unchanged)} unchanged")
+    found = (f"{report.documents} pair(s)" if pairs else
+             f"{report.documents} document(s), {report.passages} passage(s)")
+    render.out(f"{'imported' if pairs else 'indexed'} {new} new and {len(report.replaced)} "
+               f"changed file(s): {found}; {len(report.unchanged)} unchanged")
     if report.duplicates:
-        render.out(f"{len(report.duplicates)} document(s) were already indexed from another "
-                   "file and are kept once")
+        render.out(f"{len(report.duplicates)} {'pair' if pairs else 'document'}(s) were already "
+                   f"{'imported' if pairs else 'indexed'} from another file and are kept once")
     if report.ignored:
         kinds = sorted({Path(f).suffix or "(none)" for f in report.ignored})
         render.out(f"ignored {len(report.ignored)} file(s) of unsupported types in folders: "
@@ -100,11 +103,14 @@ def index_report(report: IngestReport, path: Path, counts: dict[str, int]) -> in
         render.out(f"skipped {len(report.skipped)} file(s):")
         for skipped, why in report.skipped:
             render.out(f"  {render.shorten(skipped)}: {why}")
-    render.out(f"{path}: {counts['documents']} documents, {counts['passages']} passages")
+    render.out(f"{path}: {counts['documents']} pairs" if pairs else
+               f"{path}: {counts['documents']} documents, {counts['passages']} passages")
     if report.failed and not report.missing:
+        from ragline.tm.formats import SUFFIXES
+
         why = (f"{len(report.skipped)} file(s) skipped (the reasons are listed above)"
                if report.skipped else "no file of a supported type was found; supported: "
-               + " ".join(supported_suffixes()))
+               + " ".join(SUFFIXES if pairs else supported_suffixes()))
         render.error(f"nothing could be read: {why}")
     return 1 if report.failed else 0
 
@@ -165,6 +171,9 @@ def cmd_info(args: argparse.Namespace, cfg: Config) -> int:
                f"{c.get('passages', 0)} passages"
                + (f" in {len(info['shards'])} shards:" if info.get("shards") else ""))
     render.out(f"updated    {info['updated']}  (created {info['created']})")
+    if (tm := info.get("translation_memory")) is not None:
+        render.out(f"translates {tm['source']} → {tm['target']}  (a translation memory: "
+                   "documents are pairs)")
     if (t := info["trained"]) is not None:
         parts = [f"{t['model']} step {t['step']}"]
         if t.get("generator"):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ragline.cli import render
@@ -25,6 +27,9 @@ def register(sub: Any) -> None:
     s.add_argument("--max-upload-mb", type=float, help="largest upload (default 32)")
     add_model(s, "the default model of /v1/ask")
     s.add_argument("--encoder", help="encoder of a new index (default minilm)")
+    s.add_argument("--tm", type=Path, metavar="TM_DIR",
+                   help="a translation memory for /v1/translate (default: DIR itself, when it "
+                        "is one)")
     add_generator(s)
     add_ray(s)
     s.set_defaults(run=cmd_serve)
@@ -43,7 +48,13 @@ def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
     new = not Index.exists(args.index)
     rag = (RAG.build(args.index, encoder=args.encoder, config=cfg) if new
            else RAG.open(args.index, config=cfg, encoder=args.encoder))
-    with rag:
+    with ExitStack() as stack:
+        stack.enter_context(rag)
+        memory = None
+        if args.tm is not None:
+            from ragline.tm.memory import TranslationMemory
+
+            memory = stack.enter_context(TranslationMemory.open(args.tm))
         s = cfg.server
         keyed = bool(os.environ.get(s.api_key_env))
         c = rag.index.counts()
@@ -51,5 +62,8 @@ def cmd_serve(args: argparse.Namespace, cfg: Config) -> int:
                    f"documents, {c['passages']} passages")
         render.out(f"serving http://{s.host}:{s.port}/  (API docs /docs, OpenAI-compatible /v1)"
                    + (f"; API key from ${s.api_key_env}" if keyed else "") + "; Ctrl-C stops")
-        serve(rag, s)
+        if memory is not None:
+            render.out(f"translation memory {args.tm}: {memory.source} → {memory.target}, "
+                       f"{memory.index.counts()['documents']} pairs")
+        serve(rag, s, memory)
     return 0

@@ -19,14 +19,15 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from ragline.rag import RAG
+    from ragline.tm.memory import TranslationMemory
 
 log = logging.getLogger(__name__)
 
 __all__ = ["create_app", "serve"]
 
 
-def create_app(rag: RAG, server: ServerConfig | None = None,
-               api_key: str | None = None) -> FastAPI:
+def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None = None,
+               memory: TranslationMemory | None = None) -> FastAPI:
     try:
         import fastapi  # noqa: F401
         import python_multipart  # noqa: F401  (FastAPI's form parser)
@@ -34,10 +35,11 @@ def create_app(rag: RAG, server: ServerConfig | None = None,
         raise missing_extra(e.name or "fastapi", "server") from None
     from ragline.server.app import create_app as _create
 
-    return _create(rag, server, api_key)
+    return _create(rag, server, api_key, memory)
 
 
-def serve(rag: RAG, server: ServerConfig | None = None) -> None:
+def serve(rag: RAG, server: ServerConfig | None = None,
+          memory: TranslationMemory | None = None) -> None:
     """Run the server until interrupted. The API key comes from the environment variable
     `server.api_key_env` names; a server on a non-loopback address without one is warned about."""
     cfg = server or rag.config.server
@@ -45,7 +47,7 @@ def serve(rag: RAG, server: ServerConfig | None = None) -> None:
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log.warning("serving on %s without an API key: anyone who can reach this port can read "
                     "and change the index; set %s", cfg.host, cfg.api_key_env)
-    app = create_app(rag, cfg, api_key)
+    app = create_app(rag, cfg, api_key, memory)
     try:
         import uvicorn
     except ImportError:

@@ -39,10 +39,11 @@ from ragline.answer import Prepared
 from ragline.config import ServerConfig
 from ragline.errors import PayloadTooLargeError, RaglineError, UnauthorizedError
 from ragline.rag import RAG
-from ragline.server import errors, openai_api
+from ragline.server import errors, openai_api, translating
 from ragline.server.jobs import Job
 from ragline.server.service import Service
 from ragline.server.sse import sse
+from ragline.tm.memory import TranslationMemory
 from ragline.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,13 @@ def page() -> str:
     return resources.files("ragline.server").joinpath("static/index.html").read_text("utf-8")
 
 
-def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None = None) -> FastAPI:
+def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None = None,
+               memory: TranslationMemory | None = None) -> FastAPI:
     """The ASGI app over an open RAG. `api_key`: when set, every route but the page needs
-    `Authorization: Bearer <key>`."""
+    `Authorization: Bearer <key>`. `memory`: the translation memory of /v1/translate (default:
+    the served index, when it is one)."""
+    if memory is None and rag.index.manifest.languages:
+        memory = TranslationMemory(rag.index)
     service = Service(rag, server or rag.config.server, api_key)
 
     @asynccontextmanager
@@ -169,6 +174,7 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
         return service.uploads.remove(doc_id)
 
     openai_api.register(app, service)
+    translating.register(app, service, memory)
     return app
 
 
