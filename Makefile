@@ -1,5 +1,5 @@
 # The two newcomer commands (see README): `make demo` and `make test`.
-.PHONY: setup demo test lint bench bench-scale bench-shards train-default
+.PHONY: setup demo test lint bench bench-scale bench-shards bench-translate bench-write train-default
 
 setup: .venv/.ragline-installed
 
@@ -33,6 +33,14 @@ bench-scale: setup
 # beyond one machine: ingestion on Ray, search in 1/2/4 shards at 100k and 1M (≈ 40 min)
 bench-shards: setup
 	.venv/bin/python bench/shards.py --keep
+
+# retrieval-augmented translation vs none, from Debian's git/coreutils catalogs (≈ 25 min)
+bench-translate: setup
+	.venv/bin/python bench/translate.py
+
+# grounded writing: Jeopardy-style question generation on SQuAD, write's faithfulness
+bench-write: setup
+	.venv/bin/python bench/write.py
 
 # fine-tune the default RAG model (LoRA, SQuAD + CMRC part A); resumable, hours on 2 CPU cores
 train-default: setup

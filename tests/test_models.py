@@ -130,3 +130,45 @@ def test_the_multilingual_encoder_finds_chinese_and_cross_lingual_passages(
         # an English question finds the Chinese passage (MiniLM cannot)
         hit = rag.search("When was the Eiffel Tower built?", k=1, mode="dense")[0]
         assert hit.passage.source.endswith("c.txt")
+
+
+# ---------------------------------------------------------------- writing and translating
+
+def test_write_cites_a_supporting_passage_for_every_sentence(demo: RAG) -> None:
+    from ragline.eval.faithfulness import cited_sentences
+    from ragline.generate.citations import supports
+
+    text = demo.write("Explain how the Eiffel Tower was built")
+    assert text.answered and text.task == "text", text
+    cited = {c.marker: c.passage for c in text.citations}
+    sentences = cited_sentences(text.text)
+    assert len(sentences) >= 2, text.text
+    for sentence, marks in sentences:
+        assert marks and supports("\n".join(cited[m].embed_text for m in marks), sentence)
+    assert {Path(p.source).name for p in cited.values()} == {"eiffel-tower.md"}
+    assert demo.write("Explain how to bake sourdough bread").refused
+
+
+def test_rag_token_writes_a_question_for_an_answer(demo: RAG) -> None:
+    q = demo.write("the Eiffel Tower", task="question", answer="March 1889", model="rag-token",
+                   k=3)
+    assert q.answered and q.model == "rag-token", q
+    assert q.text.split(" [")[0].rstrip().endswith("?"), q.text
+    assert Path(q.citations[0].passage.source).name == "eiffel-tower.md"
+
+
+def test_translation_takes_the_memorys_terms(tmp_path: Path) -> None:
+    from ragline.config import Config
+    from ragline.generate.prompted import concat_generator
+    from ragline.tm import TranslationMemory, Translator
+
+    (tmp_path / "git.tsv").write_text(
+        "en\tzh\nApply the stash\t应用贮藏\nDrop the stash\t删除贮藏\nList the stashes\t列出贮藏\n"
+        "Show the working tree status\t显示工作区状态\n", encoding="utf-8")
+    with TranslationMemory.open_or_create(tmp_path / "tm", files=[tmp_path / "git.tsv"]) as tm:
+        tm.add([tmp_path / "git.tsv"])
+        translator = Translator(tm, concat_generator(Config()))
+        t = translator.translate("Show the stash", k=3)
+        assert "贮藏" in t.translation and not t.exact, t
+        assert translator.translate("Drop the stash", k=3).translation == "删除贮藏"
+

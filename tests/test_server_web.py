@@ -95,6 +95,29 @@ def test_ask_watch_the_answer_stream_and_open_a_citation(browser: Any,
     page.close()
 
 
+def test_write_mode_shows_a_cited_text(browser: Any, site: tuple[str, Any]) -> None:
+    url, _ = site
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    assert not page.is_visible("#answer-for")
+    page.select_option("#task", "question")
+    assert page.is_visible("#answer-for")  # the question task asks for its answer
+    page.select_option("#task", "text")
+    assert not page.is_visible("#answer-for") and page.inner_text("#ask") == "Write"
+    page.fill("#question", "Write about the capital of France")
+    with page.expect_request("**/v1/write") as sent:
+        page.click("#ask")
+    assert sent.value.post_data_json["instruction"] == "Write about the capital of France"
+    page.wait_for_function("document.getElementById('status').textContent.includes(' in ')")
+    assert page.inner_text("#status").startswith("written in")
+    assert page.inner_text("#answer").startswith("Paris is the capital of France")
+    assert "france.txt" in page.inner_text("#citations")
+    assert errors == []
+    page.close()
+
+
 def test_upload_see_it_indexed_and_delete_it(browser: Any, site: tuple[str, Any],
                                              tmp_path: Path) -> None:
     url, _ = site
