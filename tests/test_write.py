@@ -73,6 +73,11 @@ def test_the_gate_leaves_out_copied_headings_and_a_cut_off_end(by: int) -> None:
     assert gate.dropped == []
 
 
+def test_the_gate_leaves_out_what_states_nothing() -> None:
+    out, gate = _gate("1 [1]. 2 [2]. It is 330 metres tall.")
+    assert out == "It is 330 metres tall [2]." and gate.dropped == ["1.", "2."]
+
+
 def test_the_judge_wants_most_of_the_sentence_in_the_passage() -> None:
     assert supports(DOCS["height.txt"], "The tower is 330 metres tall [2].")
     assert not supports(DOCS["height.txt"], "The tower is 330 metres tall and made of gold.")
@@ -119,6 +124,17 @@ def test_write_refuses_when_no_sentence_is_supported(tmp_path: Path, docs: Path,
         answer = rag.write("Describe the tower", k=3)
     assert answer.refused and answer.reason == reason
     assert answer.text == TEXT.not_found["en"] and answer.citations == ()
+
+
+def test_write_refuses_passages_that_hold_none_of_the_topic(tmp_path: Path,
+                                                            docs: Path) -> None:
+    rag, gen = _rag(tmp_path, docs, "The tower is 330 metres tall [1].")
+    with rag:
+        # the hash encoder finds "tower" passages; none says anything of the Roman Empire
+        answer = rag.write("Write a short history of the tower of the Roman Empire", k=3)
+        assert answer.refused and answer.reason == "off_topic" and gen.prompts == []
+        assert rag.write("Write a short history of the tower", k=3).answered  # "history"
+        # is a word of instructing, not a topic
 
 
 def test_question_task_cites_the_passage_that_holds_the_answer(tmp_path: Path,

@@ -3,6 +3,7 @@
     from ragline import RAG
     rag = RAG.build("my-index", paths=["docs/"])
     print(rag.ask("What is the capital of France?").text)
+    print(rag.write("Explain how the tower was built.").text)      # every sentence cited
 """
 
 __version__ = "0.1.0"
@@ -23,12 +24,13 @@ from ragline.errors import (  # noqa: E402
 from ragline.index.index import Index  # noqa: E402
 from ragline.rag import RAG  # noqa: E402
 from ragline.retrieve.searcher import Searcher  # noqa: E402
+from ragline.tm import Match, Translation, TranslationMemory, Translator  # noqa: E402
 from ragline.types import Answer, Citation, Document, DocumentInfo, Hit, Passage  # noqa: E402
 
 __all__ = [
     "RAG", "Answer", "Answerer", "Citation", "Config", "ConfigError", "Document",
     "DocumentInfo", "DocumentNotFoundError", "EmptyIndexError", "Hit", "Index",
-    "IndexMismatchError", "IndexNotFoundError", "ModelUnavailableError", "Passage", "Prepared",
-    "RaglineError", "Searcher", "UnreadableFileError", "UnsupportedFileError", "__version__",
-    "load_config",
+    "IndexMismatchError", "IndexNotFoundError", "Match", "ModelUnavailableError", "Passage",
+    "Prepared", "RaglineError", "Searcher", "Translation", "TranslationMemory", "Translator",
+    "UnreadableFileError", "UnsupportedFileError", "__version__", "load_config",
 ]

@@ -28,6 +28,7 @@ from ragline.retrieve.searcher import Searcher
 from ragline.types import Answer, DocumentInfo, Hit
 
 if TYPE_CHECKING:  # torch loads only when the RAG model is used
+    from ragline.generate.tasks import Task
     from ragline.model.generators import RagModelSlot
     from ragline.model.rag_model import RagModel
     from ragline.model.train import TrainConfig, TrainResult
@@ -90,10 +91,10 @@ class RAG:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def load_rag_model(self) -> RagModel:
+    def load_rag_model(self, task: Task | None = None) -> RagModel:
         """The RAG model, on llama.cpp or torch (see ragline.model.generators.RagModelSlot),
-        loaded on first use."""
-        return self._rag_slot()()
+        loaded on first use; with a `task` other than answering, the one that task runs on."""
+        return self._rag_slot()() if task is None else self._rag_slot().for_task(task)
 
     def _rag_slot(self) -> RagModelSlot:
         if self._slot is None:

@@ -169,7 +169,7 @@ REFUSAL_REASONS = {
     "not_relevant": "no passage is close enough to the question",
     "model_declined": "the model said the passages do not contain the answer",
     "unsupported": "the passages do not contain the words of the model's answer",
-    "off_topic": "the passage sentence the answer comes from is not about the question",
+    "off_topic": "the passages the answer (or text) comes from are not about what was asked",
     "answer_not_found": "no passage holds the answer the question was to be written for",
 }
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 
 from ragline.qa import normalize_answer
-from ragline.text import has_cjk, sentence_spans, tokenize
+from ragline.text import CJK_RE, has_cjk, sentence_spans, tokenize
 from ragline.types import Citation, Hit
 
 _MARKER = re.compile(r"\[\d+\]")
@@ -50,6 +50,30 @@ def supports(passage: str, sentence: str) -> bool:
     if not words:
         return False
     return overlap(words, set(tokenize(passage))) >= 0.8
+
+
+# words that say what to do, not what about: "Write a short history of coffee" is about coffee
+_INSTRUCTION_WORDS = frozenset(tokenize(
+    "write explain describe summarize summarise summary tell give list show short brief text "
+    "document documents say says said about overview introduction introduce what why how which "
+    "who when where known compare comparison discuss essay paragraph sentences detail details "
+    "please something anything history histories")) | {
+    "介绍", "一下", "写", "一段", "说明", "概述", "总结", "什么", "时候", "请", "文档", "关于", "怎样",
+    "如何", "为什么", "历史"}
+
+
+def topic_share(instruction: str, hits: list[Hit]) -> float:
+    """Share of the instruction's topic words (its content words, less the words of
+    instructing) that the passages hold; 1.0 when it has none. A text written from passages
+    that hold none of "Roman Empire" is not about the Roman Empire, however well each
+    sentence is supported."""
+    words = [w for w in dict.fromkeys(tokenize(instruction)) if w not in _INSTRUCTION_WORDS]
+    if not words:
+        return 1.0
+    have: set[str] = set()
+    for h in hits:
+        have.update(tokenize(h.passage.embed_text))
+    return sum(w in have for w in words) / len(words)
 
 
 def strip_markers(text: str) -> str:
@@ -222,6 +246,13 @@ _ENDED = re.compile(r"[.!?。！？…][\"'”’)）]*$")
 _HEADING_WORDS = 6
 
 
+def _states_something(sentence: str) -> bool:
+    """At least three words (four characters of CJK text), one of them not a number."""
+    long_enough = (len(CJK_RE.findall(sentence)) >= 4 if has_cjk(sentence)
+                   else len(sentence.split()) >= 3)
+    return long_enough and any(not t.isdigit() for t in tokenize(sentence))
+
+
 def _without_headings(block: str) -> str:
     """A paragraph less its leading heading lines ("[1] Photosynthesis" over the passage a
     model copied under it): a line of a few words with no sentence stop, followed by none or
@@ -286,6 +317,9 @@ class SentenceGate:
             body = _SPACE_BEFORE_STOP.sub(r"\1", " ".join(strip_markers(raw).split()))
             if not _TRAILING.sub("", body):
                 continue  # markers or punctuation alone
+            if not _states_something(body):
+                self.dropped.append(body)  # "1.", "5 [2]." from a list the model began
+                continue
             if last and (b, s, e) == spans[-1] and not _ENDED.search(body):
                 continue  # cut off by the token limit
             cited = self._supporting(body, [int(m) for m in _MARKER_NUMBER.findall(raw)])

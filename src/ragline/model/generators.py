@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ragline.config import Config, ModelConfig
@@ -19,6 +20,7 @@ from ragline.devices import pick_device
 from ragline.errors import ConfigError, IndexCorruptError, ModelUnavailableError
 from ragline.generate.base import GenerateOptions, Generation
 from ragline.generate.packaged import resolve_gguf
+from ragline.generate.tasks import ANSWER, Task
 from ragline.index.index import Index
 from ragline.model.adapters import (
     ADAPTER_FILE,
@@ -67,6 +69,7 @@ class RagModelSlot:
         self.prior_scale = index.prior_scale(prior_scale)
         self.given = model  # what a restarted training starts from, if the caller gave one
         self._model = model
+        self._bare: RagModelSlot | None = None
 
     def adapter(self) -> Path | None:
         """The LoRA adapter folder the (untrained) generator answers with, as model.adapter
@@ -131,6 +134,20 @@ class RagModelSlot:
                                    min_prior=m.min_prior, passage_budget=m.passage_tokens)
         return self._model
 
+    def for_task(self, task: Task) -> RagModel:
+        """The model a task runs on. Answers get the adapter; a text or a question gets the
+        bare generator when the adapter is ragline's packaged one, which was fine-tuned to
+        answer in a few words (on it, RAG-Token cut generated questions to "What"). A model
+        the caller gave, or one `ragline train` left, serves every task."""
+        trained = self.index.manifest.trained
+        if (task is ANSWER or self.given is not None or (trained and trained.generator)
+                or self.config.adapter != "auto" or self.adapter() is None):
+            return self()
+        if self._bare is None:
+            self._bare = RagModelSlot(self.index, replace(self.config, adapter="none"),
+                                      prior_scale=self.prior_scale)
+        return self._bare()
+
     def use(self, model: RagModel) -> None:
         """Answer with `model` from now on (the one training just left)."""
         self._model = model
@@ -141,7 +158,9 @@ class RagModelGenerator:
 
     streams = False
 
-    def __init__(self, kind: str, config: Config, rag_model: Callable[[], RagModel]) -> None:
+    def __init__(self, kind: str, config: Config, rag_model: Callable[..., RagModel]) -> None:
+        """`rag_model()`: the model answers run on; `rag_model(task)`: the one another task
+        runs on (RAG.load_rag_model, RagModelSlot.for_task)."""
         self.id = kind
         self.kind = kind
         self.thorough = config.model.thorough
@@ -155,7 +174,8 @@ class RagModelGenerator:
         with _ONE_AT_A_TIME:
             # a task with a length of its own (a text, a question) takes the request's; answers
             # keep [model] max_new_tokens
-            gen = self.rag_model().generate(
+            model = self.rag_model() if options.task is ANSWER else self.rag_model(options.task)
+            gen = model.generate(
                 question, hits, self.kind, beams=options.beams, thorough=self.thorough,
                 task=options.task, max_new_tokens=options.max_tokens if options.task.max_tokens
                 else None)
@@ -163,10 +183,10 @@ class RagModelGenerator:
         yield Generation(gen.text, gen.posterior)
 
 
-def rag_token_generator(config: Config, rag_model: Callable[[], RagModel]) -> RagModelGenerator:
+def rag_token_generator(config: Config, rag_model: Callable[..., RagModel]) -> RagModelGenerator:
     return RagModelGenerator("rag-token", config, rag_model)
 
 
 def rag_sequence_generator(config: Config,
-                           rag_model: Callable[[], RagModel]) -> RagModelGenerator:
+                           rag_model: Callable[..., RagModel]) -> RagModelGenerator:
     return RagModelGenerator("rag-sequence", config, rag_model)
