@@ -53,6 +53,7 @@ def test_llama_cpp_and_torch_agree_on_the_same_weights(demo: RAG, q: str, answer
     contexts = [on_torch.passage_context(q, h) for h in hits]
     assert contexts == [on_llama.passage_context(q, h) for h in hits]  # one tokenization
     assert on_torch.lm.tokenizer.stop_ids == on_llama.lm.tokenizer.stop_ids
+    assert on_torch.lm.tokenizer.end_ids == on_llama.lm.tokenizer.end_ids
     for model in ("rag-token", "rag-sequence"):
         a, b = on_torch.generate(q, hits, model), on_llama.generate(q, hits, model)
         assert a.text == b.text and answer in a.text, (model, a.text, b.text)

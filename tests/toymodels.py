@@ -31,6 +31,7 @@ class ABCTokenizer:
 
     pad_id, bos_id, eos_id, newline_id = 0, 1, 2, 2
     stop_ids = frozenset({2})
+    end_ids = frozenset({2})
 
     def encode(self, text: str) -> list[int]:
         return [3 + "abc".index(ch) for ch in text if ch in "abc"]

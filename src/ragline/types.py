@@ -166,9 +166,9 @@ class Answer:
 # Answer.reason: why ragline refused rather than answer
 REFUSAL_REASONS = {
     "no_passages": "the index returned no passages",
-    "not_relevant": "no passage is close enough to the question",
+    "not_relevant": "no passage is close enough to what was asked",
     "model_declined": "the model said the passages do not contain the answer",
-    "unsupported": "the passages do not contain the words of the model's answer",
+    "unsupported": "the passages do not contain the words of what the model wrote",
     "off_topic": "the passages the answer (or text) comes from are not about what was asked",
     "answer_not_found": "no passage holds the answer the question was to be written for",
 }

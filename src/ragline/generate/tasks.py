@@ -50,6 +50,7 @@ class Task:
     cue: Mapping[str, str]
     not_found: Mapping[str, str]
     max_tokens: int | None = None
+    multiline: bool = False            # the RAG models' output may hold line breaks
     stop: tuple[str, ...] = _BASE_STOP
     # an instruct model ends its turn itself; a blank line starts what nobody asked for
     chat_stop: tuple[str, ...] = ("\n\n",)
@@ -171,6 +172,7 @@ TEXT = Task(
     cue={"en": "\nText:", "zh": "\n短文："},
     not_found=_NOTHING_ON_IT,
     max_tokens=200,
+    multiline=True,
     # paragraphs may follow each other; max_tokens ends the text
     stop=tuple(s for s in _BASE_STOP if s != "\n\n"),
     chat_stop=(),

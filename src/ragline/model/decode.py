@@ -6,7 +6,8 @@ problem). Scores are plain log-probabilities, never length-normalized, so a deco
 score equals what `CausalLM.target_logprobs(..., end=True)` gives it and the two can be compared.
 
 An answer ends at any stop token (end of text or a line break); "the answer ends here" is one
-event whose probability is the sum over stop tokens, both in search and in scoring.
+event whose probability is the sum over stop tokens, both in search and in scoring. A text of
+many lines (`multiline`) ends at the end of text only.
 
     cands = rag_token_search(lm, contexts, doc_lp, beams=4)
     cands = rag_sequence_search(lm, contexts, doc_lp, beams=4, thorough=True)
@@ -38,15 +39,16 @@ class Candidate:
 
 def _beam_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], problems: int, rows: int,
                  combine: Callable[[Tensor], Tensor], beams: int,
-                 max_new_tokens: int) -> list[list[Candidate]]:
+                 max_new_tokens: int, multiline: bool = False) -> list[list[Candidate]]:
     """contexts: P*R token lists, problem-major. combine maps next-token log-probs of shape
     (P, b, R, V) to one distribution per beam (P, b, V). Returns up to `beams` candidates per
     problem, best first."""
     tok = lm.tokenizer
-    stop = torch.tensor(sorted(tok.stop_ids), device=lm.device)
+    stops = tok.end_ids if multiline else tok.stop_ids
+    stop = torch.tensor(sorted(stops), device=lm.device)
     # padding and begin-of-text are never part of an answer
     banned = torch.tensor(sorted({tok.pad_id} | ({tok.bos_id} if tok.bos_id is not None else set())
-                                 - tok.stop_ids), device=lm.device)
+                                 - stops), device=lm.device)
     state, lp = lm.prefill(contexts)  # lp (P*R, V)
     n_beams = 1
     # the problems still searching, in the order of lp's rows: a finished problem's rows leave
@@ -106,7 +108,8 @@ def _beam_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], problems:
 
 
 def rag_token_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], doc_lp: Tensor,
-                     beams: int = 1, max_new_tokens: int = 32) -> list[Candidate]:
+                     beams: int = 1, max_new_tokens: int = 32,
+                     multiline: bool = False) -> list[Candidate]:
     """RAG-Token: greedy (beams=1) or beam search on Σ_z p(z|x) p(y_i|x,z,y_<i); doc_lp (k,)."""
     k = len(contexts)
     prior = doc_lp.to(lm.device).float().view(1, k)
@@ -114,22 +117,24 @@ def rag_token_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], doc_l
     def mix(lp: Tensor) -> Tensor:  # (1, b, k, V) → (1, b, V)
         return token_next(prior.expand(lp.shape[1], k), lp[0])[None]
 
-    return _beam_search(lm, contexts, 1, k, mix, beams, max_new_tokens)[0]
+    return _beam_search(lm, contexts, 1, k, mix, beams, max_new_tokens, multiline)[0]
 
 
 def beam_search_each(lm: LanguageModel, contexts: Sequence[Sequence[int]], beams: int = 1,
-                     max_new_tokens: int = 32) -> list[list[Candidate]]:
+                     max_new_tokens: int = 32, multiline: bool = False) -> list[list[Candidate]]:
     """An independent beam search per context, batched: scores are log p(y, end | context)."""
     return _beam_search(lm, contexts, len(contexts), 1, lambda lp: lp[:, :, 0, :], beams,
-                        max_new_tokens)
+                        max_new_tokens, multiline)
 
 
 def score_under_each(lm: LanguageModel, contexts: Sequence[Sequence[int]],
                      cands: Sequence[Candidate], batch_rows: int = 32,
-                     known: dict[tuple[tuple[int, ...], int], float] | None = None) -> Tensor:
-    """log p(y, end | x, z) of every candidate under every context: (C, k), teacher-forced.
-    `known` maps (tokens, z) to a score already computed (a search's own candidates under the
-    passage it searched), which is used instead of a forward pass."""
+                     known: dict[tuple[tuple[int, ...], int], float] | None = None,
+                     end: bool = True) -> Tensor:
+    """log p(y, end | x, z) of every candidate under every context: (C, k), teacher-forced
+    (without the end term when not `end`). `known` maps (tokens, z) to a score already
+    computed (a search's own candidates under the passage it searched), which is used instead
+    of a forward pass."""
     known = known or {}
     out = torch.empty(len(cands), len(contexts))
     pairs = []
@@ -144,7 +149,7 @@ def score_under_each(lm: LanguageModel, contexts: Sequence[Sequence[int]],
             chunk = pairs[s:s + batch_rows]
             lp, _ = lm.target_logprobs([contexts[z] for _, z in chunk],
                                        [cands[c].tokens for c, _ in chunk],
-                                       end=[cands[c].finished for c, _ in chunk])
+                                       end=[end and cands[c].finished for c, _ in chunk])
             for (c, z), v in zip(chunk, lp.sum(-1).cpu().tolist(), strict=True):
                 out[c, z] = v
     return out
@@ -152,13 +157,14 @@ def score_under_each(lm: LanguageModel, contexts: Sequence[Sequence[int]],
 
 def rag_sequence_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], doc_lp: Tensor,
                         beams: int = 4, max_new_tokens: int = 32,
-                        thorough: bool = True) -> list[Candidate]:
+                        thorough: bool = True, multiline: bool = False) -> list[Candidate]:
     """RAG-Sequence: beam search under each passage, pool the candidates, score each by
     log Σ_z p(z|x) p(y|x,z). Thorough decoding computes p(y|x,z) for every pooled candidate
     under every passage (one more forward pass per pair); fast decoding takes p(y|x,z) = 0
-    where y did not come out of passage z's beam."""
+    where y did not come out of passage z's beam. A `multiline` text is rescored without the
+    end term (teacher forcing counts a line break as an end), so search scores are not reused."""
     doc_lp = doc_lp.detach().cpu().float()
-    per_passage = beam_search_each(lm, contexts, beams, max_new_tokens)
+    per_passage = beam_search_each(lm, contexts, beams, max_new_tokens, multiline)
     pooled: dict[tuple[int, ...], Candidate] = {}
     fast: dict[tuple[int, ...], list[float]] = {}
     # a finished candidate's search score is already log p(y, end | x, z) under its passage.
@@ -169,13 +175,13 @@ def rag_sequence_search(lm: LanguageModel, contexts: Sequence[Sequence[int]], do
         for c in cands:
             first = pooled.setdefault(c.tokens, c)
             fast.setdefault(c.tokens, []).append(float(doc_lp[z]) + c.score)
-            if c.finished and first.finished:
+            if c.finished and first.finished and not multiline:
                 known[c.tokens, z] = c.score
     if not pooled:
         return []
     cands = list(pooled.values())
     if thorough:
-        seq_lp = score_under_each(lm, contexts, cands, known=known)  # (C, k)
+        seq_lp = score_under_each(lm, contexts, cands, known=known, end=not multiline)  # (C, k)
         totals = torch.logsumexp(doc_lp[None, :] + seq_lp, dim=-1).tolist()
         ranked = [Candidate(c.tokens, s, c.finished, tuple(row))
                   for c, s, row in zip(cands, totals, seq_lp.tolist(), strict=True)]

@@ -50,16 +50,18 @@ class LlamaTokenizer:
         self.bos_id = bos if bos >= 0 and llama_cpp.llama_vocab_get_add_bos(vocab) else None
         self.newline_id = self.encode("\n")[-1]
         buf = ctypes.create_string_buffer(256)
-        stops = {self.eos_id, self.newline_id}
+        stops = {self.newline_id}
         for i in range(llm.n_vocab()):
             n = llama_cpp.llama_token_to_piece(vocab, i, buf, len(buf), 0, False)
             if n > 0 and b"\n" in buf.raw[:n]:
                 stops.add(i)
+        ends = {self.eos_id}
         for name in END_TOKENS:
             ids = llm.tokenize(name.encode(), add_bos=False, special=True)
             if len(ids) == 1:
-                stops.add(int(ids[0]))
-        self.stop_ids = frozenset(stops)
+                ends.add(int(ids[0]))
+        self.end_ids = frozenset(ends)
+        self.stop_ids = frozenset(stops | ends)
 
     def encode(self, text: str) -> list[int]:
         return [int(t) for t in self.llm.tokenize(text.encode("utf-8"), add_bos=False,

@@ -39,6 +39,7 @@ class Tokenizer(Protocol):
     pad_id: int
     bos_id: int | None
     stop_ids: frozenset[int]   # tokens that end an answer (end of text, line breaks)
+    end_ids: frozenset[int]    # tokens that end a text of many lines (end of text, of turn)
     newline_id: int            # appended to training targets so the model learns to stop
 
     def encode(self, text: str) -> list[int]: ...
@@ -65,9 +66,9 @@ class HFTokenizer:
         stops = {i for i, p in enumerate(pieces) if p is not None and (
             "\n" in p or (("Ċ" in p or p == "<0x0A>") and "\n" in tok.decode([i])))}
         ends = {tok.convert_tokens_to_ids(name) for name in END_TOKENS}
-        self.stop_ids = frozenset(stops | {self.eos_id, self.newline_id}
-                                  | {i for i in ends if isinstance(i, int) and i >= 0
-                                     and i != tok.unk_token_id})
+        self.end_ids = frozenset({self.eos_id} | {i for i in ends if isinstance(i, int)
+                                                  and i >= 0 and i != tok.unk_token_id})
+        self.stop_ids = frozenset(stops | {self.newline_id} | self.end_ids)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tok.encode(text, add_special_tokens=False))

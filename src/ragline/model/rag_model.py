@@ -183,13 +183,14 @@ class RagModel:
                     for i, n in zip(keep, limits, strict=True)]
         cands: list[Candidate]
         if model == "rag-token":
-            cands = rag_token_search(self.lm, contexts, doc_lp, beams, new_tokens)
+            cands = rag_token_search(self.lm, contexts, doc_lp, beams, new_tokens,
+                                     task.multiline)
         elif model == "rag-sequence":
             cands = rag_sequence_search(self.lm, contexts, doc_lp, beams, new_tokens,
-                                        thorough=thorough)
+                                        thorough=thorough, multiline=task.multiline)
         else:
             cands = beam_search_each(self.lm, [self.concat_context(question, hits, task)], beams,
-                                     new_tokens)[0]
+                                     new_tokens, task.multiline)[0]
         if not cands:
             return Generation("", float("-inf"), tuple(full_lp.exp().tolist()), (), False)
         best = cands[0]
@@ -198,7 +199,8 @@ class RagModel:
         else:
             # which passage explains the answer: p(z|x,y) ∝ p(z|x) p(y|x,z); 0 for the unread
             seq_lp = (torch.tensor([best.per_passage]) if best.per_passage is not None
-                      else score_under_each(self.lm, contexts, [best]))  # (1, k')
+                      else score_under_each(self.lm, contexts, [best],
+                                            end=not task.multiline))  # (1, k')
             posterior = torch.zeros(len(hits))
             posterior[keep] = doc_posterior(doc_lp[None], seq_lp)[0]
         text = self.lm.tokenizer.decode(best.tokens).strip()
