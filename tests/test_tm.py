@@ -181,6 +181,8 @@ def test_import_is_incremental_and_one_language_pair(files: dict[str, Path],
         assert [why for _, why in report.skipped] == ["its target language is zh, not zh-cn"]
         assert tm.index.counts()["documents"] == 6 + 3  # "Open the file" is kept once
         assert tm.matches("Open a tab", k=1)[0].target == "打开标签页"
+        with pytest.raises(ConfigError, match="is a translation memory"):
+            tm.index.add([files["glossary.tsv"]])  # documents have no place in a memory
     with pytest.raises(ConfigError, match="translates en to zh-cn, not --to de"):
         TranslationMemory.open_or_create(tmp_path / "tm", "en", "de")
 

@@ -35,7 +35,8 @@ def register(sub: Any) -> None:
                                          "memory as examples")
     s.add_argument("tm", type=Path, metavar="TM_DIR")
     s.add_argument("text", nargs="?", help="the text to translate (or --file)")
-    s.add_argument("--file", type=Path, metavar="F", help="translate F, one segment a line")
+    s.add_argument("--file", type=Path, metavar="F",
+                   help="translate F, one segment a line (-: standard input)")
     s.add_argument("--to", metavar="LANG", help="the target language (default: the memory's; "
                                                 "another is an error)")
     s.add_argument("-k", type=int, default=3, metavar="N",

@@ -288,6 +288,7 @@ class SentenceGate:
     def __init__(self, hits: list[Hit]) -> None:
         self.hits = hits
         self.texts = [h.passage.embed_text for h in hits]
+        self._words = [set(tokenize(t)) for t in self.texts]
         self.citations: dict[int, Citation] = {}
         self.kept: list[str] = []
         self.dropped: list[str] = []
@@ -309,19 +310,18 @@ class SentenceGate:
 
     def _pass(self, text: str, last: bool = False) -> str:
         out = []
-        blocks = _PARAGRAPH.split(text)
-        spans = [(b, s, e) for b, block in enumerate(blocks) for s, e in
-                 sentence_spans(_without_headings(block))]
+        blocks = [_without_headings(b) for b in _PARAGRAPH.split(text)]
+        spans = [(b, s, e) for b, block in enumerate(blocks) for s, e in sentence_spans(block)]
         for b, s, e in spans:
-            raw = _without_headings(blocks[b])[s:e]
+            raw = blocks[b][s:e]
             body = _SPACE_BEFORE_STOP.sub(r"\1", " ".join(strip_markers(raw).split()))
             if not _TRAILING.sub("", body):
                 continue  # markers or punctuation alone
+            if last and (b, s, e) == spans[-1] and not _ENDED.search(body):
+                continue  # cut off by the token limit
             if not _states_something(body):
                 self.dropped.append(body)  # "1.", "5 [2]." from a list the model began
                 continue
-            if last and (b, s, e) == spans[-1] and not _ENDED.search(body):
-                continue  # cut off by the token limit
             cited = self._supporting(body, [int(m) for m in _MARKER_NUMBER.findall(raw)])
             if not cited:
                 self.dropped.append(body)
@@ -342,8 +342,7 @@ class SentenceGate:
         if named:
             return named
         claim = tokenize(sentence)
-        order = sorted(range(len(self.hits)),
-                       key=lambda i: (-overlap(claim, set(tokenize(self.texts[i]))), i))
+        order = sorted(range(len(self.hits)), key=lambda i: (-overlap(claim, self._words[i]), i))
         if order and supports(self.texts[order[0]], sentence):
             return [order[0] + 1]
         if len(order) > 1 and supports(self.texts[order[0]] + "\n" + self.texts[order[1]],

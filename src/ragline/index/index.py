@@ -176,6 +176,9 @@ class Index:
         """Index files and folders (changed files are replaced, unchanged ones skipped).
         `names`: display names for files stored under meaningless names (server uploads);
         `reader`: which files are read and how (default: documents by type)."""
+        if self.manifest.languages and reader is DOCUMENTS:
+            raise ConfigError(f"{self.path} is a translation memory: import bilingual files "
+                              f"with: ragline tm import {self.path} FILE…")
         with self.folder.write_lock():
             return ingest_paths(self.folder, self.encoder, [Path(p) for p in paths],
                                 progress=progress, batch_passages=self.batch_passages,
