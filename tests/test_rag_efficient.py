@@ -199,7 +199,7 @@ def test_passages_under_min_prior_are_not_read(index: Path) -> None:
         read = []
         real = exact.passage_context
         pruned.passage_context = (  # type: ignore[method-assign]
-            lambda q, h, limit=None: read.append(h.rank) or real(q, h, limit))
+            lambda q, h, *rest: read.append(h.rank) or real(q, h, *rest))
         g = pruned.generate("What is the capital of Italy?", hits, "rag-token")
         probs = [h.prob or 0.0 for h in hits]
         assert read == [h.rank for h, p in zip(hits, probs, strict=True) if p >= 0.2]
@@ -216,9 +216,9 @@ def test_the_passage_budget_follows_the_prior(index: Path) -> None:
         limits: dict[int, int] = {}
         real = model.passage_context
 
-        def recording(q, h, limit=None):  # type: ignore[no-untyped-def]
+        def recording(q, h, limit=None, *rest):  # type: ignore[no-untyped-def]
             limits[h.rank] = limit
-            return real(q, h, limit)
+            return real(q, h, limit, *rest)
 
         model.passage_context = recording  # type: ignore[method-assign]
         model.generate("What is the capital of Italy?", hits, "rag-sequence")
