@@ -167,13 +167,8 @@ class RAG:
         (one no passage supports is left out: Answer.dropped); task="question": a question
         whose answer is `answer` (Jeopardy question generation). model: concat (default),
         rag-token (the RAG paper's best for question generation) or rag-sequence."""
-        answer_ = None
-        for piece in self.write_stream(instruction, task, answer, k, mode, model, beams,
-                                       max_tokens):
-            if isinstance(piece, Answer):
-                answer_ = piece
-        assert answer_ is not None  # Answerer.answer always ends with the Answer
-        return answer_
+        return self.answerer.ask(instruction, k=k, mode=mode, model=model, beams=beams,
+                                 max_tokens=max_tokens, task=task, answer=answer)
 
     def write_stream(self, instruction: str, task: str = "text", answer: str | None = None,
                      k: int | None = None, mode: str | None = None, model: str | None = None,
