@@ -33,12 +33,44 @@ class GenerateOptions:
 @dataclass(frozen=True)
 class Generation:
     """The whole answer. `posterior` is p(z|x,y) for each hit (the RAG models: which passages
-    explain the answer), or None when the text cites its passages with [n] markers."""
+    explain the answer), or None when the text cites its passages with [n] markers. `source`:
+    the hit the answer was read from (the per-passage reader), cited after it. `confidence`:
+    the reader's calibrated p(the passage states this answer), None where nothing judged it."""
 
     text: str
     posterior: tuple[float, ...] | None = None
+    source: int | None = None
+    confidence: float | None = None
 
 
+@dataclass(frozen=True)
+class Completion:
+    """A greedy completion and the log-probability of each of its tokens."""
+
+    text: str
+    logprobs: tuple[float, ...] = ()
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """A text generator that reads its own probabilities: what the per-passage reader
+    (ragline.generate.reader) needs of a backend. llama.cpp gives them; ragline.testing's
+    scripted generator makes them up.
+
+    - `complete` is greedy and ends before the first `stop` string;
+    - `log_odds` is log p(yes) − log p(no) of the token after `prompt`, over the first tokens
+      of the words in `yes` and `no`;
+    - `span_logprob` is the mean log-probability of the tokens of `span` after `prompt`.
+    `head`, a prefix of the prompt that many prompts share, is read once and kept; a prompt
+    that continues the previous one reads only what it adds."""
+
+    def complete(self, prompt: str, max_tokens: int = 32, stop: Sequence[str] = ("\n",),
+                 head: str = "") -> Completion: ...
+
+    def log_odds(self, prompt: str, yes: Sequence[str], no: Sequence[str],
+                 head: str = "") -> float: ...
+
+    def span_logprob(self, prompt: str, span: str, head: str = "") -> float: ...
 @runtime_checkable
 class Generator(Protocol):
     """Contract (tests/test_contracts.py runs it for every implementation):
