@@ -117,8 +117,7 @@ def main() -> None:
     index = args.run / "index"
     cfg = Config()
     # the baselines are the bare generator, never an adapter shipped by an earlier run
-    cfg = replace(cfg, generation=replace(cfg.generation, min_relevance=None, min_support=0.0,
-                                          min_grounding=0.0),
+    cfg = replace(cfg, generation=replace(cfg.generation, min_relevance=None, min_support=0.0),
                   model=replace(cfg.model, max_passage_tokens=args.passage_tokens,
                                 adapter="none"))
     if not (index / "manifest.json").exists():

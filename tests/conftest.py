@@ -9,7 +9,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/docgen.py
 
 from ragline import RAG  # noqa: E402
+from ragline.config import Config, ModelConfig  # noqa: E402
 from ragline.testing import ScriptedGenerator  # noqa: E402,F401  (tests import it from here)
+
+# the settings of tests about concat's prompt, its markers and its streaming (the default
+# model reads one passage at a time and does not stream: tests/test_reader.py)
+CONCAT = Config(model=ModelConfig(kind="concat"))
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

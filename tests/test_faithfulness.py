@@ -16,6 +16,8 @@ from ragline.eval.faithfulness import cited_sentences, evaluate_faithfulness, su
 from ragline.generate.prompted import PromptGenerator
 from ragline.qa import QAExample
 
+from conftest import CONCAT
+
 DOCS = {
     "paris.txt": "The Eiffel Tower was completed in 1889. It stands in Paris.",
     "tea.txt": "Green tea is made from the leaves of Camellia sinensis.",
@@ -63,7 +65,7 @@ def built(tmp_path: Path) -> Path:
 
 
 def test_a_faithful_generator_answers_refuses_and_cites_right(built: Path) -> None:
-    with RAG.open(built, generator=Oracle()) as rag:
+    with RAG.open(built, config=CONCAT, generator=Oracle()) as rag:
         report = evaluate_faithfulness(rag, QUESTIONS, k=2, mode="dense")
     assert report.answered_answerable == 1.0 and report.refused_unanswerable == 1.0
     assert report.em == 1.0 and report.citation_precision == 1.0
@@ -73,17 +75,17 @@ def test_a_faithful_generator_answers_refuses_and_cites_right(built: Path) -> No
 
 
 def test_wrong_citations_and_invented_answers_are_counted(built: Path) -> None:
-    with RAG.open(built, generator=Oracle(cite=2)) as rag:  # right answer, wrong passage
+    with RAG.open(built, config=CONCAT, generator=Oracle(cite=2)) as rag:  # right answer, wrong passage
         report = evaluate_faithfulness(rag, QUESTIONS, k=2, mode="dense")
     # the marker is moved to the passage that supports the answer (ragline.generate.citations)
     assert report.citation_precision == 1.0 and report.answered_answerable == 1.0
     # an answer none of whose words the passages hold is refused as unsupported, never shown
-    with RAG.open(built, generator=Oracle(always="Mount Everest [1].")) as rag:
+    with RAG.open(built, config=CONCAT, generator=Oracle(always="Mount Everest [1].")) as rag:
         report = evaluate_faithfulness(rag, QUESTIONS, k=2, mode="dense")
     assert report.answered_answerable == 0.0 and report.refused_unanswerable == 1.0
     assert report.refusal_reasons == {"unsupported": 6} and report.unsupported is None
     # half its words are in a passage ("Eiffel"): shown, and counted as unsupported
-    with RAG.open(built, generator=Oracle(always="Gustave Eiffel [1].")) as rag:
+    with RAG.open(built, config=CONCAT, generator=Oracle(always="Gustave Eiffel [1].")) as rag:
         report = evaluate_faithfulness(rag, QUESTIONS, k=2, mode="dense")
     assert report.answered_answerable > 0 and report.unsupported == 1.0
 
@@ -104,14 +106,14 @@ def test_cli_reports_faithfulness(built: Path, tmp_path: Path, monkeypatch: pyte
     out = tmp_path / "rows.jsonl"
     monkeypatch.setattr("ragline.generate.prompted.concat_generator", lambda *a: Oracle())
     assert main(["-q", "eval", "faithfulness", str(built), "--data", str(data), "--mode",
-                 "bm25", "-k", "2", "--json", "--out", str(out)]) == 0
+                 "bm25", "-k", "2", "--json", "--out", str(out), "--model", "concat"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["refused_unanswerable"] == 1.0 and report["citation_precision"] == 1.0
     assert "lexical" in report["judge"]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["1", "2", "3"] and rows[0]["answer"].startswith("1889")
     assert main(["-q", "eval", "faithfulness", str(built), "--data", str(data), "--mode",
-                 "bm25"]) == 0
+                 "bm25", "--model", "concat"]) == 0
     assert "unanswerable questions refused" in capsys.readouterr().out
     monkeypatch.undo()
     assert main(["-q", "eval", "faithfulness", str(built), "--data", str(data),
@@ -123,9 +125,10 @@ def test_a_refusal_says_why_in_the_cli_and_in_json(built: Path, monkeypatch: pyt
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr("ragline.generate.prompted.concat_generator",
                         lambda *a: Oracle(always="I don't know."))
-    assert main(["ask", str(built), "Who first swam the Pacific?", "--mode", "dense"]) == 0
+    assert main(["ask", str(built), "Who first swam the Pacific?", "--mode", "dense",
+                 "--model", "concat"]) == 0
     assert "the model said the passages do not contain the answer" in capsys.readouterr().out
     assert main(["ask", str(built), "Who first swam the Pacific?", "--mode", "dense",
-                 "--json"]) == 0
+                 "--json", "--model", "concat"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["refused"] is True and out["reason"] == "model_declined" and not out["citations"]

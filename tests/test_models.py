@@ -86,6 +86,37 @@ def test_right_answer_is_likelier_than_a_wrong_one_under_every_model(demo: RAG) 
 
 
 
+# ---------------------------------------------------------------- the per-passage reader
+
+def test_the_reader_reads_its_own_probabilities_whatever_was_read_before(demo: RAG) -> None:
+    from ragline.generate.llama import LlamaCppGenerator
+    from ragline.generate.reader import PROMPTS
+
+    p = PROMPTS["en"]
+    head = p.head()
+    before = head + p.before_question("The tower was completed in March 1889 for the fair.")
+    asked = " When was the tower completed?"
+
+    def read(gen: LlamaCppGenerator) -> tuple[float, str, tuple[float, ...], float]:
+        q = gen.span_logprob(before, asked, head=head)
+        done = gen.complete(before + asked + "\n" + p.answer, head=head)
+        verdict = gen.log_odds(before + asked + "\n" + p.answer + done.text + "\n" + p.verdict,
+                               p.yes, p.no, head=head)
+        return q, done.text, done.logprobs, verdict
+
+    gen = demo.answerer.generator("concat")
+    assert isinstance(gen, LlamaCppGenerator)
+    gen.complete(head + p.before_question("Something else entirely.") + " Why?\nAnswer:",
+                 head=head)  # another passage in the cache first
+    cached = read(gen)
+    fresh = read(LlamaCppGenerator())
+    assert "1889" in cached[1] and cached[1] == fresh[1]
+    assert all(lp <= 0 for lp in cached[2]) and len(cached[2]) >= 2
+    for a, b in ((cached[0], fresh[0]), (cached[3], fresh[3]), *zip(cached[2], fresh[2], strict=True)):
+        assert a == pytest.approx(b, abs=0.05)
+    assert cached[3] > 0  # the passage states it: the verdict leans to yes
+
+
 # ---------------------------------------------------------------- the answer models
 
 def test_the_default_answer_model_is_an_instruct_model_with_its_chat_template(demo: RAG) -> None:

@@ -7,12 +7,14 @@ from ragline.config import Config, GenerationConfig, load_config
 from ragline.errors import ConfigError
 from ragline.generate.prompts import NOT_FOUND
 
-from conftest import ScriptedGenerator
+from conftest import CONCAT, ScriptedGenerator
 
 
 def _rag(path: Path, reply: str) -> tuple[RAG, ScriptedGenerator]:
+    """Over concat, whose prompt numbers the passages (the default model reads them one at
+    a time: tests/test_reader.py)."""
     gen = ScriptedGenerator(reply)
-    return RAG.open(path, generator=gen), gen
+    return RAG.open(path, config=CONCAT, generator=gen), gen
 
 
 def test_ask_conditions_on_numbered_passages_and_cites_them(hash_rag: RAG) -> None:
@@ -78,7 +80,8 @@ def test_config_file(tmp_path: Path) -> None:
     p.write_text("[retrieval\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(p)
-    for bad, match in (("min_grounding = 1.5", r"min_grounding must be in \[0, 1\]"),
+    for bad, match in (("min_confidence = 1.5", r"min_confidence must be in \[0, 1\]"),
+                       ("min_grounding = 0.3", "min_confidence instead"),
                        ("passage_tokens = 0", "passage_tokens must be an integer"),
                        ('model = "qwen2.5-1.5b"\nchat = true', None)):
         p.write_text(f"[generation]\n{bad}\n")

@@ -18,7 +18,7 @@ from ragline import RAG
 from ragline.config import Config, ServerConfig
 from ragline.server import create_app
 
-from conftest import THREE_DOCS, ScriptedGenerator, write_docs
+from conftest import CONCAT, THREE_DOCS, ScriptedGenerator, write_docs
 from serving import BrokenGenerator, GatedGenerator, live_server
 
 ANSWER = "Paris is the capital of France."
@@ -33,7 +33,9 @@ def index(tmp_path: Path) -> Path:
 
 def make_client(index: Path, generator: Any = None, api_key: str | None = None,
                 **server: Any) -> TestClient:
-    rag = RAG.open(index, generator=generator or ScriptedGenerator(ANSWER))
+    """The server over concat, which streams (the default model answers once it is sure:
+    test_ask_with_the_default_reader)."""
+    rag = RAG.open(index, config=CONCAT, generator=generator or ScriptedGenerator(ANSWER))
     return TestClient(create_app(rag, ServerConfig(**server), api_key=api_key))
 
 
@@ -94,6 +96,28 @@ def test_ask_answers_with_citations_passage_text_and_document_posteriors(
     assert len(docs) == 3 and abs(sum(d["prob"] for d in docs) - 1) < 1e-6
     assert docs == sorted(docs, key=lambda d: -d["prob"])
     assert a["timings"]["retrieve_s"] > 0 and a["timings"]["total_s"] >= a["timings"]["retrieve_s"]
+
+
+def test_ask_with_the_default_reader(index: Path) -> None:
+    """The default model reads one passage at a time: one answer event, with its confidence;
+    a question no passage is sure of is refused with the reason, never a 500."""
+    for verdict, answered in ((9.0, True), (-9.0, False)):
+        rag = RAG.open(index, generator=ScriptedGenerator(ANSWER, verdict=verdict))
+        with TestClient(create_app(rag, ServerConfig())) as c:
+            assert c.get("/health").json()["model"] == "per-passage"
+            a = c.post("/v1/ask", json={"question": "What is the capital of France?"}).json()
+            assert a["answered"] is answered and a["model"] == "per-passage"
+            assert 0 <= a["confidence"] <= 1 and (a["confidence"] > 0.5) is answered
+            if answered:
+                assert a["answer"] == "Paris is the capital of France [1]"
+                assert a["citations"][0]["name"] == "france.txt"
+            else:
+                assert a["reason"] == "low_confidence" and a["citations"] == []
+            with c.stream("POST", "/v1/ask", json={"question": "capital of France?",
+                                                   "stream": True}) as r:
+                kinds = [e for e, _ in events(r.read().decode())]
+            assert kinds[:2] == ["passages", "queued"] and kinds[-1] == "answer"
+        rag.close()
 
 
 def test_ask_streams_passages_then_tokens_then_the_answer(client: TestClient) -> None:
@@ -267,7 +291,7 @@ def test_the_api_key_is_required_on_every_route_but_the_page(index: Path) -> Non
 
 def test_search_is_not_blocked_by_a_running_generation(index: Path) -> None:
     gen = GatedGenerator(ANSWER, open_=False)
-    rag = RAG.open(index, generator=gen)
+    rag = RAG.open(index, config=CONCAT, generator=gen)
     with live_server(create_app(rag, ServerConfig())) as url:
         result: dict[str, Any] = {}
 
@@ -291,7 +315,7 @@ def test_search_is_not_blocked_by_a_running_generation(index: Path) -> None:
 
 def test_a_full_queue_answers_503_with_retry_after(index: Path) -> None:
     gen = GatedGenerator(ANSWER, open_=False)
-    rag = RAG.open(index, generator=gen)
+    rag = RAG.open(index, config=CONCAT, generator=gen)
     with live_server(create_app(rag, ServerConfig(queue_size=1))) as url:
         codes: list[int] = []
 
@@ -333,7 +357,7 @@ def test_a_generation_past_its_time_limit_is_504_and_is_stopped(index: Path) -> 
 
 def test_a_request_that_waits_too_long_in_the_queue_gets_503(index: Path) -> None:
     gen = GatedGenerator(ANSWER, open_=False)
-    rag = RAG.open(index, generator=gen)
+    rag = RAG.open(index, config=CONCAT, generator=gen)
     with live_server(create_app(rag, ServerConfig(queue_timeout_s=0.5))) as url:
         first = threading.Thread(target=lambda: httpx.post(
             url + "/v1/ask", json={"question": "capital of France?"}, timeout=30))
@@ -348,7 +372,7 @@ def test_a_request_that_waits_too_long_in_the_queue_gets_503(index: Path) -> Non
 
 def test_uploads_during_searches_lose_nothing_and_break_no_search(index: Path,
                                                                   tmp_path: Path) -> None:
-    rag = RAG.open(index, generator=ScriptedGenerator(ANSWER))
+    rag = RAG.open(index, config=CONCAT, generator=ScriptedGenerator(ANSWER))
     n_uploads = 12
     with live_server(create_app(rag, ServerConfig())) as url:
         stop = threading.Event()
@@ -400,7 +424,7 @@ def test_workers_above_one_need_a_remote_generator(index: Path) -> None:
 
 
 def test_a_chunked_upload_without_content_length_is_stopped_at_the_limit(index: Path) -> None:
-    rag = RAG.open(index, generator=ScriptedGenerator(ANSWER))
+    rag = RAG.open(index, config=CONCAT, generator=ScriptedGenerator(ANSWER))
     with live_server(create_app(rag, ServerConfig(max_upload_mb=0.01))) as url:
         boundary = "ragline-test"
         head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
@@ -421,7 +445,7 @@ def test_a_chunked_upload_without_content_length_is_stopped_at_the_limit(index: 
 
 def test_a_streaming_client_that_goes_away_cancels_its_generation(index: Path) -> None:
     gen = GatedGenerator("z" * 400, delay=0.02)
-    rag = RAG.open(index, generator=gen)
+    rag = RAG.open(index, config=CONCAT, generator=gen)
     with live_server(create_app(rag, ServerConfig())) as url:
         with httpx.stream("POST", url + "/v1/ask", timeout=30,
                           json={"question": "capital of France?", "stream": True}) as r:

@@ -12,7 +12,7 @@ from ragline import RAG
 from ragline.config import ServerConfig
 from ragline.server import create_app
 
-from conftest import REPO, THREE_DOCS, ScriptedGenerator, write_docs
+from conftest import CONCAT, REPO, THREE_DOCS, ScriptedGenerator, write_docs
 from serving import BrokenGenerator, GatedGenerator, live_server
 
 ANSWER = "Paris is the capital of France."
@@ -25,7 +25,8 @@ QUESTION = [{"role": "system", "content": "Be brief."},
 def serve(tmp_path: Path, generator: object, api_key: str | None = None,
           **server: object) -> Iterator[str]:
     docs = write_docs(tmp_path / "docs", THREE_DOCS)
-    rag = RAG.build(tmp_path / "idx", paths=[docs], encoder="hash", generator=generator)
+    rag = RAG.build(tmp_path / "idx", paths=[docs], encoder="hash", generator=generator,
+                    config=CONCAT)  # concat streams (the default model answers once sure)
     with live_server(create_app(rag, ServerConfig(**server), api_key=api_key)) as url:  # type: ignore[arg-type]
         yield url + "/v1"
     rag.close()
@@ -42,7 +43,8 @@ def client(base_url: str, key: str = "unused", retries: int = 0) -> openai.OpenA
 
 def test_models_are_listed(base_url: str) -> None:
     ids = [m.id for m in client(base_url).models.list()]
-    assert ids == ["ragline", "ragline/concat", "ragline/rag-token", "ragline/rag-sequence"]
+    assert ids == ["ragline", "ragline/per-passage", "ragline/concat", "ragline/rag-token",
+                   "ragline/rag-sequence"]
 
 
 def test_chat_completion_answers_the_last_user_message_with_citations(base_url: str) -> None:

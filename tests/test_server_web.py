@@ -20,7 +20,7 @@ from ragline import RAG
 from ragline.config import ServerConfig
 from ragline.server import create_app
 
-from conftest import THREE_DOCS, write_docs
+from conftest import CONCAT, THREE_DOCS, write_docs
 from serving import GatedGenerator, live_server
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -56,7 +56,8 @@ def browser() -> Iterator[Any]:
 def site(tmp_path: Path) -> Iterator[tuple[str, GatedGenerator]]:
     docs = write_docs(tmp_path / "docs", THREE_DOCS)
     gen = GatedGenerator(ANSWER, delay=0.03)  # slow enough to watch it stream
-    rag = RAG.build(tmp_path / "idx", paths=[docs], encoder="hash", generator=gen)
+    rag = RAG.build(tmp_path / "idx", paths=[docs], encoder="hash", generator=gen,
+                    config=CONCAT)  # concat streams; the default reader: test_the_default_…
     with live_server(create_app(rag, ServerConfig())) as url:
         yield url, gen
     rag.close()
@@ -93,6 +94,28 @@ def test_ask_watch_the_answer_stream_and_open_a_citation(browser: Any,
         page.screenshot(path=os.environ["RAGLINE_SCREENSHOT"], full_page=True)
     assert errors == []
     page.close()
+
+
+def test_the_default_reader_shows_its_answer_and_its_confidence(browser: Any,
+                                                                tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs", THREE_DOCS)
+    rag = RAG.build(tmp_path / "idx", paths=[docs], encoder="hash",
+                    generator=GatedGenerator(ANSWER))
+    with live_server(create_app(rag, ServerConfig())) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#docs li.doc >> nth=2")
+        assert page.input_value("#model") == "per-passage"  # the server's default
+        page.fill("#question", "What is the capital of France?")
+        page.click("#ask")
+        page.wait_for_selector("#citations li")
+        assert page.inner_text("#answer").startswith("Paris is the capital of France")
+        assert page.inner_text("#answer .cite") == "1"  # the marker of the passage read
+        assert "france.txt" in page.inner_text("#citations")
+        status = page.inner_text("#status")
+        assert status.startswith("answered in") and "confidence 1.00" in status
+        page.close()
+    rag.close()
 
 
 def test_write_mode_shows_a_cited_text(browser: Any, site: tuple[str, Any]) -> None:
@@ -160,7 +183,7 @@ def test_unsupported_upload_shows_the_servers_message(browser: Any, site: tuple[
 def test_a_keyed_server_asks_for_the_key_then_works(browser: Any, tmp_path: Path) -> None:
     docs = write_docs(tmp_path / "docs", THREE_DOCS)
     rag = RAG.build(tmp_path / "idx", paths=[docs], encoder="hash",
-                    generator=GatedGenerator(ANSWER))
+                    generator=GatedGenerator(ANSWER), config=CONCAT)
     with live_server(create_app(rag, ServerConfig(), api_key="k-42")) as url:
         page = browser.new_page()
         page.goto(url)

@@ -29,7 +29,6 @@ from ragline.generate.citations import (
     CitationStream,
     SentenceGate,
     best_span,
-    grounding,
     is_refusal,
     support,
     topic_share,
@@ -44,6 +43,7 @@ from ragline.types import Answer, Citation, Hit
 # RAG-Token and RAG-Sequence run the generator over every passage (k × beams sequences): the
 # paper trains with 5–10 and decodes with up to 50.
 MAX_RAG_K = 50
+RAG_MODELS = ("rag-token", "rag-sequence")
 
 # A text is written from the passages close to the best one: p(z|x) at least this share of
 # the best's (a cosine within 0.15 of it at the default prior scale of 20). The example
@@ -96,7 +96,13 @@ class Answerer:
         """The generator of a model (default: the config's), made on first use."""
         model = MODELS.canonical(self.config.model.kind if model is None else model)
         if model not in self._generators:
-            self._generators[model] = MODELS.create(model, self.config, self.rag_model)
+            if model == "per-passage":  # reads with the concat generator's model: one copy
+                from ragline.generate.reader import per_passage_reader
+
+                self._generators[model] = per_passage_reader(self.config,
+                                                             backend=self.generator("concat"))
+            else:
+                self._generators[model] = MODELS.create(model, self.config, self.rag_model)
         return self._generators[model]
 
     # ------------------------------------------------------------ phase 1
@@ -129,7 +135,7 @@ class Answerer:
             raise ConfigError(f"beams must be ≥ 1, got {beams}")
         if k is not None:
             check_k(k)
-        if model != "concat":
+        if model in RAG_MODELS:
             check_rag_k(len(hits) if hits is not None else k)
         options = GenerateOptions(
             max_tokens=max_tokens or kind.max_tokens or g.max_tokens,
@@ -155,12 +161,14 @@ class Answerer:
         t0 = time.perf_counter()
         timings = dict(prepared.timings)
 
+        confidence: float | None = None
+
         def done(text: str, cites: Sequence[Citation], reason: str | None = None) -> Answer:
             timings["total_s"] = timings.get("retrieve_s", 0.0) + time.perf_counter() - t0
             return Answer(q, text, tuple(cites), tuple(hits), reason is None, timings, model,
-                          reason)
+                          reason, confidence=confidence)
 
-        if not self._relevant(hits):
+        if not self.relevant(hits):
             text = ANSWER.not_found_message(q)
             yield text
             yield done(text, (), "not_relevant" if hits else "no_passages")
@@ -180,7 +188,13 @@ class Answerer:
                 if out:
                     parts.append(out)
                     yield out
-        if result.posterior is None:  # the text cites with [n] markers: check them
+        confidence = result.confidence
+        if result.source is not None or result.confidence is not None:
+            # read from one passage (the per-passage reader), cited after it
+            text = result.text.strip()
+            cites = [] if result.source is None else [_source_citation(text, hits, result.source)]
+            markers = "".join(f" [{c.marker}]" for c in cites)
+        elif result.posterior is None:  # the text cites with [n] markers: check them
             if not generator.streams:
                 parts.append(stream.feed(result.text.lstrip()))
             tail = stream.finish()
@@ -196,9 +210,16 @@ class Answerer:
             cites = _posterior_citations(text, hits, result.posterior,
                                          self.config.generation.min_support)
             markers = " " + "".join(f"[{c.marker}]" for c in cites)
-        reason = self._refusal(q, text, hits)
+        if result.confidence is not None and result.source is None:
+            # no passage read gave an answer the reader is sure of (0: it wrote none)
+            reason: str | None = "model_declined" if result.confidence == 0.0 else "low_confidence"
+        else:
+            reason = self._refusal(text, [hits[c.marker - 1] for c in cites] if result.source
+                                   is not None else hits)
         if reason is not None:
             if not generator.streams:
+                timings.setdefault("first_token_s",
+                                   timings.get("retrieve_s", 0.0) + time.perf_counter() - t0)
                 yield ANSWER.not_found_message(q)
             yield done(ANSWER.not_found_message(q), (), reason)
             return
@@ -228,7 +249,7 @@ class Answerer:
             return Answer(prepared.question, text, tuple(cites), tuple(hits), reason is None,
                           timings, model, reason, task.name, tuple(dropped))
 
-        reason = None if self._relevant(hits) else "not_relevant" if hits else "no_passages"
+        reason = None if self.relevant(hits) else "not_relevant" if hits else "no_passages"
         if reason is None and task is not QUESTION and topic_share(
                 prepared.question, hits) < WRITE_MIN_TOPIC:
             reason = "off_topic"
@@ -287,7 +308,7 @@ class Answerer:
 
     # ------------------------------------------------------------ checks
 
-    def _relevant(self, hits: Sequence[Hit]) -> bool:
+    def relevant(self, hits: Sequence[Hit]) -> bool:
         """Whether any passage is relevant enough to generate from. The threshold is
         calibrated for the bundled MiniLM; other encoders' score scales differ, so they are
         never gated by it."""
@@ -297,15 +318,15 @@ class Answerer:
         return bool(hits) and not (g.min_relevance is not None and best is not None
                                    and best < g.min_relevance and gated)
 
-    def _refusal(self, question: str, text: str, hits: Sequence[Hit]) -> str | None:
-        """Why the generated text is no answer (ragline.types.REFUSAL_REASONS), or None.
-        Refusals and answers the passages do not back are reported as "not found"."""
+    def _refusal(self, text: str, hits: Sequence[Hit]) -> str | None:
+        """Why the generated text is no answer (ragline.types.REFUSAL_REASONS), or None: the
+        model wrote none or declined, or the passages it was read from do not hold half of
+        its words (an invented answer). Whether the passages *state* the answer is the
+        per-passage reader's judgement (ragline.generate.reader), not a word count."""
         if not text or is_refusal(text):
             return "model_declined"
         if support(text, list(hits)) < self.config.generation.min_support:
             return "unsupported"
-        if grounding(question, text, list(hits)) < self.config.generation.min_grounding:
-            return "off_topic"
         return None
 
 
@@ -318,6 +339,13 @@ def _question_citation(question: str, answer: str, hits: Sequence[Hit]) -> Citat
     span, _ = best_span(tokenize(answer) or claim, hits[best].passage.text)
     h = hits[best]
     return Citation(best + 1, h.passage, h.score, h.prob, span)
+
+
+def _source_citation(answer: str, hits: Sequence[Hit], i: int) -> Citation:
+    """The passage an answer was read from, with the sentence that holds it."""
+    h = hits[i]
+    span, _ = best_span(tokenize(answer), h.passage.text)
+    return Citation(i + 1, h.passage, h.score, h.prob, span)
 
 
 def _posterior_citations(text: str, hits: Sequence[Hit], posterior: Sequence[float],

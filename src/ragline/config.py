@@ -108,17 +108,18 @@ class GenerationConfig:
     # paragraphs and stopped 84% of them over unrelated documents (README, "Measured").
     min_relevance: float | None = 0.25
     min_support: float = 0.5            # share of answer words the passages must contain
-    # share of the question's words that the sentence the answer comes from must hold. On 50
-    # SQuAD questions it refused 54 % of them once their passages were taken out (10 %
-    # without it) and answered 80 % with them (95 %) (README, "Faithfulness"). 0: off.
-    min_grounding: float = 0.3
+    # the per-passage reader answers when its calibrated confidence that the passage states
+    # the answer reaches this (ragline.generate.reader; `ragline eval faithfulness` prints
+    # the trade-off over thresholds). 0: answer from the first passage that gives one.
+    min_confidence: float = 0.5
+    reads: int = 3                      # the per-passage reader reads at most this many
 
     def __post_init__(self) -> None:
         BACKENDS.check(self.backend)
-        _positive("generation", self, "n_ctx")
+        _positive("generation", self, "n_ctx", "reads")
         if self.passage_tokens is not None:
             _positive("generation", self, "passage_tokens")
-        for name in ("min_support", "min_grounding"):
+        for name in ("min_support", "min_confidence"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"generation.{name} must be in [0, 1], got {getattr(self, name)}")
         check_sampling(self.max_tokens, self.temperature, self.n_ctx)
@@ -141,7 +142,7 @@ def check_sampling(max_tokens: int | None, temperature: float | None,
 class ModelConfig:
     """The RAG model (torch generator): how `ask --model rag-token|rag-sequence` decodes."""
 
-    kind: str = "concat"                # concat | rag-token | rag-sequence (registry.MODELS)
+    kind: str = "per-passage"           # per-passage | concat | rag-token | rag-sequence (MODELS)
     # the RAG models' generator: a name of registry.LLMS or any transformers causal-LM folder
     # (None: qwen2.5-0.5b, the concat default). An index that `ragline train` left a generator
     # in uses that one.
@@ -237,6 +238,10 @@ def _section(cls: type, data: Any, name: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"[{name}] must be a table")
     known = {f.name for f in fields(cls)}
+    if name == "generation" and "min_grounding" in data:
+        raise ConfigError("generation.min_grounding (a count of the question's words) is gone: "
+                          "the answer model judges its answers now; set "
+                          "generation.min_confidence instead (see ragline eval faithfulness)")
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown setting(s) in [{name}]: {', '.join(sorted(unknown))}; "

@@ -45,6 +45,10 @@ def _collection(index: Index, config: Config) -> Collection | None:
     return ray_collection(index, s.ray, s.partial)
 
 
+# the models that give log p(y|x) of an answer (`ragline score`)
+SCORED = ("concat", "rag-token", "rag-sequence")
+
+
 class RAG:
     """`generator`: the concat generator to use instead of the configured one; `rag_model`:
     the torch RAG model instead of the trained or bundled one (tests use tiny ones)."""
@@ -180,10 +184,12 @@ class RAG:
         return self.answerer.answer(prepared)
 
     def score(self, question: str, answer: str, k: int | None = None,
-              mode: str | None = None, models: Sequence[str] = MODELS.names) -> dict[str, float]:
+              mode: str | None = None, models: Sequence[str] = SCORED) -> dict[str, float]:
         """log p(y|x) of a given answer under each model, over the same retrieved passages."""
         for name in models:
-            MODELS.check(name)
+            if MODELS.canonical(name) not in SCORED:
+                raise ConfigError(f"{MODELS.canonical(name)} answers from the first passage it "
+                                  f"is sure of and has no p(y|x); score {', '.join(SCORED)}")
         if any(name != "concat" for name in models):
             check_rag_k(k)
         hits = self.search(question, k=k, mode=mode)

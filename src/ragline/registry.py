@@ -130,6 +130,9 @@ RERANKERS = Registry("reranker", [
 
 # what conditions the generator on the passages (ask --model)
 MODELS = Registry("model", [
+    Entry("per-passage", "ragline.generate.reader:per_passage_reader",
+          "the answer model reads the passages one at a time, best first, and answers from "
+          "the first it is confident states the answer (the default)"),
     Entry("concat", "ragline.generate.prompted:concat_generator",
           "all passages in one prompt, streamed by the configured backend"),
     Entry("rag-token", "ragline.model.generators:rag_token_generator",

@@ -129,6 +129,9 @@ class Answer:
     task: str = "answer"
     # a text's sentences that no passage supports, left out of it
     dropped: tuple[str, ...] = ()
+    # the per-passage reader's calibrated p(the passage states this answer), for the answer
+    # given or, refused, the best it read; None where nothing judged it (concat, RAG models)
+    confidence: float | None = None
 
     @property
     def refused(self) -> bool:
@@ -151,6 +154,7 @@ class Answer:
             "model": self.model,
             "task": self.task,
             "dropped": list(self.dropped),
+            "confidence": self.confidence,
             "citations": [
                 {"marker": c.marker, "passage_id": c.passage.id, "doc_id": c.passage.doc_id,
                  "source": c.passage.source, "title": c.passage.title, "page": c.passage.page,
@@ -169,7 +173,8 @@ REFUSAL_REASONS = {
     "not_relevant": "no passage is close enough to what was asked",
     "model_declined": "the model said the passages do not contain the answer",
     "unsupported": "the passages do not contain the words of what the model wrote",
-    "off_topic": "the passages the answer (or text) comes from are not about what was asked",
+    "low_confidence": "the answer model is not confident that a passage states the answer",
+    "off_topic": "the passages the text comes from are not about what was asked",
     "answer_not_found": "no passage holds the answer the question was to be written for",
 }
 

@@ -24,7 +24,6 @@ from ragline.cli.options import (
 )
 from ragline.config import Config, override
 from ragline.generate.tasks import WRITE_TASKS
-from ragline.registry import MODELS
 from ragline.types import Answer, hit_to_dict
 
 log = logging.getLogger("ragline")
@@ -103,7 +102,7 @@ def cmd_ask(args: argparse.Namespace, cfg: Config) -> int:
     cfg = replace(cfg, model=override(cfg.model, thorough=False if args.fast else None))
     with RAG.open(args.index, config=cfg) as rag:
         return _show(rag.ask_stream(args.question, k=args.k, mode=args.mode, model=args.model,
-                                    beams=args.beams), args.json)
+                                    beams=args.beams), args.json, cfg.generation.min_confidence)
 
 
 def cmd_write(args: argparse.Namespace, cfg: Config) -> int:
@@ -115,7 +114,7 @@ def cmd_write(args: argparse.Namespace, cfg: Config) -> int:
                                       beams=args.beams, max_tokens=args.max_tokens), args.json)
 
 
-def _show(pieces: Iterator[str | Answer], as_json: bool) -> int:
+def _show(pieces: Iterator[str | Answer], as_json: bool, min_confidence: float = 0.0) -> int:
     """Stream the text as it comes (or, as JSON, the Answer at the end), then its sources."""
     answer: Answer | None = None
     streamed = ""
@@ -135,15 +134,18 @@ def _show(pieces: Iterator[str | Answer], as_json: bool) -> int:
     t = answer.timings
     log.info("retrieval %.2fs, first token %.2fs, total %.2fs", t.get("retrieve_s", 0),
              t.get("first_token_s", 0), t.get("total_s", 0))
+    if answer.confidence is not None:
+        log.info("confidence %.2f (answers from %.2f, generation.min_confidence)",
+                 answer.confidence, min_confidence)
     return 0
 
 
 def cmd_score(args: argparse.Namespace, cfg: Config) -> int:
-    from ragline.rag import RAG
+    from ragline.rag import RAG, SCORED
 
     with RAG.open(args.index, config=cfg) as rag:
         scores = rag.score(args.question, args.answer, k=args.k, mode=args.mode,
-                           models=args.model or MODELS.names)
+                           models=args.model or SCORED)
     if args.json:
         render.out(json.dumps({"question": args.question, "answer": args.answer,
                                "log_prob": scores}, ensure_ascii=False, indent=2))

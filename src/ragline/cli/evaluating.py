@@ -71,8 +71,12 @@ def register(sub: Any) -> None:
     f = ev.add_parser("faithfulness", help="answers when the documents say, refusals when they "
                                            "don't, citations that back each sentence")
     _add_qa_data(f)
+    add_model(f, "the model to judge (default: the configured one, per-passage)")
     add_json(f)
     f.add_argument("--out", type=Path, help="write every question's two answers as jsonl")
+    f.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="draw the answered/refused trade-off over thresholds (needs matplotlib: "
+                        "pip install 'ragline[plot]')")
     add_ray(f)
     f.set_defaults(run=cmd_eval_faithfulness)
 
@@ -175,11 +179,15 @@ def _write_rows(path: Path | None, rows: list[dict[str, Any]]) -> None:
 def cmd_eval_faithfulness(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.eval.faithfulness import evaluate_faithfulness
 
+    if args.plot is not None:
+        from ragline.eval.plot import check_plot
+
+        check_plot(args.plot)  # before the (long) evaluation
     with tempfile.TemporaryDirectory(prefix="ragline-eval-") as tmp:
         examples, rag = _qa_rag(args, cfg, tmp)
         with rag:
             report = evaluate_faithfulness(rag, examples, k=args.k, mode=args.mode,
-                                           progress=not args.quiet)
+                                           progress=not args.quiet, model=args.model)
     _write_rows(args.out, report.rows)
     if args.json:
         render.out(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
@@ -199,6 +207,22 @@ def cmd_eval_faithfulness(args: argparse.Namespace, cfg: Config) -> int:
         ["refusal reasons", ", ".join(f"{k} {v}" for k, v in
                                       sorted(report.refusal_reasons.items())) or "–"],
         ["s/question (two answers)", f"{report.seconds_per_question:.2f}"]])
+    if report.sweep is not None:
+        render.out(f"\nThe trade-off over generation.min_confidence (* the setting, "
+                   f"{report.min_confidence:g}):")
+        render.table(["threshold", "answerable answered", "unanswerable refused", "EM", "F1",
+                      "refused, answer in top k"],
+                     [[f"{p.threshold:.2f}{' *' if p.threshold == report.min_confidence else ''}",
+                       pct(p.answered_answerable), pct(p.refused_unanswerable), pct(p.em),
+                       pct(p.f1), pct(p.refused_with_answer)] for p in report.sweep])
+    if args.plot is not None:
+        from ragline.eval.plot import plot_tradeoff
+
+        if report.sweep is None:
+            raise ConfigError("--plot draws the per-passage reader's thresholds; this model "
+                              "has none")
+        plot_tradeoff(report, args.plot)
+        render.out(f"\nwrote {args.plot}")
     return 0
 
 

@@ -72,7 +72,8 @@ def answer_tail(answer: Answer, streamed: str) -> None:
         return
     out("\nSources:")
     # a RAG model's answer cites by p(z|x,y); a text's sentences and everything else by p(z|x)
-    what = "p(z|x,y)" if answer.model != "concat" and answer.task == "answer" else "p(z|x)"
+    what = ("p(z|x,y)" if answer.model in ("rag-token", "rag-sequence") and answer.task == "answer"
+            else "p(z|x)")
     for c in answer.citations:
         prob = f"  {what}={c.prob:.2f}" if c.prob is not None else ""
         out(f"  [{c.marker}] {where(c.passage)}{prob}")

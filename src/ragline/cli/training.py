@@ -9,7 +9,7 @@ from typing import Any
 from ragline.cli import render
 from ragline.cli.options import add_index_arg, add_ray, positive_int
 from ragline.config import PRECISIONS, Config
-from ragline.registry import LLMS, MODELS
+from ragline.registry import LLMS
 
 
 def register(sub: Any) -> None:
@@ -18,7 +18,7 @@ def register(sub: Any) -> None:
     s.add_argument("--data", required=True, type=Path,
                    help='jsonl rows {"question": ..., "answers": [...]} or SQuAD-format JSON')
     s.add_argument("--model", default="rag-sequence",
-                   choices=[m for m in MODELS.names if m != "concat"])  # the RAG models train
+                   choices=["rag-sequence", "rag-token"])  # the RAG models train
     s.add_argument("--rag-lm", metavar="NAME|FOLDER",
                    help=f"the generator to start from: {', '.join(LLMS.names)} (default "
                         f"{LLMS.names[0]}) or a transformers causal-LM folder")

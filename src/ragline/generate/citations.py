@@ -113,31 +113,6 @@ def support(answer: str, hits: list[Hit]) -> float:
     return overlap(claim, vocab)
 
 
-def grounding(question: str, answer: str, hits: list[Hit]) -> float:
-    """How well the answer's source sentence matches the question: the share of the question's
-    content words in the best passage sentence that holds the answer (or, when none holds it
-    verbatim, that shares most of its words). A small model asked about what the passages do
-    not say still answers, with a span from a sentence about something else; such a sentence
-    shares little with the question."""
-    asked = set(tokenize(question))
-    claim = strip_markers(answer)
-    norm = normalize_answer(claim)
-    words = tokenize(claim)
-    if not asked:
-        return 1.0
-    best, fallback = -1.0, (0.0, 0.0)  # fallback: (overlap with the answer, with the question)
-    for h in hits:
-        text = h.passage.text
-        for s, e in sentence_spans(text) or [(0, len(text))]:
-            have = set(tokenize(text[s:e]))
-            share = len(asked & have) / len(asked)
-            if norm and norm in normalize_answer(text[s:e]):
-                best = max(best, share)
-            elif best < 0:
-                fallback = max(fallback, (overlap(words, have), share))
-    return best if best >= 0 else fallback[1]
-
-
 class CitationStream:
     def __init__(self, hits: list[Hit], min_support: float = 0.5) -> None:
         self.hits = hits

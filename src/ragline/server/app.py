@@ -53,9 +53,9 @@ class AskRequest(BaseModel):
     question: str = Field(description="the question, in any language")
     k: int | None = Field(None, description="passages to retrieve (default: config)")
     mode: str | None = Field(None, description="dense | bm25 | hybrid | weighted")
-    model: str | None = Field(None, description="concat | rag-token | rag-sequence")
+    model: str | None = Field(None, description="per-passage | concat | rag-token | rag-sequence")
     stream: bool = Field(False, description="answer as server-sent events")
-    max_tokens: int | None = Field(None, description="concat model: longest answer in tokens")
+    max_tokens: int | None = Field(None, description="concat and per-passage: longest answer in tokens")
     temperature: float | None = Field(None, description="concat model: 0 is greedy")
 
 
@@ -66,7 +66,7 @@ class WriteRequest(BaseModel):
     answer: str | None = Field(None, description="the question task: the answer to ask for")
     k: int | None = Field(None, description="passages to retrieve (default: config)")
     mode: str | None = Field(None, description="dense | bm25 | hybrid | weighted")
-    model: str | None = Field(None, description="concat | rag-token | rag-sequence")
+    model: str | None = Field(None, description="per-passage | concat | rag-token | rag-sequence")
     stream: bool = Field(False, description="the text as server-sent events")
     max_tokens: int | None = Field(None, description="longest output in tokens")
     temperature: float | None = Field(None, description="concat model: 0 is greedy")
@@ -90,7 +90,7 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.queue.start()
         service.query_encoder.start()
-        if rag.config.model.kind == "concat":
+        if rag.config.model.kind in ("per-passage", "concat"):
             try:  # load the model now, not on the first question; search works without it
                 await run_in_threadpool(service.answerer.generator().load)
             except RaglineError as e:
@@ -133,7 +133,7 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     def health() -> dict[str, Any]:
         enc = service.query_encoder
         return {"status": "ok", "version": __version__, "index": rag.index.counts(),
-                "generation": service.queue.stats(),
+                "model": rag.config.model.kind, "generation": service.queue.stats(),
                 "query_encoder": {"queries": enc.queries, "batches": enc.batches}}
 
     @app.get("/v1/search")

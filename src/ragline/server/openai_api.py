@@ -7,7 +7,7 @@
     r.citations                       # the extra field: [{"marker": 1, "name", "quote", "text", …}]
 
 The question is the last user message (earlier turns are not used for retrieval). Models:
-`ragline` (the server's default model), `ragline/concat`, `ragline/rag-token`,
+`ragline` (the server's default model), `ragline/per-passage`, `ragline/concat`, `ragline/rag-token`,
 `ragline/rag-sequence`. Honoured: `stream`, `max_tokens` / `max_completion_tokens` and
 `temperature` (concat only), and two extras, `k` and `mode` (pass them with `extra_body`).
 Other OpenAI parameters are accepted and ignored; `n` > 1 is refused.
