@@ -16,7 +16,7 @@ from ragline.eval.faithfulness import cited_sentences, evaluate_faithfulness, su
 from ragline.generate.prompted import PromptGenerator
 from ragline.qa import QAExample
 
-from conftest import CONCAT
+from conftest import CONCAT, write_docs
 
 DOCS = {
     "paris.txt": "The Eiffel Tower was completed in 1889. It stands in Paris.",
@@ -56,11 +56,8 @@ class Oracle(PromptGenerator):
 
 @pytest.fixture
 def built(tmp_path: Path) -> Path:
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text)
-    RAG.build(tmp_path / "idx", paths=[docs], encoder="hash").close()
+    RAG.build(tmp_path / "idx", paths=[write_docs(tmp_path / "docs", DOCS)],
+              encoder="hash").close()
     return tmp_path / "idx"
 
 

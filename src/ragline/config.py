@@ -109,9 +109,10 @@ class GenerationConfig:
     min_relevance: float | None = 0.25
     min_support: float = 0.5            # share of answer words the passages must contain
     # the per-passage reader answers when its calibrated confidence that the passage states
-    # the answer reaches this (ragline.generate.reader; `ragline eval faithfulness` prints
-    # the trade-off over thresholds). 0: answer from the first passage that gives one.
-    min_confidence: float = 0.5
+    # the answer reaches this (ragline.generate.reader.MIN_CONFIDENCE says how it was chosen;
+    # `ragline eval faithfulness` prints the trade-off over thresholds). 0: answer from the
+    # first passage that gives an answer.
+    min_confidence: float = 0.05
     reads: int = 3                      # the per-passage reader reads at most this many
 
     def __post_init__(self) -> None:
