@@ -19,6 +19,7 @@ idle machine: the answer model uses every core.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import sys
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--index-dir", type=Path, help="keep (and reuse) the indexes here")
     ap.add_argument("--plot", type=Path, help="--part faithfulness: draw each curve here "
                                               "(a folder)")
+    ap.add_argument("--out", type=Path, help="--part calibrate: write every reading here (jsonl)")
     args = ap.parse_args()
 
     from ragline.eval.qa_data import read_qa
@@ -118,6 +120,7 @@ def part_budget(sets: dict[str, Any], args: argparse.Namespace) -> None:
             runs = rag.search_many([e.question for e in examples], k=args.k)
         kept = dict.fromkeys(budgets, 0)
         reader_kept = {1: 0, 3: 0}
+        whole = {1: 0, 3: 0}
         for ex, hits in zip(examples, runs, strict=True):
             for b in budgets:
                 chosen = select_sentences(ex.question, list(hits), cost, b)
@@ -126,12 +129,14 @@ def part_budget(sets: dict[str, Any], args: argparse.Namespace) -> None:
             for reads in reader_kept:
                 reader_kept[reads] += any(answer_in(gen.truncate(h.passage.text, 200), ex.answers)
                                           for h in hits[:reads])
+                whole[reads] += any(answer_in(h.passage.text, ex.answers) for h in hits[:reads])
         n = len(examples)
         rows.append([name, n, *[f"{100 * kept[b] / n:.1f}" for b in budgets],
-                     *[f"{100 * reader_kept[r] / n:.1f}" for r in reader_kept]])
+                     *[f"{100 * reader_kept[r] / n:.1f} / {100 * whole[r] / n:.1f}"
+                       for r in reader_kept]])
     table("the answer string in what the model reads (% of questions)",
           ["data", "questions", *[f"concat {b}" if b < 100_000 else "all 5 whole" for b in budgets],
-           "reader: top 1", "reader: top 3"], rows)
+           "reader: top 1, cut / whole", "reader: top 3, cut / whole"], rows)
 
 
 # ---------------------------------------------------------------- prompt forms
@@ -276,7 +281,7 @@ def part_calibrate(sets: dict[str, Any], args: argparse.Namespace) -> None:
 
     from ragline.eval.faithfulness import sweep, without_answers
     from ragline.generate.reader import FEATURES, Calibration
-    from ragline.qa import answer_in, f1_score
+    from ragline.qa import answer_in, exact_match, f1_score
 
     fitted = {}
     for name, (examples, index) in sets.items():
@@ -292,6 +297,16 @@ def part_calibrate(sets: dict[str, Any], args: argparse.Namespace) -> None:
                 for passages, bag, positive in ((full, kept[0], True), (neg, kept[1], False)):
                     readings = list(reader.readings(ex.question, passages))
                     bag.append(readings)
+                    if args.out:
+                        with args.out.open("a", encoding="utf-8") as f:
+                            f.writelines(json.dumps({
+                                "data": name, "id": ex.id, "answerable": positive, "hit": r.hit,
+                                "text": r.text, "features": r.features,
+                                "f1": f1_score(r.text, ex.answers) if r.text else 0.0,
+                                "em": exact_match(r.text, ex.answers) if r.text else 0.0,
+                                "holds_answer": answer_in(passages[r.hit].passage.text,
+                                                          ex.answers)},
+                                ensure_ascii=False) + "\n" for r in readings)
                     for r in readings:
                         if r.text:
                             X.append(r.features)
@@ -338,12 +353,22 @@ def part_faithfulness(sets: dict[str, Any], args: argparse.Namespace) -> None:
     questions (`ragline eval qa`)."""
     from ragline.eval.faithfulness import evaluate_faithfulness
     from ragline.eval.qa import evaluate_qa
+    from ragline.generate.reader import PassageReader
     from ragline.qa import spread
 
     for name, (examples, index) in sets.items():
         with open_rag(index) as rag:
             r = evaluate_faithfulness(rag, examples, k=args.k, progress=True)
+            backend = rag.answerer.generator("concat")
+            spent = _timed(backend, ("complete", "log_odds", "span_logprob"))
+            reader = rag.answerer.generator()
+            if isinstance(reader, PassageReader):
+                reader.forget()  # time readings, not what faithfulness remembered
             qa = evaluate_qa(rag, spread(examples, 100), k=args.k, hit_ks=(5,), progress=True)
+        judge = [a + b for a, b in zip(spent["log_odds"], spent["span_logprob"], strict=True)]
+        print(f"{name}: the judge (verdict and question PMI) per question, median "
+              f"{statistics.median(judge):.2f} s; the answers themselves "
+              f"{statistics.median(spent['complete']):.2f} s")
         print(f"\n{name}: {r.questions} questions; at min_confidence {r.min_confidence}: "
               f"answered {100 * r.answered_answerable:.1f} %, refused {100 * r.refused_unanswerable:.1f} %, "
               f"EM {100 * r.em:.1f}, F1 {100 * r.f1:.1f}, citation precision "
@@ -364,6 +389,30 @@ def part_faithfulness(sets: dict[str, Any], args: argparse.Namespace) -> None:
 
             args.plot.mkdir(parents=True, exist_ok=True)
             plot_tradeoff(r, args.plot / f"tradeoff-{name}.png")
+
+
+def _timed(obj: Any, names: tuple[str, ...]) -> dict[str, list[float]]:
+    """Wrap methods of `obj` to add up their seconds per question (a question starts when
+    the empty-passage question is scored, once per question)."""
+    spent: dict[str, list[float]] = {n: [] for n in names}
+
+    def wrap(n: str, f: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*a: Any, **kw: Any) -> Any:
+            if n == "span_logprob" and a and a[0].endswith(("Passage: \nQuestion:",
+                                                           "段落：\n问题：")):
+                for bag in spent.values():
+                    bag.append(0.0)  # a new question
+            t0 = time.perf_counter()
+            try:
+                return f(*a, **kw)
+            finally:
+                if spent[n]:
+                    spent[n][-1] += time.perf_counter() - t0
+        return timed
+
+    for n in names:
+        setattr(obj, n, wrap(n, getattr(obj, n)))
+    return spent
 
 
 # ---------------------------------------------------------------- answer models

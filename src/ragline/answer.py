@@ -130,6 +130,8 @@ class Answerer:
             request, query = answer.strip(), f"{question.strip()} {answer.strip()}"
         elif answer is not None:
             raise ConfigError("an answer is given only to the question task (--task question)")
+        if model == "per-passage" and kind is not ANSWER:
+            model = "concat"  # a text is written from every passage at once
         check_sampling(max_tokens, temperature, g.n_ctx)
         if beams is not None and beams < 1:
             raise ConfigError(f"beams must be ≥ 1, got {beams}")

@@ -25,7 +25,7 @@ from ragline.cli.options import (
 from ragline.config import Config, override
 from ragline.errors import ConfigError
 from ragline.eval.ranking import DEFAULT_METRICS
-from ragline.registry import RETRIEVERS
+from ragline.registry import MODELS, RETRIEVERS
 
 log = logging.getLogger("ragline")
 
@@ -183,6 +183,9 @@ def cmd_eval_faithfulness(args: argparse.Namespace, cfg: Config) -> int:
         from ragline.eval.plot import check_plot
 
         check_plot(args.plot)  # before the (long) evaluation
+        if MODELS.canonical(args.model or cfg.model.kind) != "per-passage":
+            raise ConfigError("--plot draws the per-passage reader's trade-off over "
+                              "generation.min_confidence; the other models have no threshold")
     with tempfile.TemporaryDirectory(prefix="ragline-eval-") as tmp:
         examples, rag = _qa_rag(args, cfg, tmp)
         with rag:
@@ -218,9 +221,6 @@ def cmd_eval_faithfulness(args: argparse.Namespace, cfg: Config) -> int:
     if args.plot is not None:
         from ragline.eval.plot import plot_tradeoff
 
-        if report.sweep is None:
-            raise ConfigError("--plot draws the per-passage reader's thresholds; this model "
-                              "has none")
         plot_tradeoff(report, args.plot)
         render.out(f"\nwrote {args.plot}")
     return 0

@@ -39,9 +39,13 @@ def plot_tradeoff(report: FaithfulnessReport, path: Path) -> None:
     ax.plot([100 * p.refused_unanswerable for p in points],
             [100 * p.answered_answerable for p in points], "o-", color="#3465a4", ms=3,
             label="threshold (generation.min_confidence)")
-    for p in points[::4]:
-        ax.annotate(f"{p.threshold:.2f}", (100 * p.refused_unanswerable, 100 * p.answered_answerable),
-                    textcoords="offset points", xytext=(4, 4), fontsize=7)
+    last: tuple[float, float] | None = None
+    for p in points[::2]:  # every other threshold, where the curve has moved
+        at = (100 * p.refused_unanswerable, 100 * p.answered_answerable)
+        if last is None or abs(at[0] - last[0]) + abs(at[1] - last[1]) > 4:
+            ax.annotate(f"{p.threshold:.2f}", at, textcoords="offset points", xytext=(4, 4),
+                        fontsize=7)
+            last = at
     chosen = [p for p in points if p.threshold == report.min_confidence]
     if chosen:
         p = chosen[0]
