@@ -7,13 +7,14 @@ from five in one prompt (bench/answers.py; README, "Answers"), and a passage rea
 what its answer can be checked against.
 
 The prompt is a plain completion with worked examples, no chat template: the instruction,
-four (passage, question, answer, verdict) examples, then the passage and the question. Two
-examples end in "Stated: no": an answer of the asked-for kind taken from a sentence about
-something else, which is what a small model writes when the passage does not hold the answer
-(RGB's negative rejection). The examples come first, so llama.cpp reads them once.
+four (title, passage, question, answer, verdict) examples, then the passage under its
+document's title and the question. Two examples end in "Stated: no": an answer of the
+asked-for kind taken from a sentence about something else, which is what a small model
+writes when the passage does not hold the answer (RGB's negative rejection). The examples
+come first, so llama.cpp reads them once.
 
 Confidence is the reader's own, three numbers it reads off its probabilities, combined by a
-logistic calibration fitted on tuning questions (`bench/answers.py --calibrate`); the
+logistic calibration fitted on tuning questions (`bench/answers.py --part calibrate`); the
 threshold is generation.min_confidence:
 - the verdict: log p(yes) − log p(no) for "Stated:" after its answer (the judge);
 - the answer's mean token log-probability (how sure it was of the span);
@@ -23,7 +24,7 @@ threshold is generation.min_confidence:
 All three come from what the model reads anyway: the question is scored as it is read, the
 verdict is two more tokens after the answer.
 
-    reader = PassageReader(llama_generator, min_confidence=0.5)
+    reader = PassageReader(llama_generator)            # min_confidence=MIN_CONFIDENCE
     for piece in reader.generate(question, hits, GenerateOptions()): ...   # text, Generation
     readings = list(reader.readings(question, hits))    # every passage, for eval's sweeps
 """
@@ -49,8 +50,8 @@ from ragline.types import Hit
 
 @dataclass(frozen=True)
 class ReaderPrompt:
-    """One language's prompt: the instruction, the labels, and (passage, question, answer,
-    stated) examples."""
+    """One language's prompt: the instruction, the labels, and (title, passage, question,
+    answer, stated) examples."""
 
     instruction: str
     passage: str
