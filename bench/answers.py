@@ -394,12 +394,14 @@ def part_faithfulness(sets: dict[str, Any], args: argparse.Namespace) -> None:
 def _timed(obj: Any, names: tuple[str, ...]) -> dict[str, list[float]]:
     """Wrap methods of `obj` to add up their seconds per question (a question starts when
     the empty-passage question is scored, once per question)."""
+    from ragline.generate.reader import PROMPTS
+
     spent: dict[str, list[float]] = {n: [] for n in names}
+    unread = tuple(p.before_question("") for p in PROMPTS.values())  # the question alone
 
     def wrap(n: str, f: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*a: Any, **kw: Any) -> Any:
-            if n == "span_logprob" and a and a[0].endswith(("Passage: \nQuestion:",
-                                                           "段落：\n问题：")):
+            if n == "span_logprob" and a and a[0].endswith(unread):
                 for bag in spent.values():
                     bag.append(0.0)  # a new question
             t0 = time.perf_counter()

@@ -61,7 +61,7 @@ class ReaderPrompt:
     yes: tuple[str, ...]
     no: tuple[str, ...]
     examples: tuple[tuple[str, str, str, str, bool], ...]   # (title, passage, …)
-    titled: str = " ({})"               # how a title follows the passage's label
+    titled: str = "Passage ({}):"       # the passage's label with its document's title
     space: str = " "                     # between a label and its text (none in Chinese)
 
     def head(self) -> str:
@@ -75,8 +75,7 @@ class ReaderPrompt:
         """What follows the head up to the question: the passage, after its title (a
         passage of a document often leaves out what the document is about), and the
         question's label."""
-        label = self.passage[:-1] + self.titled.format(title) + self.passage[-1] if title \
-            else self.passage
+        label = self.titled.format(title) if title else self.passage
         return f"{label}{self.space}{passage}\n{self.question}"
 
 
@@ -101,7 +100,7 @@ PROMPTS = {
     "zh": ReaderPrompt(
         instruction="用段落中最短的原文回答问题，然后判断段落是否写明这就是问题的答案。",
         passage="段落：", question="问题：", answer="答案：", verdict="原文写明：",
-        yes=("是",), no=("否", "不"), space="", titled="（{}）",
+        yes=("是",), no=("否", "不"), space="", titled="段落（{}）：",
         examples=(
             ("莱茵河", "莱茵河发源于瑞士阿尔卑斯山，全长1230公里，注入北海。", "多瑙河有多长？", "1230公里",
              False),
