@@ -201,25 +201,40 @@ class IndexFolder:
         if why is not None:
             log.warning("%s: %s; rebuilding the search indexes from the store", self.path, why)
             self.rebuild()
+            self._seen_generation = gen
             self._tidy(persist=True)
             return
         changed = self._catch_up()
+        self._seen_generation = gen
         if changed:
             log.info("%s: %d passage changes were not in the saved search indexes; applied "
                      "from the store", self.path, changed)
         self._tidy(persist=bool(changed))
 
     def refresh(self) -> int:
-        """Catch up with what another process committed since this one looked (a Ray shard
-        actor serves a folder that the driver writes); one SQLite read when nothing did."""
-        with self._refreshing:  # two threads must not both apply the same commits
-            gen = self.store.generation
-            if gen == self._seen_generation:
+        """Catch up with what another process committed since this one looked (`ragline
+        index` beside a running server, the driver beside a Ray shard actor); one SQLite read
+        when nothing did. Every search starts with it. Skipped while a writer of this process
+        holds the folder: no other process can commit then, and that writer mirrors its own
+        commits in memory (catching them up here as well would add them twice)."""
+        if not self._writer.acquire(blocking=False):
+            return 0
+        try:
+            if self._writer_depth:  # this thread is the writer
                 return 0
-            with self.searching.write():
-                changed = self._catch_up()
-            self._seen_generation = gen
-            return changed
+            with self._refreshing:  # two threads must not both apply the same commits
+                gen = self.store.committed_generation()
+                if gen == self._seen_generation:
+                    return 0
+                with self.searching.write():
+                    changed = self._catch_up()
+                self._seen_generation = gen
+                if changed:
+                    log.info("%s: caught up with %d passage changes another process committed",
+                             self.path, changed)
+                return changed
+        finally:
+            self._writer.release()
 
     def _catch_up(self) -> int:
         """Apply to the loaded indexes what the store committed since they were saved;
@@ -399,11 +414,37 @@ class IndexFolder:
                                          "wait for it to finish") from None
                 self._writer_depth = 1
                 try:
+                    self._adopt_others_writes()
                     yield
+                    self._seen_generation = self.store.generation  # memory mirrors every commit
+                except BaseException:
+                    self._seen_generation = -1  # a failed write: the next search re-checks
+                    raise
                 finally:
                     self._writer_depth = 0
             finally:
                 os.close(fd)
+
+    def _adopt_others_writes(self) -> None:
+        """With the lock just taken: what another process wrote since this one looked (a
+        server beside `ragline index`) comes in before this write, so that the manifest it
+        saves keeps what the other wrote there (a trained encoder, a memory's languages) and
+        the in-memory indexes hold the other's passages."""
+        if self.dense is None or self.sparse is None:
+            return  # being created: nothing loaded yet
+        mpath = self.path / MANIFEST
+        if mpath.is_file():
+            disk = read_manifest(mpath)
+            if disk != self.manifest:
+                if disk.dense != self.manifest.dense:  # reindexed as another kind meanwhile
+                    self.manifest = disk
+                    self.rebuild_dense()
+                self.manifest = disk
+        gen = self.store.generation
+        if gen != self._seen_generation:
+            with self.searching.write():
+                self._catch_up()
+            self._seen_generation = gen
 
     def close(self) -> None:
         self.store.close()

@@ -227,6 +227,12 @@ class Store:
         row = self.con.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
         return int(row[0]) if row else 0
 
+    def committed_generation(self) -> int:
+        """The generation as committed (from any thread; the writer's open transaction is
+        not seen): what a search compares to the one its indexes caught up with."""
+        row = self.reader.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0
+
     # ------------------------------------------------------------ writes
 
     def upsert_source(self, rec: SourceRecord) -> None:

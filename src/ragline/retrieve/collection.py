@@ -26,9 +26,12 @@ Rows = dict[int, tuple[Passage, np.ndarray]]  # id → (passage, its stored vect
 
 class Collection(Protocol):
     """Contract: `passages` leaves out ids it no longer holds (removed since they were
-    found); `dense_top` is DenseRetriever.top over all the passages."""
+    found); `dense_top` is DenseRetriever.top over all the passages; `refresh` catches up
+    with what another process committed (every search starts with it)."""
 
     def retriever(self, mode: str, config: RetrievalConfig) -> Retriever: ...
+
+    def refresh(self) -> None: ...
 
     def passages(self, ids: Sequence[int]) -> Rows: ...
 
@@ -46,6 +49,9 @@ class FolderCollection:
     def retriever(self, mode: str, config: RetrievalConfig) -> Retriever:
         retriever: Retriever = RETRIEVERS.create(mode, self.folder, config)
         return retriever
+
+    def refresh(self) -> None:
+        self.folder.refresh()
 
     def passages(self, ids: Sequence[int]) -> Rows:
         return self.folder.store.passages_by_rowid(list(ids))

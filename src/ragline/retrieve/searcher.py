@@ -107,6 +107,7 @@ class Searcher:
         retriever = self.retriever(mode)
         for q in queries:
             check_query(q)
+        self.collection.refresh()
         reranker = self.reranker if rerank else None
         depth = max(k, self.rerank_depth) if reranker else k
         # every mode but bm25 has query vectors: for its own search and for p(z|x)
@@ -133,6 +134,7 @@ class Searcher:
         """Dense top-k for a batch of query vectors (B, d): each question's hits and their
         passage vectors (k', d), so that d(z)·q(x) can be recomputed in torch (training)."""
         check_k(k)
+        self.collection.refresh()
         runs = self.collection.dense_top(qvecs, k)
         if not any(runs):
             self._check_not_empty()

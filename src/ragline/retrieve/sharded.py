@@ -90,10 +90,15 @@ class LocalShard:
         self.folder = folder
         self.name = name or str(folder.path)
 
+    # a query starts with dense_top, or bm25_stats (bm25_top without stats when one shard is
+    # all): those first see what another process (`ragline index`, the Ray driver) committed
+
     def dense_top(self, qvecs: np.ndarray, n: int) -> list[Ranked]:
+        self.folder.refresh()
         return DenseRetriever(self.folder).top(qvecs, n)
 
     def bm25_stats(self, token_lists: list[list[str]]) -> list[BM25Stats]:
+        self.folder.refresh()
         with self.folder.searching.read():
             sparse = self.folder.sparse
             if sparse is None:
@@ -103,6 +108,8 @@ class LocalShard:
     def bm25_top(self, token_lists: list[list[str]], n: int,
                  stats: list[BM25Stats] | None) -> list[Ranked]:
         """`stats`: the corpus's, per query; None: this shard's own (it is the corpus)."""
+        if stats is None:
+            self.folder.refresh()
         out = []
         with self.folder.searching.read():  # an upload may be changing the segments
             sparse = self.folder.sparse
@@ -118,6 +125,7 @@ class LocalShard:
         return FolderCollection(self.folder).passages(rowids)
 
     def size(self) -> int:
+        self.folder.refresh()
         dense = self.folder.dense
         return 0 if dense is None else dense.ntotal
 
@@ -166,6 +174,9 @@ class ShardedCollection:
             raise ConfigError(f"retrieval mode '{mode}' does not search sharded indexes; "
                               f"choose one of: {', '.join(parts)}")
         return parts[mode]()
+
+    def refresh(self) -> None:
+        pass  # each shard catches up when a query reaches it (LocalShard, ShardServer)
 
     def passages(self, ids: Sequence[int]) -> Rows:
         wanted: dict[int, list[int]] = {}

@@ -50,28 +50,23 @@ class ShardServer:
 
         return ray.get_runtime_context().get_node_id(), os.getpid()
 
-    # a query starts with dense_top or bm25_stats: those first see what the writer (another
-    # process: `ragline serve` taking an upload, `ragline index`) committed meanwhile
+    # LocalShard's query-start calls catch up with what the writer (another process:
+    # `ragline serve` taking an upload, `ragline index`) committed meanwhile
 
     def dense_top(self, qvecs: np.ndarray, n: int) -> list[Ranked]:
-        self.folder.refresh()
         return self.shard.dense_top(qvecs, n)
 
     def bm25_stats(self, token_lists: list[list[str]]) -> list[BM25Stats]:
-        self.folder.refresh()
         return self.shard.bm25_stats(token_lists)
 
     def bm25_top(self, token_lists: list[list[str]], n: int,
                  stats: list[BM25Stats] | None) -> list[Ranked]:
-        if stats is None:  # the query starts here (one shard: no statistics round)
-            self.folder.refresh()
         return self.shard.bm25_top(token_lists, n, stats)
 
     def passages(self, rowids: list[int]) -> Rows:
         return self.shard.passages(rowids)
 
     def size(self) -> int:
-        self.folder.refresh()
         return self.shard.size()
 
 
