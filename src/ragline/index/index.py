@@ -185,19 +185,20 @@ class Index:
                                 names=names, reader=reader)
 
     def remove(self, target: str) -> list[str]:
-        """Remove a document by id, or every document of a source file; returns the doc ids."""
+        """Remove a document by id, or a source file; returns the ids of the documents
+        deleted. A file's documents that another file also holds stay (content is stored
+        once and lives while a file holds it)."""
         store = self.folder.store
         if self.has_document(target):
             return self.remove_documents([target])  # else a path (its bytes need not be UTF-8)
         source = source_key(Path(target).expanduser())
         with self.folder.write_lock():
-            doc_ids = store.document_ids_of_source(source)
-            if not doc_ids and store.source(source) is None:
+            if not store.document_ids_of_source(source) and store.source(source) is None:
                 raise DocumentNotFoundError(
                     f"no document or source '{target}' in {self.path}; "
                     f"list them with: ragline info {self.path} --documents")
             with store.transaction():
-                removed = store.delete_source(source)
+                removed, doc_ids = store.delete_source(source)
             self._after_removal(removed)
         return doc_ids
 

@@ -44,6 +44,17 @@ CREATE TABLE IF NOT EXISTS passages (
     position INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
     page INTEGER, text TEXT NOT NULL, tokens TEXT NOT NULL, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id);
+-- every source file that holds a document (two files may hold the same content, which is
+-- stored once): a document lives while one of them does. `name`: an upload's own name.
+CREATE TABLE IF NOT EXISTS document_sources (
+    doc_id TEXT NOT NULL, source TEXT NOT NULL, name TEXT, PRIMARY KEY (doc_id, source));
+CREATE INDEX IF NOT EXISTS document_sources_source ON document_sources(source);
+"""
+# stores made before document_sources held one source per document: documents.source
+_FILL_REFERENCES = """
+INSERT OR IGNORE INTO document_sources(doc_id, source, name)
+    SELECT id, source, json_extract(meta, '$.filename') FROM documents;
+INSERT INTO meta(key, value) VALUES('references', '1');
 """
 
 _PASSAGE_COLS = ('p.rowid, p.id, p.doc_id, p.text, d.title, p.start, p."end", p.position, '
@@ -161,6 +172,8 @@ class Store:
                 con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a crash
                 con.execute("PRAGMA foreign_keys=ON")
                 con.executescript(SCHEMA)
+                if con.execute("SELECT 1 FROM meta WHERE key='references'").fetchone() is None:
+                    con.executescript(f"BEGIN IMMEDIATE;{_FILL_REFERENCES}COMMIT;")
             except BaseException:
                 con.close()
                 raise
@@ -247,6 +260,7 @@ class Store:
         self.con.execute(
             "INSERT INTO documents(id, source, title, text, meta, added) VALUES(?,?,?,?,?,?)",
             (doc.id, doc.source, doc.title, doc.text, json.dumps(doc.meta), time.time()))
+        self.add_reference(doc.id, doc.source, doc.meta.get("filename"))
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         rowids = []
         for p, v, toks in zip(passages, vecs, tokens, strict=True):
@@ -258,28 +272,61 @@ class Store:
             rowids.append(int(cur.lastrowid or 0))
         return rowids
 
+    def add_reference(self, doc_id: str, source: str, name: str | None = None) -> None:
+        """Record that `source` holds the document too (its content is stored once)."""
+        self.con.execute("INSERT OR IGNORE INTO document_sources(doc_id, source, name) "
+                         "VALUES(?,?,?)", (doc_id, source, name))
+
+    def holds(self, doc_id: str) -> bool:
+        """Whether the document is stored, as the writer sees it (its open transaction
+        included)."""
+        return self.con.execute("SELECT 1 FROM documents WHERE id=?",
+                                (doc_id,)).fetchone() is not None
+
     def delete_documents(self, doc_ids: Sequence[str]) -> list[int]:
-        """Delete documents and their passages; returns the removed passage row ids."""
+        """Delete documents and their passages, whatever files hold them; returns the removed
+        passage row ids."""
         removed: list[int] = []
         for doc_id in doc_ids:
             removed += [r[0] for r in self.con.execute(
                 "SELECT rowid FROM passages WHERE doc_id=?", (doc_id,))]
             self.con.execute("DELETE FROM passages WHERE doc_id=?", (doc_id,))
             self.con.execute("DELETE FROM documents WHERE id=?", (doc_id,))
+            self.con.execute("DELETE FROM document_sources WHERE doc_id=?", (doc_id,))
         return removed
 
     def forget_sources_of(self, doc_ids: Sequence[str]) -> None:
-        """Drop the file records of these documents' sources, so that indexing such a file
-        again re-reads it instead of calling it unchanged (its other documents stay until then)."""
+        """Drop the file records of every file that holds these documents, so that indexing
+        such a file again re-reads it instead of calling it unchanged (its other documents
+        stay until then)."""
         for doc_id in doc_ids:
             self.con.execute("DELETE FROM sources WHERE path IN "
-                             "(SELECT source FROM documents WHERE id=?)", (doc_id,))
+                             "(SELECT source FROM document_sources WHERE doc_id=?)", (doc_id,))
 
-    def delete_source(self, path: str) -> list[int]:
-        ids = self.document_ids_of_source(path)
-        removed = self.delete_documents(ids)
+    def delete_source(self, path: str) -> tuple[list[int], list[str]]:
+        """Take a file out: the documents only it held are deleted, those another file also
+        holds stay (named by that file from now on). Returns the removed passage row ids and
+        the deleted documents' ids."""
+        held = [r[0] for r in self.con.execute(
+            "SELECT doc_id FROM document_sources WHERE source=?", (path,))]
+        self.con.execute("DELETE FROM document_sources WHERE source=?", (path,))
         self.con.execute("DELETE FROM sources WHERE path=?", (path,))
-        return removed
+        orphans = []
+        for doc_id in held:
+            other = self.con.execute(
+                "SELECT source, name FROM document_sources WHERE doc_id=? ORDER BY source "
+                "LIMIT 1", (doc_id,)).fetchone()
+            if other is None:
+                orphans.append(doc_id)
+                continue
+            meta = json.loads(self.con.execute("SELECT meta FROM documents WHERE id=?",
+                                               (doc_id,)).fetchone()[0])
+            meta.pop("filename", None)
+            if other[1]:
+                meta["filename"] = other[1]
+            self.con.execute("UPDATE documents SET source=?, meta=? WHERE id=? AND source=?",
+                             (other[0], json.dumps(meta), doc_id, path))
+        return self.delete_documents(orphans), orphans
 
     # ------------------------------------------------------------ reads
 
@@ -289,7 +336,9 @@ class Store:
         return SourceRecord(*r) if r else None
 
     def document_ids_of_source(self, path: str) -> list[str]:
-        return [r[0] for r in self.reader.execute("SELECT id FROM documents WHERE source=?", (path,))]
+        """The documents a file holds (some may be held by other files too)."""
+        return [r[0] for r in self.reader.execute(
+            "SELECT doc_id FROM document_sources WHERE source=?", (path,))]
 
     def has_document(self, doc_id: str) -> bool:
         return self.reader.execute("SELECT 1 FROM documents WHERE id=?", (doc_id,)).fetchone() is not None
@@ -301,7 +350,8 @@ class Store:
 
     def documents(self, source: str | None = None) -> list[DocumentInfo]:
         """Every document (or those of one source) with its passage count, by source."""
-        where, args = ("WHERE d.source = ?", (source,)) if source is not None else ("", ())
+        where, args = (("WHERE d.id IN (SELECT doc_id FROM document_sources WHERE source = ?)",
+                        (source,)) if source is not None else ("", ()))
         return [DocumentInfo(id=r[0], source=r[1], title=r[2], passages=r[3],
                              name=_display_name(r[1], r[4]), added=r[5])
                 for r in self.reader.execute(

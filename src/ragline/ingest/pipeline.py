@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class SourceFile:
     """A source file being ingested; its pieces follow each other through the stages."""
     record: SourceRecord
     replacing: bool
+    name: str | None = None  # an upload's own name
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Piece:
     last: bool
     vectors: np.ndarray | None = None
     n: int = 0  # passages
+    # documents of this file that another file holds already: stored once, referenced by both
+    shared: list[str] = field(default_factory=list)
 
     def append(self, doc: Document, passages: list[Passage], tokens: list[list[str]]) -> None:
         self.docs.append(doc)
@@ -206,7 +209,7 @@ class _Flow:
         if docs is None:
             return
         name = self.names.get(f)
-        file = SourceFile(rec, replacing=old is not None)
+        file = SourceFile(rec, replacing=old is not None, name=name)
         own = set(store.document_ids_of_source(source))
         piece = Piece(file, [], [], [], last=False)
         for d in docs:
@@ -220,6 +223,7 @@ class _Flow:
             if other is not None:
                 log.info("%s: document %s duplicates one from %s; kept once", f, d.id, other)
                 report.duplicates.append((source, d.id))
+                piece.shared.append(d.id)
                 continue
             claimed[d.id] = source
             passages = chunk_document(d, self.folder.chunk_words)
@@ -286,30 +290,49 @@ class FileCommitter:
         self.removed: list[int] = []
         self.n_docs = self.n_passages = self.files_done = 0
         self.opened = False
+        self.lost = False  # a shared document of the open file could not be referenced
 
     def put(self, piece: Piece) -> None:
         folder, store = self.folder, self.folder.store
         assert piece.vectors is not None
+        source = piece.file.record.path
         if not self.opened:
             store.begin()
             self.opened = True
-            self.removed = store.delete_source(piece.file.record.path)
+            self.removed, _ = store.delete_source(source)
             self.added, self.n_docs, self.n_passages = [], 0, 0
+            self.lost = False
         ids: list[int] = []
+        vectors, tokens_added = [], []
         offset = 0
         for doc, passages, tokens in zip(piece.docs, piece.passages, piece.tokens, strict=True):
             n = len(passages)
-            ids += store.add_document(doc, passages, piece.vectors[offset:offset + n], tokens)
+            if store.holds(doc.id):  # this file's old document, which another file holds too
+                store.add_reference(doc.id, source, piece.file.name)
+            else:
+                ids += store.add_document(doc, passages, piece.vectors[offset:offset + n],
+                                          tokens)
+                vectors.append(piece.vectors[offset:offset + n])
+                tokens_added += tokens
             offset += n
+        for doc_id in piece.shared:
+            if store.holds(doc_id):
+                store.add_reference(doc_id, source, piece.file.name)
+            else:  # the other copy is gone (its file failed): read this file again next time
+                log.warning("%s: document %s was to be shared with another file that no longer "
+                            "holds it; index the file again to add it", source, doc_id)
+                self.lost = True
         # in the in-memory indexes before the commit: a search that meets these ids
         # meanwhile drops them (the store has no such passage yet), so a file is never
         # seen half-in
-        folder.apply([], ids, piece.vectors, [t for ts in piece.tokens for t in ts])
+        if ids:
+            folder.apply([], ids, np.concatenate(vectors), tokens_added)
         self.added += ids
         self.n_docs += len(piece.docs)
         self.n_passages += offset
         if piece.last:
-            store.upsert_source(piece.file.record)
+            if not self.lost:
+                store.upsert_source(piece.file.record)
             store.commit()
             self.opened = False
             folder.apply(self.removed)

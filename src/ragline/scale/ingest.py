@@ -244,6 +244,7 @@ class _Assembler:
             if other is not None:
                 log.info("%s: document %s duplicates one from %s; kept once", path, doc_id, other)
                 self.shard_reports[shard].duplicates.append((source, doc_id))
+                piece.shared.append(doc_id)
                 continue
             claimed[doc_id] = source
             parts.sort(key=lambda x: x[0].position)

@@ -87,12 +87,14 @@ class UploadStore:
                 if not existed:  # a failed upload leaves nothing behind
                     path.unlink(missing_ok=True)
                 raise
+            shared = {doc_id for _, doc_id in report.duplicates}
             docs = self.index.documents(source=source_key(path))
-            if not docs:  # every document of it is already indexed from another file
+            if not [d for d in docs if d.id not in shared]:
+                # every document of it is already indexed from another file
                 self.index.remove(str(path))
                 path.unlink(missing_ok=True)
                 return {"name": name, "status": "duplicate", "documents": [], "passages": 0,
-                        "duplicate_of": sorted({doc_id for _, doc_id in report.duplicates})}
+                        "duplicate_of": sorted(shared)}
         status = "added" if report.added else "unchanged"
         return {"name": name, "status": status, "documents": [d.to_dict() for d in docs],
                 "passages": sum(d.passages for d in docs)}
