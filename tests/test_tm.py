@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gettext
 import json
+import logging
 from pathlib import Path
 
 import polib
@@ -125,17 +126,18 @@ def test_bad_tmx_is_refused_with_the_reason(tmp_path: Path, text: str, why: str)
         _read(bad)
 
 
-def test_tables_take_languages_from_a_header_or_the_caller(files: dict[str, Path],
-                                                           tmp_path: Path) -> None:
+def test_tables_take_languages_from_a_header_or_the_caller(
+        files: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert _read(files["glossary.tsv"]) == ([("repository", "仓库", ""), ("remote", "远程", "")],
                                             "en", "zh")
     with pytest.raises(UnreadableFileError, match="give it with --from"):
         _read(files["plain.csv"])
     assert _read(files["plain.csv"], "en", "zh")[0] == [("branch", "分支", "")]
     one = tmp_path / "one.tsv"
-    one.write_text("a\tb\nlonely\n", encoding="utf-8")
-    with pytest.raises(UnreadableFileError, match="row 2 has one column"):
-        _read(one, "en", "zh")
+    one.write_text("a\tb\n\nlonely\nc\td\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        assert _read(one, "en", "zh")[0] == [("a", "b", ""), ("c", "d", "")]
+    assert "skipped (line 3)" in caplog.text  # the file's own line, blank lines counted
 
 
 def test_po_and_mo_give_the_same_finished_pairs(files: dict[str, Path]) -> None:

@@ -63,15 +63,17 @@ def cmd_translate(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.tm.translate import Translator, check_k_matches
 
     check_k_matches(args.k)
-    if (args.text is None) == (args.file is None):
-        raise ConfigError("give the text to translate, or --file F (one segment a line), "
-                          "not both")
+    if args.text is None and args.file is None:
+        raise ConfigError("give the text to translate, or --file F (one segment a line)")
+    if args.text is not None and args.file is not None:
+        raise ConfigError("give the text to translate or --file F, not both")
     segments = [args.text] if args.file is None else _segments(args.file)
     with TranslationMemory.open(args.tm) as tm:
         translator = Translator(tm, concat_generator(cfg))
         translator.check_target(args.to)
         out = translator.translate_many(segments, args.k,
-                                        progress=args.file is not None and not args.quiet)
+                                        progress=args.file is not None and not args.quiet,
+                                        what="non-empty line")
     if args.json:
         render.out(json.dumps([t.to_dict() for t in out], ensure_ascii=False, indent=2))
         return 0

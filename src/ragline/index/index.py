@@ -62,13 +62,15 @@ class Index:
     @classmethod
     def open_or_create(cls, path: str | Path, config: IndexConfig | None = None,
                        encoder: str | None = None, device: str | None = None,
-                       paths: Sequence[str | Path] = (), shards: int | None = None) -> Index:
+                       paths: Sequence[str | Path] = (), shards: int | None = None,
+                       languages: tuple[str, str] | None = None) -> Index:
         """Open the index at `path`, or create it from `config`. An existing index keeps its
         encoder, chunking and dense kind; settings that name different ones are an error
         (the prefixes and the dense kind, when the config sets them). A new index whose first
         `paths` are mostly Chinese gets `config.encoder_zh` unless an encoder was chosen.
         `shards`: create a sharded index of that many shards (ragline.index.shards); an
-        existing one must have that many."""
+        existing one must have that many. `languages`: a new index is a translation memory
+        from the first to the second (ragline.tm)."""
         config = config or IndexConfig()
         path = Path(path)
         if cls.exists(path):
@@ -89,10 +91,13 @@ class Index:
         if shards is not None:
             from ragline.index.shards import ShardedIndex
 
+            if languages:
+                raise ConfigError("a translation memory is one index folder, not shards")
             return ShardedIndex.create(path, shards, config, enc, device)
         folder = IndexFolder.create(path, enc.spec, chunk_words=config.chunk_words,
                                     dense=DenseSpec(config.dense or "flat",
-                                                    auto=config.dense is None))
+                                                    auto=config.dense is None),
+                                    languages=languages)
         return cls(folder, enc, config.batch_passages, device)
 
     def _check_settings(self, config: IndexConfig) -> None:
@@ -133,11 +138,6 @@ class Index:
     def set_trained(self, trained: TrainedState) -> None:
         """Record what `ragline train` left (the manifest points at it from now on)."""
         self.folder.manifest = replace(self.folder.manifest, trained=trained)
-        self.folder.save_manifest()
-
-    def set_languages(self, source: str, target: str) -> None:
-        """Make the index a translation memory from `source` to `target` (ragline.tm)."""
-        self.folder.manifest = replace(self.folder.manifest, languages=(source, target))
         self.folder.save_manifest()
 
     def question_encoder(self) -> Encoder:

@@ -37,10 +37,11 @@ from starlette.concurrency import run_in_threadpool
 from ragline import __version__
 from ragline.answer import Prepared
 from ragline.config import ServerConfig
-from ragline.errors import PayloadTooLargeError, RaglineError, UnauthorizedError
+from ragline.errors import RaglineError, UnauthorizedError
 from ragline.rag import RAG
 from ragline.server import errors, openai_api, translating
 from ragline.server.jobs import Job
+from ragline.server.limits import BodyLimit
 from ragline.server.service import Service
 from ragline.server.sse import sse
 from ragline.tm.memory import TranslationMemory
@@ -51,11 +52,12 @@ log = logging.getLogger(__name__)
 
 class AskRequest(BaseModel):
     question: str = Field(description="the question, in any language")
-    k: int | None = Field(None, description="passages to retrieve (default: config)")
+    k: int | None = Field(None, strict=True, description="passages to retrieve (default: config)")
     mode: str | None = Field(None, description="dense | bm25 | hybrid | weighted")
     model: str | None = Field(None, description="per-passage | concat | rag-token | rag-sequence")
-    stream: bool = Field(False, description="answer as server-sent events")
-    max_tokens: int | None = Field(None, description="concat and per-passage: longest answer in tokens")
+    stream: bool = Field(False, strict=True, description="answer as server-sent events")
+    max_tokens: int | None = Field(None, strict=True,
+                                   description="concat and per-passage: longest answer in tokens")
     temperature: float | None = Field(None, description="concat model: 0 is greedy")
 
 
@@ -64,11 +66,11 @@ class WriteRequest(BaseModel):
     task: Literal["text", "question"] = Field("text", description="text: sentences, each cited; "
                                               "question: a question whose answer is `answer`")
     answer: str | None = Field(None, description="the question task: the answer to ask for")
-    k: int | None = Field(None, description="passages to retrieve (default: config)")
+    k: int | None = Field(None, strict=True, description="passages to retrieve (default: config)")
     mode: str | None = Field(None, description="dense | bm25 | hybrid | weighted")
     model: str | None = Field(None, description="per-passage | concat | rag-token | rag-sequence")
-    stream: bool = Field(False, description="the text as server-sent events")
-    max_tokens: int | None = Field(None, description="longest output in tokens")
+    stream: bool = Field(False, strict=True, description="the text as server-sent events")
+    max_tokens: int | None = Field(None, strict=True, description="longest output in tokens")
     temperature: float | None = Field(None, description="concat model: 0 is greedy")
 
 
@@ -99,12 +101,11 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
         service.queue.stop()
         service.query_encoder.stop()
 
-    # the body limit also stops a chunked upload that sends no Content-Length
     app = FastAPI(title="ragline", version=__version__, lifespan=lifespan,
-                  summary="Retrieval-augmented answers with citations over your documents.",
-                  max_body_size=service.uploads.max_bytes + (1 << 20))
+                  summary="Retrieval-augmented answers with citations over your documents.")
     app.state.service = service
     errors.install(app)
+    app.add_middleware(BodyLimit, upload_bytes=service.uploads.max_bytes)
 
     @app.middleware("http")
     async def guard(request: Request,
@@ -112,13 +113,6 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
         if not service.authorized(request):
             return errors.error_response(UnauthorizedError(
                 "this server needs an API key: send 'Authorization: Bearer <key>'"))
-        length = request.headers.get("content-length", "")
-        if request.method == "POST" and length.isdigit():
-            # a multipart body is the file plus a little framing: refuse before reading it
-            try:
-                service.uploads.check_size(int(length) - 64 * 1024)
-            except PayloadTooLargeError as e:
-                return errors.error_response(e)
         try:
             return await call_next(request)
         except Exception:  # a bug, not a user mistake: log it here, tell the client little

@@ -28,7 +28,7 @@ MAX_SEGMENTS = 100  # one request's segments: more wait too long in one generati
 class TranslateRequest(BaseModel):
     text: str | list[str] = Field(description="a segment, or a list of segments")
     to: str | None = Field(None, description="the target language (default: the memory's)")
-    k: int = Field(3, description="matches to condition on; 0: no retrieval")
+    k: int = Field(3, strict=True, description="matches to condition on; 0: no retrieval")
 
 
 def register(app: FastAPI, service: Service, memory: TranslationMemory | None) -> None:

@@ -98,8 +98,8 @@ class TranslationMemory:
         languages are not given takes those of the first of `files` that says them. Its
         encoder: the config's for English sources, its multilingual one for others."""
         config = config or IndexConfig()
-        source = source and check_lang(source, "the source")
-        target = target and check_lang(target, "the target")
+        source = None if source is None else check_lang(source, "the source")
+        target = None if target is None else check_lang(target, "the target")
         path = Path(path)
         if Index.exists(path):
             tm = cls.open(path)
@@ -110,14 +110,16 @@ class TranslationMemory:
                                       f"{flag} {asked}; a memory holds one language pair: "
                                       "import into another folder")
             return tm
+        missing = [f for f in files if not Path(f).exists()]
+        if missing:  # checked before the folder is made: a failed import leaves nothing
+            raise ConfigError(f"{missing[0]}: no such file or folder")
         if source is None or target is None:
             source, target = _languages_of(files, source, target)
         if encoder is None:
             encoder = config.encoder if same_lang(source, "en") else (
                 config.encoder_zh or config.encoder)
-        index = Index.open_or_create(path, replace(config, chunk_words=TM_CHUNK_WORDS), encoder)
-        index.set_languages(source, target)
-        return cls(index)
+        return cls(Index.open_or_create(path, replace(config, chunk_words=TM_CHUNK_WORDS),
+                                        encoder, languages=(source, target)))
 
     def close(self) -> None:
         self.index.close()

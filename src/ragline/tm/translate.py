@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ragline.errors import ConfigError
 from ragline.generate.prompted import PromptGenerator
+from ragline.retrieve.searcher import check_query
 from ragline.tm.formats import normalize_lang, same_lang
 from ragline.tm.memory import Match, TranslationMemory
 
@@ -86,23 +87,57 @@ class Translator:
                               f"{self.memory.target}, not to {to}")
 
     def translate(self, text: str, k: int = 3) -> Translation:
-        check_k_matches(k)
-        t0 = time.perf_counter()
-        matches = self.memory.matches(text, k) if k else []
-        timings = {"retrieve_s": time.perf_counter() - t0}
-        exact = next((m for m in matches if m.score == 1.0), None)
-        if exact is not None:  # the memory's own translation, as a translator would take it
-            timings["total_s"] = time.perf_counter() - t0
-            return Translation(text, exact.target, tuple(matches), True, timings)
-        out = self._generate(text, matches)
-        timings["total_s"] = time.perf_counter() - t0
-        return Translation(text, out, tuple(matches), False, timings)
+        return self.translate_many([text], k)[0]
 
-    def translate_many(self, texts: Sequence[str], k: int = 3,
-                       progress: bool = False) -> list[Translation]:
+    def translate_many(self, texts: Sequence[str], k: int = 3, progress: bool = False,
+                       what: str = "segment") -> list[Translation]:
+        """Every segment is checked before anything is generated: it must be text, and one
+        that the model will translate (no 100 % match) must fit its context with room for
+        the translation, whatever k is (matches give way to the segment; the segment itself
+        cannot). ConfigError names the first that does not (`what` i: "line" for a file). A
+        100 % match is the memory's own translation and needs no model."""
         check_k_matches(k)
-        return [self.translate(t, k) for t in tqdm(texts, desc="translating", unit="segment",
-                                                   disable=not progress, dynamic_ncols=True)]
+        names = (["the text to translate"] if len(texts) == 1
+                 else [f"{what} {i}" for i in range(1, len(texts) + 1)])
+        for text, name in zip(texts, names, strict=True):
+            check_query(text, name)
+        found = []
+        for text in texts:
+            t0 = time.perf_counter()
+            matches = self.memory.matches(text, k) if k else []
+            found.append((matches, time.perf_counter() - t0))
+        generated = [i for i, (matches, _) in enumerate(found)
+                     if not any(m.score == 1.0 for m in matches)]
+        if generated:
+            self._check_fits([(names[i], texts[i]) for i in generated])
+        out = []
+        for text, (matches, retrieve_s) in tqdm(list(zip(texts, found, strict=True)),
+                                                desc="translating", unit="segment",
+                                                disable=not progress, dynamic_ncols=True):
+            t0 = time.perf_counter() - retrieve_s
+            exact = next((m for m in matches if m.score == 1.0), None)
+            if exact is not None:  # the memory's own translation, as a translator would take it
+                translation, is_exact = exact.target, True
+            else:
+                translation, is_exact = self._generate(text, matches), False
+            timings = {"retrieve_s": retrieve_s, "total_s": time.perf_counter() - t0}
+            out.append(Translation(text, translation, tuple(matches), is_exact, timings))
+        return out
+
+    def _check_fits(self, named: Sequence[tuple[str, str]]) -> None:
+        gen = self.generator
+        gen.load()
+        for name, text in named:
+            need = gen.count_tokens(self.prompt(text, [])) + self._budget(text)
+            if need > gen.n_ctx:
+                raise ConfigError(f"{name} is too long to translate: with the instructions "
+                                  f"and room for its translation it needs {need:,} tokens, and "
+                                  f"the model reads {gen.n_ctx:,}; split it into shorter "
+                                  "segments")
+
+    def _budget(self, text: str) -> int:
+        """Room for the translation: about twice the source's tokens, within what is asked."""
+        return min(self.max_tokens, 2 * self.generator.count_tokens(text) + 32)
 
     # ------------------------------------------------------------ the prompt
 
@@ -133,8 +168,7 @@ class Translator:
     def _generate(self, text: str, matches: Sequence[Match]) -> str:
         gen = self.generator
         gen.load()
-        # room for the translation: about twice the source's tokens, within what is asked
-        budget = min(self.max_tokens, 2 * gen.count_tokens(text) + 32)
+        budget = self._budget(text)
         prompt = self.prompt(text, matches)
         while matches and gen.count_tokens(prompt) + budget > gen.n_ctx:
             matches = matches[:-1]  # the least close examples give way first
