@@ -103,10 +103,11 @@ class IndexFolder:
 
     @classmethod
     def create(cls, path: Path, encoder: EncoderSpec, chunk_words: int = 100,
-               dense: DenseSpec | None = None, languages: tuple[str, str] | None = None
-               ) -> IndexFolder:
-        """A new, empty index; `languages` makes it a translation memory (in its first and
-        only manifest write, so a kill never leaves a memory that says it is none)."""
+               dense: DenseSpec | None = None, languages: tuple[str, str] | None = None,
+               shard: tuple[int, int] | None = None) -> IndexFolder:
+        """A new, empty index; `languages` makes it a translation memory, `shard` = (number,
+        count) a shard of a sharded index (both in its first and only manifest write, so a
+        kill never leaves a folder that says it is something else)."""
         if (path / MANIFEST).exists():
             raise RaglineError(f"{path} already holds an index; open it instead")
         if path.exists() and not path.is_dir():
@@ -123,7 +124,7 @@ class IndexFolder:
         path.mkdir(parents=True, exist_ok=True)
         folder = cls(path, Manifest(encoder=encoder, chunk_words=chunk_words,
                                     dense=dense or DenseSpec(), ragline_version=__version__,
-                                    languages=languages or ()))
+                                    languages=languages or (), shard=shard or ()))
         folder.store.open(create=True)
         folder.dense = make_dense(folder.dense_spec, encoder.dim)
         folder.sparse = BM25Index()

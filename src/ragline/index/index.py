@@ -51,10 +51,12 @@ class Index:
              device: str | None = None) -> Index:
         """Open an existing index with the encoder its manifest names (`encoder`, if given,
         must be that one). A sharded index opens as a ShardedIndex."""
-        from ragline.index.shards import ShardedIndex
+        from ragline.index.shards import ShardedIndex, check_leftover_shards
 
         if ShardedIndex.is_sharded(path):
             return ShardedIndex.open_sharded(path, encoder, batch_passages, device)
+        if not cls.exists(path) and Path(path).is_dir():
+            check_leftover_shards(Path(path), None)  # shards whose manifest is lost
         folder = IndexFolder.open(Path(path), expect_encoder=encoder)
         return cls(folder, encoder_from_spec(folder.encoder_spec, device=device),
                    batch_passages, device)
@@ -85,6 +87,10 @@ class Index:
                 index.close()
                 raise
             return index
+        if path.is_dir():
+            from ragline.index.shards import check_leftover_shards
+
+            check_leftover_shards(path, shards)  # before the encoder takes its seconds to load
         enc = load_encoder(encoder or _default_encoder(config, paths), device=device,
                            query_prefix=config.query_prefix, passage_prefix=config.passage_prefix)
         enc.load()  # the dimension and the model's own prefixes are known once loaded
@@ -233,8 +239,9 @@ class Index:
     def info(self) -> dict[str, Any]:
         m = self.manifest.to_dict()
         return {"path": str(self.path), **{k: m[k] for k in (
-            "format", "ragline_version", "encoder", "chunking", "dense", "sparse", "counts",
+            "format", "ragline_version", "encoder", "chunking", "dense", "sparse",
             "generation", "created", "updated")},
+                "counts": self.counts(),  # as committed, by whichever process
                 "trained": m.get("trained"),
                 "translation_memory": m.get("translation_memory"),
                 "dense_index": self.folder.dense.describe() if self.folder.dense else ""}

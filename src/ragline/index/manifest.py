@@ -97,6 +97,8 @@ class Manifest:
     shards: tuple[str, ...] = ()               # a sharded index: its shards' folders, in order
     # a translation memory (ragline.tm): its (source, target) languages; () for documents
     languages: tuple[str, ...] = ()
+    # a shard of a sharded index: (its number, the shard count); () for any other index
+    shard: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -115,6 +117,8 @@ class Manifest:
         if self.languages:
             out["translation_memory"] = dict(zip(("source", "target"), self.languages,
                                                  strict=True))
+        if self.shard:
+            out["shard"] = {"number": self.shard[0], "of": self.shard[1]}
         return out
 
     @classmethod
@@ -146,7 +150,8 @@ class Manifest:
                    segments=tuple(sparse.get("segments") or ()),
                    shards=tuple(m.get("shards") or ()),
                    languages=(m["translation_memory"]["source"], m["translation_memory"]["target"])
-                   if m.get("translation_memory") else ())
+                   if m.get("translation_memory") else (),
+                   shard=(m["shard"]["number"], m["shard"]["of"]) if m.get("shard") else ())
 
     def updated_now(self, **changes: Any) -> Manifest:
         return replace(self, **changes, updated=now())
@@ -222,6 +227,11 @@ def check_manifest(m: Any, path: Path) -> dict[str, Any]:
     if not isinstance(segments, list) or not all(
             isinstance(x, str) and x and "/" not in x and not x.startswith(".") for x in segments):
         raise bad("'sparse.segments' is not a list of folder names")
+    shard = m.get("shard")
+    if shard is not None and not (
+            isinstance(shard, dict) and _is_int(shard.get("number")) and _is_int(shard.get("of"))
+            and 0 <= shard["number"] < shard["of"]):
+        raise bad("'shard' is not {\"number\": N, \"of\": COUNT} with 0 ≤ N < COUNT")
     shards = m.get("shards", [])
     if not isinstance(shards, list) or not all(
             isinstance(x, str) and x and "/" not in x and not x.startswith(".") for x in shards):

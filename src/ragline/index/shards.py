@@ -21,15 +21,23 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ragline import __version__
 from ragline.config import IndexConfig
 from ragline.encode import Encoder, encoder_from_spec
-from ragline.errors import ConfigError, DocumentNotFoundError, RaglineError
+from ragline.errors import (
+    ConfigError,
+    DocumentNotFoundError,
+    IndexBusyError,
+    IndexCorruptError,
+    RaglineError,
+)
 from ragline.index.dense import DenseSpec
 from ragline.index.folder import IndexFolder
 from ragline.index.index import Index
@@ -94,12 +102,16 @@ class ShardedIndex(Index):
         dense = DenseSpec(config.dense or "flat", auto=config.dense is None)
         shards = []
         try:
-            for name in names:
+            for i, name in enumerate(names):
                 sub = path / name
-                folder = (IndexFolder.open(sub) if (sub / MANIFEST).exists() else
-                          IndexFolder.create(sub, encoder.spec, chunk_words=config.chunk_words,
-                                             dense=dense))
-                shards.append(Index(folder, encoder, config.batch_passages, device))
+                if (sub / MANIFEST).exists():  # a creation killed before the manifest below
+                    folder = IndexFolder.open(sub)
+                    shards.append(Index(folder, encoder, config.batch_passages, device))
+                    _check_left_shard(folder, i, n_shards, encoder)
+                else:
+                    folder = IndexFolder.create(sub, encoder.spec, chunk_words=config.chunk_words,
+                                                dense=dense, shard=(i, n_shards))
+                    shards.append(Index(folder, encoder, config.batch_passages, device))
             manifest = Manifest(encoder=encoder.spec, chunk_words=config.chunk_words,
                                 dense=dense, shards=tuple(names), ragline_version=__version__)
             write_manifest(path / MANIFEST, manifest)
@@ -114,17 +126,34 @@ class ShardedIndex(Index):
                      batch_passages: int = 1024, device: str | None = None) -> ShardedIndex:
         path = Path(path)
         manifest = read_manifest(path / MANIFEST)
+        n = len(manifest.shards)
+        unlisted = sorted(p.name for p in path.glob("shard-*") if p.name not in manifest.shards)
+        if unlisted:
+            raise IndexCorruptError(f"{path}: damaged manifest: it lists {n} shards, but "
+                                    f"{unlisted[0]} is a shard folder too; restore manifest.json "
+                                    "from a backup")
         folders: list[IndexFolder] = []
         try:
-            for name in manifest.shards:
+            for i, name in enumerate(manifest.shards):
                 sub = path / name
                 if not (sub / MANIFEST).is_file():
-                    raise RaglineError(f"{path}: shard {name} is missing (listed in "
-                                       "manifest.json); restore the folder from a backup")
+                    raise IndexCorruptError(f"{path}: shard {name} is missing (listed in "
+                                            "manifest.json); restore the folder from a backup")
                 folders.append(IndexFolder.open(sub, expect_encoder=encoder))
-                if folders[-1].encoder_spec.id != manifest.encoder.id:
-                    raise RaglineError(f"{sub}: built with {folders[-1].encoder_spec.id}, the "
-                                       f"other shards with {manifest.encoder.id}")
+                folder = folders[-1]
+                if folder.encoder_spec.id != manifest.encoder.id:
+                    raise IndexCorruptError(f"{sub}: built with {folder.encoder_spec.id}, the "
+                                            f"other shards with {manifest.encoder.id}")
+                if not folder.manifest.shard and name == shard_name(i):
+                    _record_shard(folder, i, n)  # made before shards knew their number
+                if tuple(folder.manifest.shard) != (i, n):
+                    have = folder.manifest.shard
+                    raise IndexCorruptError(
+                        f"{path}: damaged manifest: it lists {name} as shard {i + 1} of {n}, "
+                        f"but the shard is " + (f"{have[0] + 1} of {have[1]}" if have else
+                                                "not numbered")
+                        + "; restore manifest.json from a backup (documents are routed by "
+                        "shard number: a changed list would lose them)")
         except BaseException:
             for f in folders:
                 f.close()
@@ -211,17 +240,29 @@ class ShardedIndex(Index):
     # ------------------------------------------------------------ reads
 
     def info(self) -> dict[str, Any]:
+        """The whole index: counts from the stores (as committed, whoever wrote them), the
+        last update of any shard, the dense and BM25 parts summed over the shards; then each
+        shard's own."""
         shards = [s.info() for s in self.shards]
         m = self._manifest.to_dict()
         first = shards[0]
+        segments = [seg for s in shards for seg in s["sparse"].get("segments", [])]
+        kinds = sorted({s["dense"]["kind"] for s in shards})
+        dense_index = (f"{len(shards)} shards: " + "; ".join(
+            f"{n}× {d}" for d, n in Counter(s["dense_index"] for s in shards).most_common()))
         return {"path": str(self.path), "format": m["format"],
                 "ragline_version": m["ragline_version"], "encoder": m["encoder"],
-                "chunking": m["chunking"], "dense": first["dense"], "sparse": first["sparse"],
-                "counts": self.counts(), "created": m["created"], "updated": m["updated"],
-                "trained": m.get("trained"), "dense_index": first["dense_index"],
-                "shards": [{"name": name, "counts": s["counts"], "dense_index": s["dense_index"],
-                            "segments": len(s["sparse"].get("segments", []))}
-                           for name, s in zip(self._manifest.shards, shards, strict=True)]}
+                "chunking": m["chunking"], "dense": {**first["dense"], "kind": "/".join(kinds)},
+                "sparse": {**first["sparse"], "segments": segments},
+                "counts": self.counts(), "created": m["created"],
+                "updated": max([m["updated"], *(s["updated"] for s in shards)]),
+                "generation": sum(max(s["generation"], 0) for s in shards),
+                "trained": m.get("trained"), "dense_index": dense_index,
+                "shards": [{"name": name, "counts": s.counts(), "dense_index": i["dense_index"],
+                            "segments": len(i["sparse"].get("segments", [])),
+                            "updated": i["updated"]}
+                           for name, s, i in zip(self._manifest.shards, self.shards, shards,
+                                                 strict=True)]}
 
     def documents(self, source: str | None = None) -> list[DocumentInfo]:
         docs = [d for s in self.shards for d in s.documents(source)]
@@ -251,6 +292,66 @@ class ShardedIndex(Index):
 
     def document_source(self, doc_id: str) -> str | None:
         return self._shard_of(doc_id).document_source(doc_id)
+
+
+def _check_left_shard(folder: IndexFolder, i: int, n: int, encoder: Encoder) -> None:
+    """A shard folder found where a new sharded index is being made must be what a killed
+    creation of this same index left: shard i of n, this encoder, nothing in it."""
+    have = folder.manifest.shard
+    docs = folder.store.counts()["documents"]
+    why = None
+    if have and tuple(have) != (i, n):
+        why = f"it is shard {have[0] + 1} of {have[1]}, not {i + 1} of {n}"
+    elif folder.encoder_spec.id != encoder.spec.id:
+        why = f"it was built with {folder.encoder_spec.id}, not {encoder.spec.id}"
+    elif docs:
+        why = f"it holds {docs:,} documents"
+    if why is not None:
+        raise RaglineError(f"{folder.path} belongs to another index ({why}); move the shard "
+                           "folders away or choose an empty folder")
+    if not have:
+        _record_shard(folder, i, n)
+
+
+def _record_shard(folder: IndexFolder, i: int, n: int) -> None:
+    """Number a shard made before shards knew their number (saved when the folder is free)."""
+    try:
+        with folder.write_lock():
+            folder.manifest = replace(folder.manifest, shard=(i, n))
+            folder.save_manifest()
+    except (IndexBusyError, OSError):
+        folder.manifest = replace(folder.manifest, shard=(i, n))  # saved by a later open
+
+
+def check_leftover_shards(path: Path, n_shards: int | None) -> None:
+    """Before an index is created at `path` (and its encoder loaded): shard folders there
+    must be what a killed creation of a sharded index of `n_shards` left, empty and numbered
+    for it; a folder of shards whose manifest.json is gone is damage, never a new index."""
+    found = sorted(p for p in path.glob("shard-*") if (p / MANIFEST).is_file())
+    if not found:
+        return
+    if n_shards is None:
+        raise IndexCorruptError(f"{path} holds shard folders ({found[0].name} …) but no "
+                                "manifest.json: it is a sharded index whose manifest is lost; "
+                                "restore manifest.json from a backup")
+    names = [shard_name(i) for i in range(n_shards)]
+    for sub in found:
+        if sub.name not in names:
+            raise RaglineError(f"{sub} belongs to another index (there is no {sub.name} in "
+                               f"{n_shards} shards); move the shard folders away or choose an "
+                               "empty folder")
+        folder = IndexFolder.open(sub)
+        try:
+            i = names.index(sub.name)
+            have = folder.manifest.shard
+            docs = folder.store.counts()["documents"]
+            if (have and tuple(have) != (i, n_shards)) or docs:
+                why = (f"it is shard {have[0] + 1} of {have[1]}, not {i + 1} of {n_shards}"
+                       if have and tuple(have) != (i, n_shards) else f"it holds {docs:,} documents")
+                raise RaglineError(f"{sub} belongs to another index ({why}); move the shard "
+                                   "folders away or choose an empty folder")
+        finally:
+            folder.close()
 
 
 def merge_reports(reports: Sequence[IngestReport]) -> IngestReport:
