@@ -12,9 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ragline import RAG
+from ragline.config import ServerConfig
 from ragline.server import create_app
 
-from conftest import THREE_DOCS, ScriptedGenerator, write_docs
+from conftest import CONCAT, THREE_DOCS, ScriptedGenerator, write_docs
 from mutants import file_mutants
 
 LONG = "why " * 2000  # 8,000 characters
@@ -132,7 +133,7 @@ def test_mutated_uploads_are_indexed_or_refused_and_leave_nothing_behind(
     assert 201 in statuses and 422 in statuses
     known = {d["source"] for d in client.get("/v1/documents").json()["documents"]}
     for f in (tmp_path / "idx" / "uploads").iterdir():  # only files whose documents exist
-        assert str(f.resolve()) in known, f.name
+        assert f"uploads/{f.name}" in known, f.name
     assert_nothing_lost(client)
 
 
@@ -170,3 +171,35 @@ def test_an_upload_whose_text_is_already_indexed_is_a_duplicate_and_leaves_no_fi
                                                "documents": [], "passages": 0,
                                                "duplicate_of": [doc["id"]]}
     assert [f.name for f in (tmp_path / "idx" / "uploads").iterdir()] == [Path(doc["source"]).name]
+
+
+def test_no_response_shows_the_servers_own_paths(tmp_path: Path) -> None:
+    from ragline.tm import TranslationMemory
+
+    docs = tmp_path / "secret-home" / "docs"
+    (tmp_path / "secret-home").mkdir()
+    write_docs(docs, {"paris.txt": "Paris is the capital of France."})
+    write_docs(docs / "sub", {"rome.txt": "Rome is the capital of Italy."})
+    RAG.build(tmp_path / "idx", paths=[docs], encoder="hash").close()
+    tsv = tmp_path / "secret-home" / "g.tsv"
+    tsv.write_text("en\tde\nOpen the file\tDatei öffnen\n", encoding="utf-8")
+    with TranslationMemory.open_or_create(tmp_path / "tm", files=[tsv], encoder="hash") as tm:
+        tm.add([tsv])
+    rag = RAG.open(tmp_path / "idx", config=CONCAT, generator=ScriptedGenerator("Rome [1]"))
+    memory = TranslationMemory.open(tmp_path / "tm")
+    with TestClient(create_app(rag, ServerConfig(), memory=memory)) as c:
+        up = c.post("/v1/documents", files={"file": ("berlin.txt", b"Berlin is in Germany.")})
+        responses = [up, c.get("/v1/documents"),
+                     c.get("/v1/search", params={"q": "capital", "k": 5}),
+                     c.post("/v1/ask", json={"question": "capital of Italy?"}),
+                     c.post("/v1/translate", json={"text": "Open the file"}),
+                     c.post("/v1/chat/completions", json={"model": "ragline", "messages": [
+                         {"role": "user", "content": "capital of Italy?"}]})]
+    memory.close()
+    for r in responses:
+        assert r.status_code in (200, 201), r.text
+        assert str(tmp_path) not in r.text, r.request.url
+    sources = {d["source"] for d in responses[1].json()["documents"]}
+    assert {"paris.txt", "sub/rome.txt"} < sources
+    assert any(s.startswith("uploads/") for s in sources)
+    assert responses[4].json()["translations"][0]["matches"][0]["origin"] == "g.tsv"

@@ -42,6 +42,7 @@ from typing import Any
 
 from ragline.config import Config
 from ragline.errors import ConfigError, ModelUnavailableError
+from ragline.generate import cancel
 from ragline.generate.base import GenerateOptions, Generation, Generator, Scorer
 from ragline.generate.citations import is_refusal, support
 from ragline.generate.tasks import ANSWER, lang_of
@@ -252,6 +253,7 @@ class PassageReader:
         b = self.scorer
         alone: float | None = None  # the question after an empty passage, read once
         for i, hit in enumerate(hits[:self.max_reads]):
+            cancel.check()  # a reading takes a second or more and yields nothing until done
             key = (question, hit.passage.id)
             with self._memo_lock:
                 known = self._memo.get(key)

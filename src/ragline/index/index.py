@@ -254,6 +254,10 @@ class Index:
         """Documents, passages and source files, as committed."""
         return self.folder.store.counts()
 
+    def source_paths(self) -> set[str]:
+        """The source files recorded, as the store names them."""
+        return self.folder.store.source_paths()
+
     def names(self, doc_ids: Sequence[str]) -> dict[str, str]:
         """Display names of documents, by id (see DocumentInfo.name)."""
         return self.folder.store.names(doc_ids)

@@ -275,8 +275,11 @@ class ShardedIndex(Index):
         for s in self.shards:
             for k, v in s.counts().items():
                 out[k] = out.get(k, 0) + v
-        out["sources"] = len(set().union(*(s.folder.store.source_paths() for s in self.shards)))
+        out["sources"] = len(self.source_paths())
         return out
+
+    def source_paths(self) -> set[str]:
+        return set().union(*(s.folder.store.source_paths() for s in self.shards))
 
     def names(self, doc_ids: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}

@@ -154,14 +154,16 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     @app.get("/v1/documents")
     def list_documents() -> dict[str, Any]:
         docs = rag.index.documents()
-        return {"documents": [d.to_dict() for d in docs], "count": len(docs)}
+        return {"documents": service.public_docs([d.to_dict() for d in docs]),
+                "count": len(docs)}
 
     @app.post("/v1/documents", status_code=201)
     async def upload(file: Annotated[UploadFile, File(description="a .txt .md .html .pdf "
                                                                   ".docx .jsonl .csv file")],
                      ) -> dict[str, Any]:
         # the app's body limit has bounded it; UploadStore.add checks the exact limit
-        return await run_in_threadpool(service.uploads.add, file.filename, await file.read())
+        added = await run_in_threadpool(service.uploads.add, file.filename, await file.read())
+        return {**added, "documents": service.public_docs(added["documents"])}
 
     @app.delete("/v1/documents/{doc_id:path}")  # ids may hold '/' (a jsonl row's own id)
     def delete_document(doc_id: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from ragline.errors import (
     QueueTimeoutError,
     RaglineError,
 )
+from ragline.generate.cancel import Cancelled, cancellable
 
 log = logging.getLogger(__name__)
 
@@ -163,17 +164,20 @@ class GenerationQueue:
         job._mark_started()
         t0 = time.monotonic()
         try:
-            items = iter(job.work())
-            try:
-                for item in items:
-                    if job.cancelled.is_set():
-                        break  # the caller timed out or went away: stop at this token
-                    job._send("item", item)
-            finally:
-                close = getattr(items, "close", None)
-                if close is not None:
-                    close()
+            with cancellable(job.cancelled):  # steps that yield nothing check it too
+                items = iter(job.work())
+                try:
+                    for item in items:
+                        if job.cancelled.is_set():
+                            break  # the caller timed out or went away: stop at this token
+                        job._send("item", item)
+                finally:
+                    close = getattr(items, "close", None)
+                    if close is not None:
+                        close()
             job._send("end")
+        except Cancelled:
+            job._send("end")  # nobody is waiting for it
         except Exception as e:  # handed to the caller, which maps it to an HTTP error
             if not isinstance(e, RaglineError):
                 log.exception("generation failed")

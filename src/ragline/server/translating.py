@@ -60,5 +60,8 @@ def register(app: FastAPI, service: Service, memory: TranslationMemory | None) -
         done: list[Translation] = []
         async for item in job.results():
             done = item
-        return {"source": t.memory.source, "target": t.memory.target,
-                "translations": [x.to_dict() for x in done]}
+        out = [x.to_dict() for x in done]
+        for x in out:
+            for m in x["matches"]:
+                m["origin"] = service.shown_source(m["origin"])
+        return {"source": t.memory.source, "target": t.memory.target, "translations": out}
