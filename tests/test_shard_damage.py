@@ -124,3 +124,22 @@ def test_a_plain_index_over_shard_folders_is_refused(s4: Path, tmp_path: Path) -
     (s4 / "manifest.json").unlink()
     with pytest.raises(RaglineError, match="manifest is lost"):
         Index.open_or_create(s4, encoder="hash")
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt store"])
+def test_partial_searches_without_a_missing_or_damaged_shard(
+        s4: Path, damage: str, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    victim = s4 / "shard-001"
+    if damage == "missing":
+        shutil.rmtree(victim)
+    else:
+        (victim / "store.sqlite").write_bytes(b"not a database" * 100)
+    assert main(["-q", "search", str(s4), "Extra note"]) == 1
+    assert "--partial" in capsys.readouterr().err or damage != "missing"
+    assert main(["search", str(s4), "Extra note", "--partial", "--json"]) == 0
+    assert "shard-001" in caplog.text and json.loads(capsys.readouterr().out)
+    with Index.open(s4, partial=True) as index:
+        assert index.down == ("shard-001",)
+        with pytest.raises(RaglineError, match="a write needs every shard"):
+            index.add([s4.parent / "docs"])

@@ -39,7 +39,7 @@ def _collection(index: Index, config: Config) -> Collection | None:
     """Shards on Ray actors when the config names a cluster; None: the index searched here."""
     s = config.scale
     if s.ray is None:
-        return None  # shards in this process never go down: `partial` has nothing to do
+        return None  # here `partial` left damaged shards out when the index was opened
     from ragline.scale.actors import ray_collection
 
     return ray_collection(index, s.ray, s.partial)
@@ -83,7 +83,8 @@ class RAG:
              rag_model: RagModel | None = None) -> RAG:
         """Open an existing index with the encoder its manifest names."""
         config = config or Config()
-        index = Index.open(path, encoder, config.index.batch_passages, config.model.device)
+        index = Index.open(path, encoder, config.index.batch_passages, config.model.device,
+                           partial=bool(config.scale.partial))
         return cls(index, config, generator, rag_model)
 
     def close(self) -> None:

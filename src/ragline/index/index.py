@@ -48,13 +48,14 @@ class Index:
 
     @classmethod
     def open(cls, path: str | Path, encoder: str | None = None, batch_passages: int = 1024,
-             device: str | None = None) -> Index:
+             device: str | None = None, partial: bool = False) -> Index:
         """Open an existing index with the encoder its manifest names (`encoder`, if given,
-        must be that one). A sharded index opens as a ShardedIndex."""
+        must be that one). A sharded index opens as a ShardedIndex; `partial`: its missing or
+        damaged shards are left out (searches only; writes are refused)."""
         from ragline.index.shards import ShardedIndex, check_leftover_shards
 
         if ShardedIndex.is_sharded(path):
-            return ShardedIndex.open_sharded(path, encoder, batch_passages, device)
+            return ShardedIndex.open_sharded(path, encoder, batch_passages, device, partial)
         if not cls.exists(path) and Path(path).is_dir():
             check_leftover_shards(Path(path), None)  # shards whose manifest is lost
         folder = IndexFolder.open(Path(path), expect_encoder=encoder)

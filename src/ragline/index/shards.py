@@ -69,6 +69,12 @@ class ShardedIndex(Index):
         self.encoder = encoder
         self.batch_passages = batch_passages
         self.device = device
+        self.down: tuple[str, ...] = ()  # shards left out by a partial open
+
+    def _check_whole(self) -> None:
+        if self.down:
+            raise ConfigError(f"{self.path}: shard(s) {', '.join(self.down)} are missing or "
+                              "damaged; a write needs every shard (restore them first)")
 
     # ------------------------------------------------------------ lifecycle
 
@@ -123,7 +129,12 @@ class ShardedIndex(Index):
 
     @classmethod
     def open_sharded(cls, path: str | Path, encoder: str | None = None,
-                     batch_passages: int = 1024, device: str | None = None) -> ShardedIndex:
+                     batch_passages: int = 1024, device: str | None = None,
+                     partial: bool = False) -> ShardedIndex:
+        """`partial`: a shard that is missing or damaged is left out with a warning naming it
+        (what is left answers searches; writes are refused), instead of failing the open. A
+        shard list that does not match the shards is damage either way: no shard is known
+        to be the one its position names."""
         path = Path(path)
         manifest = read_manifest(path / MANIFEST)
         n = len(manifest.shards)
@@ -133,14 +144,24 @@ class ShardedIndex(Index):
                                     f"{unlisted[0]} is a shard folder too; restore manifest.json "
                                     "from a backup")
         folders: list[IndexFolder] = []
+        down: list[str] = []
         try:
             for i, name in enumerate(manifest.shards):
                 sub = path / name
-                if not (sub / MANIFEST).is_file():
-                    raise IndexCorruptError(f"{path}: shard {name} is missing (listed in "
-                                            "manifest.json); restore the folder from a backup")
-                folders.append(IndexFolder.open(sub, expect_encoder=encoder))
-                folder = folders[-1]
+                try:
+                    if not (sub / MANIFEST).is_file():
+                        raise IndexCorruptError(
+                            f"{path}: shard {name} is missing (listed in manifest.json); "
+                            "restore the folder from a backup, or search with --partial to "
+                            "leave it out")
+                    folder = IndexFolder.open(sub, expect_encoder=encoder)
+                except IndexCorruptError as e:
+                    if not partial:
+                        raise
+                    log.warning("%s; searching without it (--partial)", e)
+                    down.append(name)
+                    continue
+                folders.append(folder)
                 if folder.encoder_spec.id != manifest.encoder.id:
                     raise IndexCorruptError(f"{sub}: built with {folder.encoder_spec.id}, the "
                                             f"other shards with {manifest.encoder.id}")
@@ -158,9 +179,13 @@ class ShardedIndex(Index):
             for f in folders:
                 f.close()
             raise
+        if not folders:
+            raise IndexCorruptError(f"{path}: all {n} shards are missing or damaged")
         enc = encoder_from_spec(manifest.encoder, device=device)
-        return cls(path, manifest, [Index(f, enc, batch_passages, device) for f in folders],
-                   enc, batch_passages, device)
+        index = cls(path, manifest, [Index(f, enc, batch_passages, device) for f in folders],
+                    enc, batch_passages, device)
+        index.down = tuple(down)
+        return index
 
     def close(self) -> None:
         for s in self.shards:
@@ -182,6 +207,7 @@ class ShardedIndex(Index):
             yield
 
     def set_trained(self, trained: TrainedState) -> None:
+        self._check_whole()
         self._manifest = self._manifest.updated_now(trained=trained)
         write_manifest(self.path / MANIFEST, self._manifest)
 
@@ -195,6 +221,7 @@ class ShardedIndex(Index):
             reader: FileReader = DOCUMENTS) -> IngestReport:
         """Each shard reads the files and takes its documents (reading is cheap beside
         embedding, and each passage is embedded once, in its own shard)."""
+        self._check_whole()
         n = len(self.shards)
         with self.write_lock():
             reports = [ingest_paths(s.folder, self.encoder, [Path(p) for p in paths],
@@ -205,6 +232,7 @@ class ShardedIndex(Index):
 
     def remove(self, target: str) -> list[str]:
         """Remove a document by id, or a source file from every shard that records it."""
+        self._check_whole()
         removed: list[str] = []
         found = False
         for s in self.shards:
@@ -220,6 +248,7 @@ class ShardedIndex(Index):
         return removed
 
     def remove_documents(self, doc_ids: Sequence[str]) -> list[str]:
+        self._check_whole()
         missing = [d for d in doc_ids if not self.has_document(d)]
         if missing:
             raise DocumentNotFoundError(f"no document '{missing[0]}' in {self.path}")
@@ -231,6 +260,7 @@ class ShardedIndex(Index):
         return list(doc_ids)
 
     def reindex(self, dense: DenseSpec | None = None, progress: bool = False) -> None:
+        self._check_whole()
         for s in self.shards:
             s.reindex(dense, progress)
         if dense is not None:
@@ -288,6 +318,8 @@ class ShardedIndex(Index):
         return out
 
     def _shard_of(self, doc_id: str) -> Index:
+        if self.down:  # positions no longer match shard numbers: ask each
+            return next((s for s in self.shards if s.has_document(doc_id)), self.shards[0])
         return self.shards[shard_of(doc_id, len(self.shards))]
 
     def has_document(self, doc_id: str) -> bool:
