@@ -143,3 +143,12 @@ def test_partial_searches_without_a_missing_or_damaged_shard(
         assert index.down == ("shard-001",)
         with pytest.raises(RaglineError, match="a write needs every shard"):
             index.add([s4.parent / "docs"])
+
+
+def test_settings_advice_names_the_sharded_index_not_a_shard(s4: Path,
+                                                             capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    assert main(["-q", "index", str(s4.parent / "docs"), "--index", str(s4), "--dense",
+                 "hnsw"]) == 2
+    err = capsys.readouterr().err
+    assert f"ragline reindex {s4} --dense hnsw" in err and "shard-000" not in err

@@ -326,3 +326,23 @@ def test_translate_over_http_refuses_bad_input_as_json(memory: Path) -> None:
         assert "file" not in r.json()["error"]["message"]
         status, body = post({"text": "Open the file"})
         assert status == 200 and body["translations"][0]["exact"]  # type: ignore[index]
+
+
+def test_an_empty_memory_says_to_import_not_to_index(tmp_path: Path) -> None:
+    from ragline.errors import EmptyIndexError
+
+    with TranslationMemory.open_or_create(tmp_path / "tm", source="en", target="de",
+                                          config=IndexConfig(encoder="hash")) as tm:
+        with pytest.raises(EmptyIndexError, match="ragline tm import") as e:
+            tm.matches("Open", k=3)
+        assert "ragline index" not in str(e.value)
+
+
+def test_write_question_over_the_length_speaks_of_topic_and_answer(tmp_path: Path) -> None:
+    from conftest import CONCAT, THREE_DOCS, write_docs
+
+    RAG.build(tmp_path / "idx", paths=[write_docs(tmp_path / "d", THREE_DOCS)],
+              encoder="hash").close()
+    with RAG.open(tmp_path / "idx", config=CONCAT, generator=ScriptedGenerator("x")) as rag:
+        with pytest.raises(ConfigError, match="topic and the answer together"):
+            rag.answerer.prepare("t " * 1500, task="question", answer="a " * 1500)

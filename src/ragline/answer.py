@@ -36,7 +36,7 @@ from ragline.generate.citations import (
 from ragline.generate.tasks import ANSWER, QUESTION, task_named
 from ragline.qa import answer_in
 from ragline.registry import MODELS
-from ragline.retrieve.searcher import Searcher, check_k, check_query
+from ragline.retrieve.searcher import MAX_QUERY_CHARS, Searcher, check_k, check_query
 from ragline.text import tokenize
 from ragline.types import Answer, Citation, Hit
 
@@ -128,6 +128,9 @@ class Answerer:
                                   "(--answer A)")
             check_query(answer, "answer")
             request, query = answer.strip(), f"{question.strip()} {answer.strip()}"
+            if len(query) > MAX_QUERY_CHARS:  # both are searched for, as one query
+                raise ConfigError(f"the topic and the answer together have {len(query):,} "
+                                  f"characters; at most {MAX_QUERY_CHARS:,} are allowed")
         elif answer is not None:
             raise ConfigError("an answer is given only to the question task (--task question)")
         if model == "per-passage" and kind is not ANSWER:

@@ -107,16 +107,19 @@ class Index:
                                     languages=languages)
         return cls(folder, enc, config.batch_passages, device)
 
-    def _check_settings(self, config: IndexConfig) -> None:
+    def _check_settings(self, config: IndexConfig, shown: Path | None = None) -> None:
+        """Settings that name another dense kind or other prefixes than the index has are an
+        error naming `shown` (the index a user knows; a shard's sharded index)."""
+        path = shown or self.path
         have = self.folder.dense_spec.kind
         if config.dense and config.dense != have:
-            raise ConfigError(f"{self.path} already has a {have} dense index; switch it with: "
-                              f"ragline reindex {self.path} --dense {config.dense}")
+            raise ConfigError(f"{path} already has a {have} dense index; switch it with: "
+                              f"ragline reindex {path} --dense {config.dense}")
         spec = self.folder.encoder_spec
         for name, given, kept in (("query", config.query_prefix, spec.query_prefix),
                                   ("passage", config.passage_prefix, spec.passage_prefix)):
             if given and given != kept:
-                raise ConfigError(f"{self.path} was built with --{name}-prefix {kept!r}; a "
+                raise ConfigError(f"{path} was built with --{name}-prefix {kept!r}; a "
                                   "different prefix needs a new index")
 
     def close(self) -> None:

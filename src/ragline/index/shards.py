@@ -211,8 +211,8 @@ class ShardedIndex(Index):
         self._manifest = self._manifest.updated_now(trained=trained)
         write_manifest(self.path / MANIFEST, self._manifest)
 
-    def _check_settings(self, config: IndexConfig) -> None:
-        self.shards[0]._check_settings(config)
+    def _check_settings(self, config: IndexConfig, shown: Path | None = None) -> None:
+        self.shards[0]._check_settings(config, shown or self.path)
 
     # ------------------------------------------------------------ writes
 

@@ -24,7 +24,7 @@ from typing import Any
 from rapidfuzz.distance import Levenshtein
 
 from ragline.config import IndexConfig, RetrievalConfig
-from ragline.errors import ConfigError, IngestError
+from ragline.errors import ConfigError, EmptyIndexError, IngestError
 from ragline.index.index import Index
 from ragline.ingest.files import FileReader, IngestReport, discover
 from ragline.retrieve.searcher import Searcher, check_k, check_query
@@ -140,7 +140,11 @@ class TranslationMemory:
         better retrieved). Retrieval finds the candidates; it ranks none by itself."""
         check_query(text, "text to translate")
         check_k(k)
-        hits = self.searcher.search(text, k=max(CANDIDATES, 4 * k))
+        try:
+            hits = self.searcher.search(text, k=max(CANDIDATES, 4 * k))
+        except EmptyIndexError:
+            raise EmptyIndexError(f"{self.index.path} holds no pairs yet; import some with: "
+                                  f"ragline tm import {self.index.path} FILE…") from None
         store = self.index.folder.store
         found = []
         for h in hits:
