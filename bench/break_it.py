@@ -14,6 +14,12 @@
    open, is anything committed lost, is any file half in, does a temporary file survive the next
    open, and does running the command again finish with exactly one copy of everything.
 
+4. Round two (`--only memory`): translation memories (crafted MO tables, files that name
+   other files, malformed PO lines, entities hidden past 64 KB or in UTF-16, language codes
+   that are paths, headerless tables), `translate` and `write` arguments, damaged sharded
+   indexes, and hostile bodies to /v1/translate and /v1/write. Counted: runs, tracebacks,
+   errors not one line, HTTP 5xx or non-JSON answers, and pairs or documents lost.
+
 The hash encoder and a scripted generator keep it about the index, not the models.
 """
 
@@ -191,7 +197,7 @@ def http_part(root: Path, per_kind: int) -> None:
             send(f"ask junk {i}", "POST", "/v1/ask", json=body)
         uploads = index / "uploads"
         known = {d["source"] for d in c.get("/v1/documents").json()["documents"]}
-        orphans = [f for f in uploads.iterdir() if str(f.resolve()) not in known]
+        orphans = [f for f in uploads.iterdir() if f"uploads/{f.name}" not in known]
     rag.close()
     total = sum(statuses.values())
     table(f"HTTP: {total} hostile requests to a live server",
@@ -200,6 +206,157 @@ def http_part(root: Path, per_kind: int) -> None:
              ["files in uploads/ without a document", len(orphans)],
              ["original documents lost", lost(index)]])
     for line in fives[:20]:
+        print("  -", line)
+
+
+# ---------------------------------------------------------------- 4. round two
+
+
+def memory_part(root: Path, per_kind: int) -> None:
+    """Issue 26's surfaces: translation memories, `translate`, `write`, sharded indexes and
+    the HTTP routes that came with them. Every CLI run in its own process; a memory and a
+    sharded index that must keep what they hold whatever is thrown at them."""
+    import json
+
+    import httpx
+
+    from ragline import RAG
+    from ragline.server import create_app
+    from ragline.tm import TranslationMemory
+
+    from conftest import ScriptedGenerator
+    from mutants import good_memory_files, memory_mutants
+    from serving import live_server
+
+    stats: Counter[str] = Counter()
+    bad: list[str] = []
+    good = root / "tm-good"
+    good.mkdir()
+    for name, data in good_memory_files().items():
+        (good / name).write_bytes(data)
+    tm = root / "tm"
+    ragline("tm", "import", str(tm), str(good), "--encoder", "hash")
+    with TranslationMemory.open(tm) as m:
+        pairs = m.index.counts()["documents"]
+    index = make_index(root, "r2")
+    sharded = root / "s4"
+    ragline("index", str(root / "r2-docs"), "--index", str(sharded), "--shards", "4",
+            "--encoder", "hash")
+
+    def still_there() -> bool:
+        try:
+            with TranslationMemory.open(tm) as m:
+                ok = m.index.counts()["documents"] >= pairs
+            with RAG.open(sharded) as rag:
+                return ok and rag.index.counts()["documents"] == 3
+        except Exception:  # noqa: BLE001 - anything here is a loss
+            return False
+
+    def judge(what: str, proc: subprocess.CompletedProcess[bytes]) -> None:
+        err = proc.stderr.decode("utf-8", "replace")
+        stats["CLI runs"] += 1
+        problems = []
+        if "Traceback" in err or "unexpected" in err:
+            problems.append("traceback")
+        if proc.returncode not in (0, 1, 2):
+            problems.append(f"exit {proc.returncode}")
+        if proc.returncode and len([ln for ln in err.splitlines() if ln.startswith("error: ")]) != 1:
+            problems.append("error not one line")
+        for p in problems:
+            stats[p] += 1
+        if problems:
+            bad.append(f"{what}: {', '.join(problems)}: {err.strip()[-300:]}")
+
+    t0 = time.perf_counter()
+    files = root / "tm-bad"
+    files.mkdir()
+    for m in memory_mutants(seed=13, per_kind=per_kind):
+        judge(f"tm import {m.how}", ragline("tm", "import", str(tm), str(m.write(files))))
+    for flag in ("", " ", "../x", "x" * 50_000, "en\n", "zh_CN_", "12", "-"):
+        judge(f"--from {flag[:8]!r}", ragline("tm", "import", str(root / "new-tm"),
+                                               str(good / "good.tsv"), f"--from={flag}",
+                                               "--to", "de", "--encoder", "hash"))
+    for argv in (["tm", "import", str(root / "new2"), str(root / "missing.tmx"), "--from", "en",
+                  "--to", "de"], ["translate", str(tm)], ["translate", str(tm), "x", "--file",
+                  str(good / "good.tsv")], ["translate", str(tm), "word " * 20_000, "-k", "0"],
+                 ["translate", str(tm), "Save", "-k", "-1"], ["translate", str(tm), "Save",
+                  "--to", "../x"], ["translate", str(index), "Save"],
+                 ["translate", str(root / "nowhere"), "Save"],
+                 ["write", str(index), "t " * 1500, "--task", "question", "--answer", "a " * 1500],
+                 ["write", str(index), "x", "--task", "nope"]):
+        judge(" ".join(argv[:1]) + f" {len(argv)} args", ragline(*argv))
+    for damage in ("trim", "reverse", "duplicate", "drop manifest", "copy over 8", "copy over 2"):
+        d = root / f"sd-{damage.replace(' ', '-')}"
+        shutil.copytree(sharded, d)
+        m = json.loads((d / "manifest.json").read_text())
+        shards = None
+        if damage == "trim":
+            m["shards"] = m["shards"][:3]
+        elif damage == "reverse":
+            m["shards"] = m["shards"][::-1]
+        elif damage == "duplicate":
+            m["shards"][1] = m["shards"][0]
+        else:
+            shards = "8" if damage.endswith("8") else ("2" if damage.endswith("2") else None)
+        if damage in ("trim", "reverse", "duplicate"):
+            (d / "manifest.json").write_text(json.dumps(m))
+        else:
+            (d / "manifest.json").unlink()
+        for argv in (["search", str(d), "Paris"], ["info", str(d)], ["rm", str(d), "x"],
+                     ["index", str(root / "r2-docs"), "--index", str(d), "--encoder", "hash",
+                      *(["--shards", shards] if shards else [])]):
+            judge(f"{damage}: {argv[0]}", ragline(*argv))
+    cli_s = time.perf_counter() - t0
+
+    statuses: Counter[int] = Counter()
+    fives: list[str] = []
+    rng = random.Random(5)
+    rag = RAG.open(index, generator=ScriptedGenerator("Paris is the capital [1]."))
+    memory = TranslationMemory.open(tm)
+    with live_server(create_app(rag, memory=memory)) as url, \
+            httpx.Client(base_url=url, timeout=120) as c:
+        def send(what: str, path: str, body: object = None, raw: bytes | None = None) -> None:
+            content = raw if raw is not None else json.dumps(body).encode()
+            r = c.post(path, content=content, headers={"content-type": "application/json"})
+            statuses[r.status_code] += 1
+            if r.status_code >= 500 or not r.headers.get("content-type", "").startswith(
+                    "application/json"):
+                fives.append(f"{what}: {r.status_code} {r.text[:200]}")
+
+        junk = [True, "3", 2.0, None, -1, 99, 10**30, [], {}, "x"]
+        for k in junk:
+            send(f"translate k={k!r}", "/v1/translate", {"text": "Save", "k": k})
+            send(f"write k={k!r}", "/v1/write", {"instruction": "Paris", "k": k})
+            send(f"write max_tokens={k!r}", "/v1/write", {"instruction": "Paris",
+                                                            "max_tokens": k})
+        for text in ("", " ", "word " * 20_000, "中" * 3990, ["Save"] * 101, [], [1, 2],
+                     [["nested"]], {"a": 1}, None, "caf\udcff", "\x00"):
+            send(f"translate text {str(text)[:10]!r}", "/v1/translate", {"text": text, "k": 0})
+            send(f"translate text {str(text)[:10]!r} k3", "/v1/translate", {"text": text})
+        for to in ("../x", "", "x" * 100_000, "zh", 5):
+            send(f"translate to {str(to)[:8]!r}", "/v1/translate", {"text": "Save", "to": to})
+        for task in ("question", "text", "nope", 3):
+            send(f"write task {task!r}", "/v1/write", {"instruction": "t " * 1500, "task": task,
+                                                        "answer": "a " * 1500})
+        for size in (9 << 20, 34 << 20):
+            send(f"body {size >> 20} MB", "/v1/translate",
+                 raw=b'{"text": "' + b"a" * size + b'"}')
+        for i in range(40):
+            body = {"text": "".join(chr(rng.randrange(1, 0x10FFFF)) for _ in range(
+                rng.randrange(0, 40))), "k": rng.choice(junk), "to": rng.choice(
+                [None, "de", "zh", "", "../x"])}
+            send(f"translate junk {i}", "/v1/translate", body)
+        send("not json", "/v1/translate", raw=b"{not json")
+        send("truncated json", "/v1/translate", raw=b'{"text": "Sa')
+    memory.close()
+    rag.close()
+    table(f"Round two: {stats['CLI runs']} CLI runs ({cli_s:.0f} s), "
+          f"{sum(statuses.values())} HTTP requests",
+          ["", "count"], [[k, v] for k, v in sorted(stats.items())]
+          + [[k, 0] for k in ("traceback", "error not one line") if k not in stats]
+          + [[f"HTTP {s}", n] for s, n in sorted(statuses.items())]
+          + [["HTTP 5xx or not JSON", len(fives)], ["data lost", 0 if still_there() else 1]])
+    for line in (bad + fives)[:20]:
         print("  -", line)
 
 
@@ -328,7 +485,7 @@ def kill_part(root: Path, per_phase: int, seed: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=("cli", "http", "kills"))
+    ap.add_argument("--only", choices=("cli", "http", "kills", "memory"))
     ap.add_argument("--per-kind", type=int, default=15, help="random mutants per file type")
     ap.add_argument("--kills-per-phase", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
@@ -342,6 +499,8 @@ def main() -> None:
             http_part(root, args.per_kind)
         if args.only in (None, "kills"):
             kill_part(root, args.kills_per_phase, args.seed)
+        if args.only in (None, "memory"):
+            memory_part(root, max(1, args.per_kind // 2))
 
 
 if __name__ == "__main__":

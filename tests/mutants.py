@@ -366,3 +366,85 @@ INDEX_DAMAGE: list[Damage] = [
 def swap_dense(idx: Path, other: Path) -> None:
     """Put another index's dense.faiss (same passage count) in place of this one's."""
     shutil.copyfile(other / "dense.faiss", idx / "dense.faiss")
+
+
+# ---------------------------------------------------------------- translation memories
+
+_GOOD_PO = ('msgid ""\nmsgstr ""\n"Language: de\\n"\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+            '#: src/main.c:10\nmsgid "Open the file"\nmsgstr "Datei öffnen"\n\n'
+            'msgctxt "menu"\nmsgid "Close"\nmsgstr "Schließen"\n\n'
+            'msgid "%d file"\nmsgid_plural "%d files"\nmsgstr[0] "%d Datei"\nmsgstr[1] "%d Dateien"\n')
+_GOOD_TMX = ('<?xml version="1.0" encoding="UTF-8"?>\n<tmx version="1.4"><header srclang="en"/>'
+             '<body><tu><tuv xml:lang="en"><seg>Save</seg></tuv><tuv xml:lang="de"><seg>Speichern'
+             '</seg></tuv></tu><tu><tuv xml:lang="en"><seg>Quit</seg></tuv><tuv xml:lang="de">'
+             '<seg>Beenden</seg></tuv></tu></body></tmx>\n')
+_GOOD_TSV = "en\tde\nYes\tJa\nNo\tNein\nCancel\tAbbrechen\n"
+
+
+def good_memory_files() -> dict[str, bytes]:
+    """One valid file of each translation-memory format (English → German)."""
+    import polib
+
+    po = polib.pofile(_GOOD_PO)
+    return {"good.po": _GOOD_PO.encode(), "good.mo": po.to_binary(), "good.tmx": _GOOD_TMX.encode(),
+            "good.tsv": _GOOD_TSV.encode(), "good.csv": _GOOD_TSV.replace("\t", ",").encode()}
+
+
+def _mo_table(n: int, size: int) -> bytes:
+    """n entries whose msgid and msgstr all point at one `size`-byte string."""
+    import struct
+
+    head = struct.pack("<7I", 0x950412DE, 0, n, 28, 28 + 8 * n, 0, 0)
+    table = struct.pack("<2I", size, 28 + 16 * n) * n
+    return head + table + table + b"A" * size
+
+
+def memory_mutants(seed: int = 0, per_kind: int = 5) -> list[Mutant]:
+    """Bad and crafted TMX, TSV/CSV, PO and MO files: byte mutations of good ones, and the
+    attacks of issue 26 (crafted MO tables, contents naming other files, entity declarations
+    past 64 KB or in UTF-16, language codes that are paths, malformed PO lines)."""
+    rng = random.Random(seed)
+    good = good_memory_files()
+    out: list[Mutant] = []
+    byte_ops = (_truncate, _flip, _splice, _zero, _duplicate)
+    for name, data in good.items():
+        for i in range(per_kind):
+            mutated, how = rng.choice(byte_ops)(data, rng)
+            out.append(Mutant(f"m{i}-{name}", mutated, f"{name}: {how}"))
+    for n, size in ((10_000, 100_000), (1000, 1000), (3, 10**6), (1, 0)):
+        out.append(Mutant(f"crafted-{n}.mo", _mo_table(n, size), f"MO: {n} entries on one string"))
+    out.append(Mutant("past-end.mo", _mo_table(5, 100)[:-60], "MO: strings past the end"))
+    out.append(Mutant("huge-count.mo", _mo_table(1, 4)[:8] + (1 << 31).to_bytes(4, "little")
+                      + _mo_table(1, 4)[12:], "MO: a string count of 2^31"))
+    for suffix in ("mo", "po", "tmx", "tsv"):
+        out.append(Mutant(f"path.{suffix}", b"/etc/passwd", f"{suffix}: its content a path"))
+        out.append(Mutant(f"empty.{suffix}", b"", f"{suffix}: empty"))
+        out.append(Mutant(f"binary.{suffix}", bytes(range(256)) * 4, f"{suffix}: binary"))
+    lines = _GOOD_PO.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(("msgid", "msgstr", '"')):
+            for how, bad in (("no closing quote", line.rstrip('"')),
+                             ("unquoted", line.replace('"', "")), ("junk after", line + " x")):
+                mutated = "\n".join(lines[:i] + [bad] + lines[i + 1:])
+                out.append(Mutant(f"po-{i}-{how[:2]}.po", mutated.encode(), f"PO line {i + 1}: {how}"))
+    bomb = ('<!DOCTYPE tmx [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>')
+    xxe = '<!DOCTYPE tmx [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    for what, decl in (("bomb", bomb), ("xxe", xxe)):
+        body = _GOOD_TMX.replace("<seg>Save</seg>", "<seg>&b;&x;</seg>")
+        head, rest = body.split("\n", 1)
+        out.append(Mutant(f"{what}.tmx", f"{head}\n{decl}\n{rest}".encode(), f"TMX: {what}"))
+        out.append(Mutant(f"{what}-late.tmx", f"{head}\n<!--{'x' * 70_000}-->\n{decl}\n{rest}"
+                          .encode(), f"TMX: {what} after 70 KB"))
+        u16 = f"{head}\n{decl}\n{rest}".replace('encoding="UTF-8"', 'encoding="UTF-16"')
+        out.append(Mutant(f"{what}-utf16.tmx", u16.encode("utf-16"), f"TMX: {what} in UTF-16"))
+    for lang in ("../../etc", "x" * 100_000, "", " ", "en de", "<", "*all*"):
+        out.append(Mutant(f"lang-{len(out)}.tmx", _GOOD_TMX.replace('xml:lang="de"', f'xml:lang="{lang}"')
+                          .encode(), f"TMX: xml:lang {lang[:12]!r}"))
+    for how, text in (("header of codes that is a pair", "Yes\tJa\nNo\tNein\n"),
+                      ("a short row", "en\tde\nYes\tJa\nlonely\nNo\tNein\n"),
+                      ("an unclosed quote", 'en\tde\n"Yes\tJa\nNo\tNein\n'),
+                      ("10,000 columns", "en\tde\n" + "\t".join(["x"] * 10_000) + "\n"),
+                      ("a 1 MB cell", "en\tde\n" + "y" * 2**20 + "\tJa\n"),
+                      ("header languages that are paths", "../a\t../b\nYes\tJa\n")):
+        out.append(Mutant(f"t-{len(out)}.tsv", text.encode(), f"TSV: {how}"))
+    return out

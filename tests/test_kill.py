@@ -190,3 +190,31 @@ def test_train_killed_mid_checkpoint_keeps_the_last_one(world: dict[str, Path], 
     with RAG.open(idx) as rag:
         assert rag.index.manifest.trained.step == 3
         assert sorted(p.name for p in (idx / "model").iterdir()) == ["step-000003"]
+
+
+@pytest.mark.parametrize("phase", ["commit", "index-update", "sparse-save", "manifest"])
+def test_a_sharded_index_killed_mid_write_opens_and_the_rerun_finishes_it(
+        world: dict[str, Path], tmp_path: Path, phase: str) -> None:
+    """Shards commit one after another: a kill leaves some shards with the new files and
+    some without; the index opens with everything it had, and the next run finishes the
+    shards it had not reached, one copy of everything."""
+    want = expected(world, tmp_path)
+    base = tmp_path / "s3"
+    assert run_killed("manifest", 10**6, ["-q", "index", str(world["base"] / "docs"), "--index",
+                                          str(base), "--shards", "3", "--encoder",
+                                          "hash"]) == 0
+    argv = ["-q", "--config", str(world["config"]), "index", str(world["new"]), "--index",
+            str(tmp_path / "s")]
+    shutil.copytree(base, tmp_path / "s")
+    calls = count_calls(phase, argv)
+    shutil.rmtree(tmp_path / "s")
+    shutil.copytree(base, tmp_path / "s")
+    assert run_killed(phase, (calls + 1) // 2, argv) == -signal.SIGKILL
+    with RAG.open(tmp_path / "s") as rag:
+        have = _per_source(rag)
+        for name in THREE_DOCS:
+            assert have.get(name) == want[name]
+    assert run_killed(phase, 10**6, argv) == 0
+    with RAG.open(tmp_path / "s") as rag:
+        assert _per_source(rag) == want
+        assert rag.index.counts()["passages"] == sum(want.values())

@@ -346,3 +346,40 @@ def test_write_question_over_the_length_speaks_of_topic_and_answer(tmp_path: Pat
     with RAG.open(tmp_path / "idx", config=CONCAT, generator=ScriptedGenerator("x")) as rag:
         with pytest.raises(ConfigError, match="topic and the answer together"):
             rag.answerer.prepare("t " * 1500, task="question", answer="a " * 1500)
+
+
+# ---------------------------------------------------------------- fuzz
+
+
+def test_every_memory_mutant_is_read_or_refused_and_loses_nothing(tmp_path: Path) -> None:
+    """Each bad file is imported or skipped with a reason (IngestError), never a traceback;
+    the memory keeps every pair it had, and no crafted file costs more than its size."""
+    from mutants import good_memory_files, memory_mutants
+
+    from ragline.errors import IngestError
+
+    good = tmp_path / "good"
+    good.mkdir()
+    for name, data in good_memory_files().items():
+        (good / name).write_bytes(data)
+    with TranslationMemory.open_or_create(tmp_path / "tm", files=[good / "good.po"],
+                                          config=IndexConfig(encoder="hash")) as tm:
+        tm.add([good])
+        before = tm.index.counts()["documents"]
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        outcomes = {"read": 0, "refused": 0}
+        for m in memory_mutants(seed=5, per_kind=4):
+            path = m.write(bad)
+            try:
+                read_pairs(path, m.data, "en", "de")
+                outcomes["read"] += 1
+            except IngestError:
+                outcomes["refused"] += 1
+            report = tm.add([path])  # through the index: skipped with the reason, or added
+            assert len(report.skipped) + len(report.added) + len(report.unchanged) == 1, m.how
+            path.unlink()
+        assert outcomes["refused"] > 40 and outcomes["read"] > 5
+        for name in good_memory_files():
+            assert tm.index.documents(str((good / name).resolve())), name  # none lost
+        assert tm.index.counts()["documents"] >= before
