@@ -94,3 +94,24 @@ def test_the_server_translates_with_what_another_process_imported(tmp_path: Path
         r = c.post("/v1/translate", json={"text": "Close the window"}).json()
         assert r["translations"][0]["exact"] is True
         assert r["translations"][0]["translation"] == "Fenster schließen"
+
+
+def test_a_server_and_another_process_both_write_and_both_writes_stay(index: Path,
+                                                                     tmp_path: Path) -> None:
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_text(NEW, encoding="utf-8")
+    two.write_text("The quokka is a small wallaby of Rottnest Island.", encoding="utf-8")
+    rag = RAG.open(index, config=CONCAT, generator=ScriptedGenerator("x"))
+    with TestClient(create_app(rag, ServerConfig())) as c:
+        ragline("index", str(one), "--index", str(index))
+        up = c.post("/v1/documents", files={"file": ("lynx.txt", b"The lynx hunts hares.")})
+        assert up.status_code == 201, up.text
+        ragline("index", str(two), "--index", str(index))
+        for q in ("okapi rainforest", "quokka wallaby", "lynx hares"):
+            assert any(q.split()[0] in t for t in found(c, q, "hybrid")), q
+        assert c.get("/health").json()["index"]["documents"] == 6
+    ragline("info", str(index))
+    with RAG.open(index, config=CONCAT, generator=ScriptedGenerator("x")) as rag:
+        assert rag.index.counts()["documents"] == 6
+        for q in ("okapi", "quokka", "lynx"):
+            assert q in rag.search(q, k=1, mode="bm25")[0].passage.text.lower()
