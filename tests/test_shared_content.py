@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import polib
+import pytest
 
 from ragline.cli import main
 from ragline.index.index import Index
@@ -59,8 +60,8 @@ def test_changing_one_of_two_files_keeps_the_other_ones_copy(tmp_path: Path) -> 
         assert index.counts()["documents"] == 1 and _texts(index) == [str(a.resolve())]
 
 
-def test_a_po_and_its_mo_share_pairs_and_removing_one_keeps_them(tmp_path: Path,
-                                                                capsys: object) -> None:
+def test_a_po_and_its_mo_share_pairs_and_removing_one_keeps_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     po = polib.POFile()
     po.metadata = {"Language": "de", "Content-Type": "text/plain; charset=UTF-8"}
     for s, t in [("Open", "Öffnen"), ("Close", "Schließen"), ("Save", "Speichern")]:
@@ -70,7 +71,9 @@ def test_a_po_and_its_mo_share_pairs_and_removing_one_keeps_them(tmp_path: Path,
     tm = str(tmp_path / "tm")
     assert main(["-q", "tm", "import", tm, str(tmp_path / "good.po"), str(tmp_path / "good.mo"),
                  "--encoder", "hash"]) == 0
+    capsys.readouterr()
     assert main(["-q", "rm", tm, str(tmp_path / "good.po")]) == 0
+    assert "3 stay, held by other files too" in capsys.readouterr().out
     with TranslationMemory.open(tm) as m:
         assert m.index.counts()["documents"] == 3
         assert m.matches("Save", k=1)[0].target == "Speichern"

@@ -133,13 +133,17 @@ def cmd_reindex(args: argparse.Namespace, cfg: Config) -> int:
 
 def cmd_rm(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.index.index import Index
+    from ragline.index.store import source_key
 
     status = 0
     with Index.open(args.index, device=cfg.model.device) as index:
         for target in args.targets:
             try:
+                held = len(index.documents(source_key(Path(target).expanduser())))
                 ids = index.remove(target)
-                render.out(f"removed {len(ids)} document(s) for {display_path(target)}")
+                kept = f"; {held - len(ids)} stay, held by other files too" if held > len(ids) \
+                    else ""
+                render.out(f"removed {len(ids)} document(s) for {display_path(target)}{kept}")
             except RaglineError as e:
                 render.error(str(e))
                 status = 1
