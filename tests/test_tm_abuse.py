@@ -354,9 +354,9 @@ def test_write_question_over_the_length_speaks_of_topic_and_answer(tmp_path: Pat
 def test_every_memory_mutant_is_read_or_refused_and_loses_nothing(tmp_path: Path) -> None:
     """Each bad file is imported or skipped with a reason (IngestError), never a traceback;
     the memory keeps every pair it had, and no crafted file costs more than its size."""
-    from mutants import good_memory_files, memory_mutants
-
     from ragline.errors import IngestError
+
+    from mutants import good_memory_files, memory_mutants
 
     good = tmp_path / "good"
     good.mkdir()
