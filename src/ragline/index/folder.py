@@ -34,15 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ragline import __version__
 from ragline.encode.base import EncoderSpec
 from ragline.errors import IndexBusyError, IndexCorruptError, IndexNotFoundError, RaglineError
 from ragline.index.dense import DenseSpec, VectorIndex, load_dense, make_dense
 from ragline.index.manifest import Manifest, fingerprint, read_manifest, write_manifest
+from ragline.index.rebuild import build_dense, build_sparse
 from ragline.index.rwlock import RWLock
-from ragline.index.sparse import BUILD_CHUNK, BM25Index, segment_files
+from ragline.index.sparse import BM25Index, segment_files
 from ragline.index.store import Store
 from ragline.index.upkeep import (
     DENSE,
@@ -161,12 +161,6 @@ class IndexFolder:
                 f"{self.path}: the manifest says {self.encoder_spec.dim}-d vectors but the store "
                 f"holds {have // 4}-d ones; manifest.json does not belong to this store. Restore "
                 "it from a backup or rebuild the index")
-        gen = self.store.generation
-        if self.manifest.generation > gen:
-            # a crash can leave the store ahead of the manifest, never behind it
-            log.warning("%s: the store (generation %s) is older than the search indexes "
-                        "(generation %s): it was replaced or restored; rebuilding them from it",
-                        self.path, gen, self.manifest.generation)
 
     def check_encoder(self, encoder_id: str) -> None:
         from ragline.encode import load_encoder
@@ -188,7 +182,7 @@ class IndexFolder:
         what changed is saved and leftovers of killed writers are removed."""
         gen = self.store.generation
         why: str | None
-        if self.manifest.generation > gen:
+        if self.manifest.generation > gen:  # a crash leaves the store ahead, never behind
             why = (f"the store (generation {gen}) is older than the search indexes (generation "
                    f"{self.manifest.generation}): it was replaced or restored")
         else:
@@ -218,10 +212,9 @@ class IndexFolder:
 
     def refresh(self) -> int:
         """Catch up with what another process committed since this one looked (`ragline
-        index` beside a running server, the driver beside a Ray shard actor); one SQLite read
-        when nothing did. Every search starts with it. Skipped while a writer of this process
-        holds the folder: no other process can commit then, and that writer mirrors its own
-        commits in memory (catching them up here as well would add them twice)."""
+        index` beside a server, the driver beside a Ray shard actor); one SQLite read when
+        nothing did. Every search starts with it. Skipped while a writer of this process holds
+        the folder: then no other process can commit, and that writer mirrors its own commits."""
         if not self._writer.acquire(blocking=False):
             return 0
         try:
@@ -285,48 +278,22 @@ class IndexFolder:
 
     def rebuild_dense(self, spec: DenseSpec | None = None, progress: bool = False) -> None:
         """Recreate the dense index from the store's vectors, optionally as another kind (the
-        manifest records it at the next `persist`). A kind that learns from the corpus is
-        trained on a sample of all of it first, so its lists fit the corpus, not its first batch."""
+        manifest records it at the next `persist`)."""
         if spec is not None:
             self.manifest = replace(self.manifest, dense=spec)
-        dense = make_dense(self.dense_spec, self.encoder_spec.dim)
-        n = self.store.n_passages()
-        if not dense.trained and n >= dense.MIN_TRAIN:
-            dense.train(self._sample_vectors(n, dense.MAX_TRAIN), n)
-        with tqdm(total=n, desc=f"dense ({dense.kind})", unit="passage",
-                  disable=not progress) as bar:
-            for ids, vecs in self.store.iter_vectors():
-                dense.add(ids, vecs)
-                bar.update(len(ids))
+        dense = build_dense(self.store, self.dense_spec, self.encoder_spec.dim, progress)
         with self.searching.write():
             self.dense = dense  # built aside, swapped in: searches never see a half-built index
         self._dense_changes = _ALWAYS_SAVE
 
-    def _sample_vectors(self, n: int, size: int) -> np.ndarray:
-        """An evenly strided sample of about `size` of the store's n vectors."""
-        stride = max(1, n // size)
-        parts = []
-        seen = 0
-        for _, vecs in self.store.iter_vectors():
-            first = (-seen) % stride  # keep rows whose global position is a multiple of stride
-            parts.append(vecs[first::stride])
-            seen += len(vecs)
-        return np.concatenate(parts)[:size]
-
     def rebuild_sparse(self, progress: bool = False) -> None:
-        """Recreate BM25 from the store's tokens, a segment per BUILD_CHUNK passages (merged
-        as BM25Index merges them), so memory stays bounded by the chunk, not the corpus."""
-        sp = self.manifest.sparse
-        sparse = BM25Index(k1=sp.k1, b=sp.b)
-        n = self.store.counts()["passages"]
-        with tqdm(total=n, desc="BM25", unit="passage", disable=not progress) as bar:
-            for rowids, tokens in self.store.iter_token_batches(BUILD_CHUNK):
-                sparse.add(rowids, tokens)
-                bar.update(len(rowids))
+        """Recreate BM25 from the store's tokens (ragline.index.rebuild)."""
+        sparse = build_sparse(self.store, self.manifest.sparse, progress)
         with self.searching.write():
             self.sparse = sparse
         if self.manifest.sparse.kind != BM25Index.kind:
-            self.manifest = replace(self.manifest, sparse=replace(sp, kind=BM25Index.kind))
+            self.manifest = replace(self.manifest,
+                                    sparse=replace(self.manifest.sparse, kind=BM25Index.kind))
 
     def persist(self) -> None:
         """Steps 2 and 3 of the commit protocol (see the module docstring). New BM25 segments
@@ -431,20 +398,18 @@ class IndexFolder:
                 os.close(fd)
 
     def _adopt_others_writes(self) -> None:
-        """With the lock just taken: what another process wrote since this one looked (a
-        server beside `ragline index`) comes in before this write, so that the manifest it
-        saves keeps what the other wrote there (a trained encoder, a memory's languages) and
-        the in-memory indexes hold the other's passages."""
+        """With the lock just taken, what another process wrote since (a server beside
+        `ragline index`) comes in first: the manifest saved keeps the other's (a trained
+        encoder), and the in-memory indexes its passages."""
         if self.dense is None or self.sparse is None:
             return  # being created: nothing loaded yet
         mpath = self.path / MANIFEST
-        if mpath.is_file():
-            disk = read_manifest(mpath)
-            if disk != self.manifest:
-                if disk.dense != self.manifest.dense:  # reindexed as another kind meanwhile
-                    self.manifest = disk
-                    self.rebuild_dense()
-                self.manifest = disk
+        disk = read_manifest(mpath) if mpath.is_file() else self.manifest
+        if disk != self.manifest:
+            rebuilt = disk.dense != self.manifest.dense  # reindexed as another kind meanwhile
+            self.manifest = disk
+            if rebuilt:
+                self.rebuild_dense()
         gen = self.store.generation
         if gen != self._seen_generation:
             with self.searching.write():

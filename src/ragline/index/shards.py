@@ -219,16 +219,13 @@ class ShardedIndex(Index):
     def add(self, paths: Sequence[str | Path], progress: bool = False,
             names: Mapping[Path, str] | None = None,
             reader: FileReader = DOCUMENTS) -> IngestReport:
-        """Each shard reads the files and takes its documents (reading is cheap beside
-        embedding, and each passage is embedded once, in its own shard)."""
+        """Each file is read once; its documents go to their shards, and every shard
+        records the file (ragline.ingest.pipeline.ingest_paths)."""
         self._check_whole()
-        n = len(self.shards)
         with self.write_lock():
-            reports = [ingest_paths(s.folder, self.encoder, [Path(p) for p in paths],
-                                    progress=progress, batch_passages=self.batch_passages,
-                                    names=names, route=(i, n), reader=reader)
-                       for i, s in enumerate(self.shards)]
-        return merge_reports(reports)
+            return ingest_paths([s.folder for s in self.shards], self.encoder,
+                                [Path(p) for p in paths], progress=progress,
+                                batch_passages=self.batch_passages, names=names, reader=reader)
 
     def remove(self, target: str) -> list[str]:
         """Remove a document by id, or a source file from every shard that records it."""
@@ -387,16 +384,3 @@ def check_leftover_shards(path: Path, n_shards: int | None) -> None:
                                    "folders away or choose an empty folder")
         finally:
             folder.close()
-
-
-def merge_reports(reports: Sequence[IngestReport]) -> IngestReport:
-    """One report for a file list every shard went through: a file is unchanged when no
-    shard had to index it; what could not be read is reported once."""
-    first = reports[0]
-    added = {f for r in reports for f in r.added}
-    return IngestReport(
-        added=sorted(added), replaced=sorted({f for r in reports for f in r.replaced}),
-        unchanged=[f for f in first.unchanged if f not in added],
-        skipped=first.skipped, ignored=first.ignored, missing=first.missing,
-        duplicates=[d for r in reports for d in r.duplicates],
-        documents=sum(r.documents for r in reports), passages=sum(r.passages for r in reports))

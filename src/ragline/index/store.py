@@ -25,37 +25,9 @@ from urllib.parse import quote
 import numpy as np
 
 from ragline.errors import IndexCorruptError
+from ragline.index.schema import FILL_REFERENCES, SCHEMA
 from ragline.text import display_path
 from ragline.types import Document, DocumentInfo, Passage
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sources (
-    path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL, added REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    id TEXT PRIMARY KEY, source TEXT NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL,
-    meta TEXT NOT NULL, added REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS documents_source ON documents(source);
--- AUTOINCREMENT: a row id is never reused, so a stale dense index can never point a
--- vector id at a different passage.
-CREATE TABLE IF NOT EXISTS passages (
-    rowid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
-    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    position INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
-    page INTEGER, text TEXT NOT NULL, tokens TEXT NOT NULL, vector BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id);
--- every source file that holds a document (two files may hold the same content, which is
--- stored once): a document lives while one of them does. `name`: an upload's own name.
-CREATE TABLE IF NOT EXISTS document_sources (
-    doc_id TEXT NOT NULL, source TEXT NOT NULL, name TEXT, PRIMARY KEY (doc_id, source));
-CREATE INDEX IF NOT EXISTS document_sources_source ON document_sources(source);
-"""
-# stores made before document_sources held one source per document: documents.source
-_FILL_REFERENCES = """
-INSERT OR IGNORE INTO document_sources(doc_id, source, name)
-    SELECT id, source, json_extract(meta, '$.filename') FROM documents;
-INSERT INTO meta(key, value) VALUES('references', '1');
-"""
 
 _PASSAGE_COLS = ('p.rowid, p.id, p.doc_id, p.text, d.title, p.start, p."end", p.position, '
                  "d.source, p.page")
@@ -66,20 +38,6 @@ class SourceRecord:
     path: str
     sha256: str
     size: int
-
-
-def is_blank(path: Path) -> bool:
-    """An empty file, or an SQLite database without tables (a store killed at its creation)."""
-    try:
-        if path.stat().st_size == 0:
-            return True
-        con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
-        try:
-            return con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
-        finally:
-            con.close()
-    except (OSError, sqlite3.DatabaseError):
-        return False
 
 
 def source_key(path: Path) -> str:
@@ -173,7 +131,7 @@ class Store:
                 con.execute("PRAGMA foreign_keys=ON")
                 con.executescript(SCHEMA)
                 if con.execute("SELECT 1 FROM meta WHERE key='references'").fetchone() is None:
-                    con.executescript(f"BEGIN IMMEDIATE;{_FILL_REFERENCES}COMMIT;")
+                    con.executescript(f"BEGIN IMMEDIATE;{FILL_REFERENCES}COMMIT;")
             except BaseException:
                 con.close()
                 raise

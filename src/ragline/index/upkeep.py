@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ragline.errors import IndexCorruptError
 from ragline.index.manifest import Manifest, matches
-from ragline.index.store import Store, is_blank, source_key
+from ragline.index.schema import is_blank
+from ragline.index.store import Store, source_key
 
 log = logging.getLogger(__name__)
 

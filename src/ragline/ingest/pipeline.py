@@ -14,8 +14,8 @@ import hashlib
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,11 @@ class Piece:
     n: int = 0  # passages
     # documents of this file that another file holds already: stored once, referenced by both
     shared: list[str] = field(default_factory=list)
+    shard: int = 0          # which of the flow's folders it goes to
+    file_done: bool = False  # the file's last piece of all (for the progress bar)
+    # shards that get none of the file's documents but record it: (shard, replacing); one
+    # piece for all of them, so that 1,000 shards cost the queues one item, not 1,000
+    record_only: list[tuple[int, bool]] = field(default_factory=list)
 
     def append(self, doc: Document, passages: list[Passage], tokens: list[list[str]]) -> None:
         self.docs.append(doc)
@@ -79,31 +84,43 @@ def shard_of(doc_id: str, n_shards: int) -> int:
     return int.from_bytes(digest, "big") % n_shards
 
 
-def ingest_paths(folder: IndexFolder, encoder: Encoder, paths: Iterable[Path],
-                 progress: bool = False, batch_passages: int = 1024,
+def ingest_paths(folders: IndexFolder | Sequence[IndexFolder], encoder: Encoder,
+                 paths: Iterable[Path], progress: bool = False, batch_passages: int = 1024,
                  names: Mapping[Path, str] | None = None,
-                 route: tuple[int, int] | None = None,
                  reader: FileReader = DOCUMENTS) -> IngestReport:
     """Read, embed and commit as a pipeline: a reading thread loads, chunks and tokenizes
     files; this thread embeds; a committing thread writes the store and the in-memory indexes.
     Bounded queues between them keep memory to a few batches whatever the corpus size, and
     the encoder never waits for CPU work the other stages can do beside it.
 
-    `names` gives files whose own names mean nothing (server uploads, stored under content
-    hashes) the name a person knows them by; documents keep it in meta["filename"].
-    `route` = (shard, shards): this folder is that shard of a sharded index and takes only
-    the documents `shard_of` gives it (each file is still recorded, to skip it when
-    unchanged). `reader`: what files are read and how (default: documents by type)."""
+    `folders`: one index folder, or the shards of a sharded index in order. Each file is read
+    once; a document goes to the shard `shard_of` gives it, and every shard records every file
+    (possibly with none of its documents), so that an unchanged file is skipped by each shard
+    and a killed run is finished shard by shard. `names` gives files whose own names mean
+    nothing (server uploads, stored under content hashes) the name a person knows them by;
+    documents keep it in meta["filename"]. `reader`: what files are read and how (default:
+    documents by type)."""
+    shards = [folders] if isinstance(folders, IndexFolder) else list(folders)
     report = IngestReport()
     files = discover(paths, report, reader.suffixes)
-    flow = _Flow(folder, encoder, files, report, batch_passages, names or {}, route, reader)
-    desc = "indexing" if route is None else f"indexing shard {route[0] + 1}/{route[1]}"
+    # what each shard committed; one folder commits into the report itself
+    parts = [report] if len(shards) == 1 else [IngestReport() for _ in shards]
+    flow = _Flow(shards, parts, encoder, files, report, batch_passages, names or {}, reader)
+    desc = "indexing" if len(shards) == 1 else f"indexing {len(shards)} shards"
     # passages are counted as they are committed: how many a file holds is known only once read
     with tqdm(desc=desc, unit="passage", dynamic_ncols=True,
               disable=not progress or not files) as bar:
         flow.run(bar)
-    if report.added or folder.manifest.generation != folder.store.generation:
-        folder.persist()
+    for folder, part in zip(shards, parts, strict=True):
+        if part.added or folder.manifest.generation != folder.store.generation:
+            folder.persist()
+    if len(shards) > 1:
+        added = {f for p in parts for f in p.added}
+        report.added = sorted(added)
+        report.replaced = sorted({f for p in parts for f in p.replaced})
+        report.unchanged = [f for f in report.unchanged if f not in added]
+        report.documents = sum(p.documents for p in parts)
+        report.passages = sum(p.passages for p in parts)
     return report
 
 
@@ -115,11 +132,11 @@ class _Flow:
     """The three stages and the queues between them. The first error in any stage stops all
     of them and is raised here; a file whose transaction was open is rolled back whole."""
 
-    def __init__(self, folder: IndexFolder, encoder: Encoder, files: list[Path],
-                 report: IngestReport, batch_passages: int, names: Mapping[Path, str],
-                 route: tuple[int, int] | None = None, reader: FileReader = DOCUMENTS) -> None:
-        self.folder, self.encoder, self.files, self.reader = folder, encoder, files, reader
-        self.report, self.batch, self.names, self.route = report, batch_passages, names, route
+    def __init__(self, folders: list[IndexFolder], parts: list[IngestReport], encoder: Encoder,
+                 files: list[Path], report: IngestReport, batch_passages: int,
+                 names: Mapping[Path, str], reader: FileReader = DOCUMENTS) -> None:
+        self.folders, self.parts, self.encoder, self.files = folders, parts, encoder, files
+        self.report, self.batch, self.names, self.reader = report, batch_passages, names, reader
         # a few batches in flight per queue: enough to keep every stage busy, no more
         self.to_embed: queue.Queue[Piece | None] = queue.Queue(maxsize=4)
         self.to_commit: queue.Queue[Piece | None] = queue.Queue(maxsize=4)
@@ -189,11 +206,14 @@ class _Flow:
                 for piece in self._pieces(f, claimed):
                     self._put(self.to_embed, piece)
         finally:
-            self.folder.store.close_reader()
+            for folder in self.folders:
+                folder.store.close_reader()
             self._put(self.to_embed, None, force=True)
 
     def _pieces(self, f: Path, claimed: dict[str, str]) -> Iterator[Piece]:
-        store, report = self.folder.store, self.report
+        """A file's pieces: for each folder that does not hold this version of it, the
+        documents routed there (the last piece of each with `last`, possibly empty)."""
+        report, folders = self.report, self.folders
         source = source_key(f)
         try:
             data = f.read_bytes()
@@ -201,24 +221,32 @@ class _Flow:
             report.skipped.append((display_path(f), f"cannot read ({e.strerror})"))
             return
         rec = SourceRecord(path=source, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-        old = store.source(source)
-        if old is not None and old.sha256 == rec.sha256:
+        olds = [folder.store.source(source) for folder in folders]
+        need = [i for i, old in enumerate(olds) if old is None or old.sha256 != rec.sha256]
+        if not need:
             report.unchanged.append(source)
             return
         docs = read_documents(f, data, report, self.reader)
         if docs is None:
             return
         name = self.names.get(f)
-        file = SourceFile(rec, replacing=old is not None, name=name)
-        own = set(store.document_ids_of_source(source))
-        piece = Piece(file, [], [], [], last=False)
+        pieces: dict[int, Piece] = {}
+        own: dict[int, set[str]] = {}
+        yielded: set[int] = set()  # shards with a piece of this file on its way
+        for i in need:
+            file = SourceFile(rec, replacing=olds[i] is not None, name=name)
+            pieces[i] = Piece(file, [], [], [], last=False, shard=i)
+            own[i] = set(folders[i].store.document_ids_of_source(source))
         for d in docs:
-            if self.route is not None and shard_of(d.id, self.route[1]) != self.route[0]:
+            i = shard_of(d.id, len(folders)) if len(folders) > 1 else 0
+            piece = pieces.get(i)
+            if piece is None:  # that shard holds this version of the file already
                 continue
+            store = folders[i].store
             d = Document(id=d.id, source=source, text=d.text, title=d.title,
                          meta=d.meta if name is None else {**d.meta, "filename": name})
             other = claimed.get(d.id)
-            if other is None and d.id not in own and store.has_document(d.id):
+            if other is None and d.id not in own[i] and store.has_document(d.id):
                 other = (store.document(d.id) or d).source
             if other is not None:
                 log.info("%s: document %s duplicates one from %s; kept once", f, d.id, other)
@@ -226,13 +254,22 @@ class _Flow:
                 piece.shared.append(d.id)
                 continue
             claimed[d.id] = source
-            passages = chunk_document(d, self.folder.chunk_words)
+            passages = chunk_document(d, folders[i].chunk_words)
             piece.append(d, passages, [tokenize(p.embed_text) for p in passages])
             if piece.n >= self.batch:
                 yield piece
-                piece = Piece(file, [], [], [], last=False)
-        piece.last = True
-        yield piece
+                yielded.add(i)
+                pieces[i] = Piece(piece.file, [], [], [], last=False, shard=i)
+        record = [i for i in need if i not in yielded and not pieces[i].docs
+                  and not pieces[i].shared]
+        ends = [pieces[i] for i in need if i not in record]
+        if record:
+            ends.append(Piece(pieces[record[0]].file, [], [], [], last=True, shard=record[0],
+                              record_only=[(i, pieces[i].file.replacing) for i in record]))
+        for piece in ends:
+            piece.last = True
+        ends[-1].file_done = True
+        yield from ends
 
     # ------------------------------------------------------------ stage 2: embed
 
@@ -264,18 +301,27 @@ class _Flow:
     # ------------------------------------------------------------ stage 3: commit
 
     def _commit(self, bar: tqdm) -> None:  # type: ignore[type-arg]
-        committer = FileCommitter(self.folder, self.report)
+        committers = [FileCommitter(f, r) for f, r in zip(self.folders, self.parts, strict=True)]
+        files_done = 0
         try:
             while True:
                 piece = self._get(self.to_commit)
                 if piece is None:
                     return
-                committer.put(piece)
+                if piece.record_only:
+                    for i, replacing in piece.record_only:
+                        committers[i].put(Piece(
+                            replace(piece.file, replacing=replacing), [], [], [], last=True,
+                            shard=i, vectors=piece.vectors))
+                else:
+                    committers[piece.shard].put(piece)
                 bar.update(piece.n)
-                if piece.last:
-                    bar.set_postfix(files=committer.files_done, refresh=False)
+                if piece.file_done:
+                    files_done += 1
+                    bar.set_postfix(files=files_done, refresh=False)
         finally:
-            committer.close()
+            for c in committers:
+                c.close()
 
 
 class FileCommitter:
