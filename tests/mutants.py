@@ -390,7 +390,7 @@ def good_memory_files() -> dict[str, bytes]:
             "good.tsv": _GOOD_TSV.encode(), "good.csv": _GOOD_TSV.replace("\t", ",").encode()}
 
 
-def _mo_table(n: int, size: int) -> bytes:
+def crafted_mo(n: int, size: int) -> bytes:
     """n entries whose msgid and msgstr all point at one `size`-byte string."""
     import struct
 
@@ -412,10 +412,10 @@ def memory_mutants(seed: int = 0, per_kind: int = 5) -> list[Mutant]:
             mutated, how = rng.choice(byte_ops)(data, rng)
             out.append(Mutant(f"m{i}-{name}", mutated, f"{name}: {how}"))
     for n, size in ((10_000, 100_000), (1000, 1000), (3, 10**6), (1, 0)):
-        out.append(Mutant(f"crafted-{n}.mo", _mo_table(n, size), f"MO: {n} entries on one string"))
-    out.append(Mutant("past-end.mo", _mo_table(5, 100)[:-60], "MO: strings past the end"))
-    out.append(Mutant("huge-count.mo", _mo_table(1, 4)[:8] + (1 << 31).to_bytes(4, "little")
-                      + _mo_table(1, 4)[12:], "MO: a string count of 2^31"))
+        out.append(Mutant(f"crafted-{n}.mo", crafted_mo(n, size), f"MO: {n} entries on one string"))
+    out.append(Mutant("past-end.mo", crafted_mo(5, 100)[:-60], "MO: strings past the end"))
+    out.append(Mutant("huge-count.mo", crafted_mo(1, 4)[:8] + (1 << 31).to_bytes(4, "little")
+                      + crafted_mo(1, 4)[12:], "MO: a string count of 2^31"))
     for suffix in ("mo", "po", "tmx", "tsv"):
         out.append(Mutant(f"path.{suffix}", b"/etc/passwd", f"{suffix}: its content a path"))
         out.append(Mutant(f"empty.{suffix}", b"", f"{suffix}: empty"))

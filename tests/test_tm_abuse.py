@@ -25,6 +25,7 @@ from ragline.testing import ScriptedGenerator
 from ragline.tm import TranslationMemory, Translator, read_pairs
 
 from killer import count_calls, run_killed
+from mutants import crafted_mo
 
 
 def _mo(entries: list[tuple[bytes, bytes]], lang: bytes = b"de") -> bytes:
@@ -41,14 +42,6 @@ def _mo(entries: list[tuple[bytes, bytes]], lang: bytes = b"de") -> bytes:
             strings += e[side] + b"\0"
     head = struct.pack("<7I", 0x950412DE, 0, n, orig, trans, 0, 0)
     return head + b"".join(struct.pack("<2I", *x) for x in table_o + table_t) + strings
-
-
-def _crafted_mo(n: int, size: int) -> bytes:
-    """n entries whose msgid and msgstr all point at one `size`-byte string."""
-    orig, trans, string = 28, 28 + 8 * n, 28 + 16 * n
-    head = struct.pack("<7I", 0x950412DE, 0, n, orig, trans, 0, 0)
-    table = struct.pack("<2I", size, string) * n
-    return head + table + table + b"A" * size
 
 
 def _pairs(path: Path, **kw: str) -> list[tuple[str, str]]:
@@ -68,8 +61,8 @@ def test_a_handmade_mo_reads_like_msgfmts(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("data, why", [
-    (_crafted_mo(10_000, 100_000), "overlap"),
-    (_crafted_mo(3, 100)[:-50], "outside the file"),
+    (crafted_mo(10_000, 100_000), "overlap"),
+    (crafted_mo(3, 100)[:-50], "outside the file"),
     (struct.pack("<7I", 0x950412DE, 0, 1 << 30, 28, 28, 0, 0), "runs past the end"),
     (b"\x00" * 40, "magic"),
     (b"\xde\x12\x04\x95" + b"\0" * 10, "shorter than its header"),
@@ -90,7 +83,7 @@ def test_importing_crafted_mo_files_stays_small(tmp_path: Path) -> None:
     files = []
     for n, size in ((10_000, 100_000), (60_000, 500_000)):
         f = tmp_path / f"crafted-{n}.mo"
-        f.write_bytes(_crafted_mo(n, size))
+        f.write_bytes(crafted_mo(n, size))
         files.append(str(f))
     # VmHWM: this process's own peak (ru_maxrss would carry the forking pytest's over exec)
     code = ("import sys\nfrom ragline.cli import main\n"
