@@ -4,6 +4,7 @@ uploads, errors, the API key, the generation queue and concurrency."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -501,3 +502,28 @@ def test_a_client_gone_during_the_readers_silent_readings_frees_the_worker(index
             assert time.monotonic() < deadline
             time.sleep(0.05)
     assert gen.readings == 1  # stopped before the second reading
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/ask", {"question": "capital of France?"}),
+    ("/v1/chat/completions", {"model": "ragline", "messages": [
+        {"role": "user", "content": "capital of France?"}]}),
+])
+def test_a_plain_request_whose_client_leaves_cancels_its_generation(index: Path, path: str,
+                                                                   body: dict[str, Any]) -> None:
+    gen = GatedGenerator("z" * 400, delay=0.02, open_=False)  # 8 s once the gate opens
+    rag = RAG.open(index, config=CONCAT, generator=gen)
+    with live_server(create_app(rag, ServerConfig())) as url:
+        host, port = url.removeprefix("http://").split(":")
+        data = json.dumps(body).encode()
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: "
+                         f"application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                         + data)
+            assert gen.started.wait(10)  # generating, and held: the client gives up
+        gen.gate.set()
+        assert gen.closed.wait(10)  # stopped at its next token, not after 400 of them
+        deadline = time.monotonic() + 10
+        while httpx.get(url + "/health").json()["generation"]["running"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)

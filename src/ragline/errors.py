@@ -19,7 +19,8 @@
     ├── BusyError                     the generation queue cannot take it now (retry_after s)
     │   ├── QueueFullError            too many generations waiting
     │   └── QueueTimeoutError         waited in the queue past its limit
-    └── GenerationTimeoutError        a generation ran past its time limit
+    ├── GenerationTimeoutError        a generation ran past its time limit
+    └── ClientGoneError               the client of a request left before its answer (cancelled)
 
     try:
         rag.search("query", k=0)
@@ -111,6 +112,10 @@ class QueueTimeoutError(BusyError):
 
 
 class GenerationTimeoutError(RaglineError):
+    pass
+
+
+class ClientGoneError(RaglineError):
     pass
 
 

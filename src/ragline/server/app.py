@@ -139,17 +139,17 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
                 "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
 
     @app.post("/v1/ask", response_model=None)
-    async def ask(req: AskRequest) -> dict[str, Any] | StreamingResponse:
+    async def ask(req: AskRequest, request: Request) -> dict[str, Any] | StreamingResponse:
         prepared = await run_in_threadpool(service.prepare, req.question, req.k, req.mode,
                                            req.model, req.max_tokens, req.temperature)
-        return await _respond(service, prepared, req.stream)
+        return await _respond(service, prepared, req.stream, request)
 
     @app.post("/v1/write", response_model=None)
-    async def write(req: WriteRequest) -> dict[str, Any] | StreamingResponse:
+    async def write(req: WriteRequest, request: Request) -> dict[str, Any] | StreamingResponse:
         prepared = await run_in_threadpool(service.prepare, req.instruction, req.k, req.mode,
                                            req.model, req.max_tokens, req.temperature,
                                            req.task, req.answer)
-        return await _respond(service, prepared, req.stream)
+        return await _respond(service, prepared, req.stream, request)
 
     @app.get("/v1/documents")
     def list_documents() -> dict[str, Any]:
@@ -174,12 +174,13 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     return app
 
 
-async def _respond(service: Service, prepared: Prepared,
-                   stream: bool) -> dict[str, Any] | StreamingResponse:
-    """Queue the generation; the Answer as JSON, or (stream) its events as they come."""
+async def _respond(service: Service, prepared: Prepared, stream: bool,
+                   request: Request) -> dict[str, Any] | StreamingResponse:
+    """Queue the generation; the Answer as JSON, or (stream) its events as they come. A
+    client that goes away cancels it either way."""
     job = service.submit(prepared)
     if not stream:
-        return service.answer_json(await service.answer(job))
+        return service.answer_json(await service.answer(job, request))
     return StreamingResponse(_ask_events(service, job, prepared.hits),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragline.errors import (
     BusyError,
+    ClientGoneError,
     ConfigError,
     DocumentNotFoundError,
     EmptyIndexError,
@@ -53,6 +54,7 @@ STATUS: dict[type[BaseException], int] = {
     ModelUnavailableError: 503,
     ShardUnavailableError: 503,      # a shard stayed down after its restarts
     GenerationTimeoutError: 504,
+    ClientGoneError: 499,            # nginx's "client closed request": nobody reads it
     RaglineError: 500,               # index mismatch/corruption, another writer: the server's side
 }
 

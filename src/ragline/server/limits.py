@@ -1,13 +1,16 @@
 """Request bodies, bounded before they are read: an upload to the upload limit (plus its
 multipart framing), any other body to JSON_LIMIT. A body over its limit gets the API's own JSON
 413, whether it says its length (refused before a byte is read) or streams without one (cut
-off where it passes the limit).
+off where it passes the limit). Once a body is read, the middleware listens for the client
+going away and sets `scope[GONE]`, so that a plain (not streamed) route can cancel its work:
+Starlette's `request.is_disconnected()` never sees it behind BaseHTTPMiddleware.
 
     app = BodyLimit(app, upload_bytes=32 * 2**20)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -15,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragline.server.errors import error_body
 
+GONE = "ragline.client_gone"  # the scope key of an asyncio.Event set when the client leaves
 JSON_LIMIT = 8 * 2**20       # /v1/translate's 100 segments of 4,000 characters fit many times
 FRAMING = 1 << 20            # multipart boundaries and headers around an uploaded file
 UPLOAD_PATH = "/v1/documents"
@@ -46,25 +50,44 @@ class BodyLimit:
             return
         received = 0
         refused = False
+        # set when the client goes away: once the body is read, this alone listens for it
+        gone = scope[GONE] = asyncio.Event()
+        watcher: asyncio.Task[None] | None = None
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
 
         async def counted() -> Message:
-            nonlocal received, refused
+            nonlocal received, refused, watcher
             if refused:
                 return {"type": "http.disconnect"}
+            if watcher is not None:  # the body is read: the next message is the disconnect
+                await gone.wait()
+                return {"type": "http.disconnect"}
             msg = await receive()
-            if msg["type"] == "http.request":
+            if msg["type"] == "http.disconnect":
+                gone.set()
+            elif msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
                 if received > limit:
                     refused = True
                     await _too_large(send, message)
                     return {"type": "http.disconnect"}  # the route stops reading
+                if not msg.get("more_body", False):
+                    watcher = asyncio.ensure_future(watch())
             return msg
 
         async def guarded(msg: Message) -> None:
             if not refused:  # the 413 is the response; what the route still sends is dropped
                 await send(msg)
 
-        await self.app(scope, counted, guarded)
+        try:
+            await self.app(scope, counted, guarded)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
 
 async def _too_large(send: Send, message: str) -> None:

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -98,7 +98,8 @@ def register(app: FastAPI, service: Service) -> None:
             for m in model_ids()]}
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(req: ChatRequest) -> dict[str, Any] | StreamingResponse:
+    async def chat_completions(req: ChatRequest,
+                               request: Request) -> dict[str, Any] | StreamingResponse:
         if req.n not in (None, 1):
             raise ConfigError("n > 1 is not supported: ragline gives one answer per question")
         model = resolve_model(req.model, rag.config.model.kind)
@@ -113,7 +114,7 @@ def register(app: FastAPI, service: Service) -> None:
             return StreamingResponse(_chunks(service, job, head),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        answer = await service.answer(job)
+        answer = await service.answer(job, request)
         return {**head, "object": "chat.completion",
                 "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                              "message": {"role": "assistant", "content": answer.text}}],

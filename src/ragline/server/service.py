@@ -8,6 +8,7 @@ the answerer over it, the generation queue, the upload store and the API key.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import Sequence
@@ -19,10 +20,11 @@ from fastapi import Request
 from ragline.answer import Prepared
 from ragline.config import ServerConfig
 from ragline.encode.batching import BatchingEncoder
-from ragline.errors import ConfigError, RaglineError
+from ragline.errors import ClientGoneError, ConfigError, RaglineError
 from ragline.rag import RAG
 from ragline.registry import BACKENDS
 from ragline.server.jobs import GenerationQueue, Job
+from ragline.server.limits import GONE
 from ragline.server.uploads import UploadStore
 from ragline.types import Answer, DocumentPosterior, Hit, document_posteriors, hit_to_dict
 
@@ -60,14 +62,30 @@ class Service:
     def submit(self, prepared: Prepared) -> Job:
         return self.queue.submit(lambda: self.answerer.answer(prepared))
 
-    async def answer(self, job: Job) -> Answer:
-        answer = None
-        async for item in job.results():
-            if isinstance(item, Answer):
-                answer = item
-        if answer is None:
-            raise RaglineError("the generation ended without an answer")
-        return answer
+    async def answer(self, job: Job, request: Request | None = None) -> Answer:
+        """The job's Answer. With `request`: a client that goes away meanwhile (server.limits
+        tells) cancels the job, and ClientGoneError says so to the route."""
+        async def collect() -> Answer:
+            answer = None
+            async for item in job.results():
+                if isinstance(item, Answer):
+                    answer = item
+            if answer is None:
+                raise RaglineError("the generation ended without an answer")
+            return answer
+
+        gone = request.scope.get(GONE) if request is not None else None
+        if gone is None:
+            return await collect()
+        task = asyncio.ensure_future(collect())
+        left = asyncio.ensure_future(gone.wait())
+        await asyncio.wait({task, left}, return_when=asyncio.FIRST_COMPLETED)
+        left.cancel()
+        if not task.done():
+            job.cancel()
+            task.cancel()
+            raise ClientGoneError("the client closed the connection")
+        return await task
 
     # ------------------------------------------------------------ JSON
 
