@@ -262,6 +262,10 @@ class Index:
         """The source files recorded, as the store names them."""
         return self.folder.store.source_paths()
 
+    def committed_generation(self) -> int:
+        """A number that grows with every commit, by any process (one SQLite read)."""
+        return self.folder.store.committed_generation()
+
     def names(self, doc_ids: Sequence[str]) -> dict[str, str]:
         """Display names of documents, by id (see DocumentInfo.name)."""
         return self.folder.store.names(doc_ids)

@@ -308,6 +308,9 @@ class ShardedIndex(Index):
     def source_paths(self) -> set[str]:
         return set().union(*(s.folder.store.source_paths() for s in self.shards))
 
+    def committed_generation(self) -> int:
+        return sum(s.committed_generation() for s in self.shards)  # each shard's only grows
+
     def names(self, doc_ids: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for s in self.shards:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,9 @@ class Service:
         self.query_encoder = BatchingEncoder(rag.searcher.query_encoder)
         self.searcher = rag.searcher.using(self.query_encoder)
         self.answerer = rag.answerer.using(self.searcher)
-        # ((sources, documents) it was computed at, the folder the indexed files share)
-        self._root_cache: tuple[tuple[int, int], Path | None] | None = None
+        self._uploads = self.uploads.folder.resolve()
+        # (the index generation it was found at, the folder the indexed files share)
+        self._root_cache: tuple[int, Path | None] | None = None
 
     # ------------------------------------------------------------ ask
 
@@ -89,37 +90,38 @@ class Service:
 
     # ------------------------------------------------------------ JSON
 
-    def shown_source(self, source: str) -> str:
-        """A source as a client sees it: never the server's absolute path. An upload is
-        `uploads/<its name's hash file>`; an indexed file is relative to the folder all the
-        index's files share (what was indexed: `ragline index ~/docs` shows `a.txt`)."""
-        path = Path(source)
-        if not path.is_absolute():
-            return source
-        if path.parent == self.uploads.folder.resolve():
-            return f"uploads/{path.name}"
-        root = self._root()
-        try:
-            return path.relative_to(root).as_posix() if root else path.name
-        except ValueError:  # added since the root was computed
-            return path.name
-
-    def _root(self) -> Path | None:
-        counts = self.index.counts()
-        key = (counts["sources"], counts["documents"])
-        if self._root_cache is None or self._root_cache[0] != key:
-            uploads = str(self.uploads.folder.resolve())
+    def sources_shown(self) -> Callable[[str], str]:
+        """How sources are shown to clients: never as the server's absolute paths. An upload
+        is `uploads/<its file>`; an indexed file is relative to the folder all the index's
+        files share (what was indexed: `ragline index ~/docs` shows `a.txt`). The folder is
+        found again only when the index has changed since."""
+        gen = self.index.committed_generation()
+        if self._root_cache is None or self._root_cache[0] != gen:
             paths = [p for s in self.index.source_paths() for p in [Path(s)]
-                     if p.is_absolute() and str(p.parent) != uploads]
+                     if p.is_absolute() and p.parent != self._uploads]
             root = None
             if paths:
                 common = Path(os.path.commonpath(paths))
                 root = common.parent if len(paths) == 1 or common in paths else common
-            self._root_cache = (key, root)
-        return self._root_cache[1]
+            self._root_cache = (gen, root)
+        root = self._root_cache[1]
+
+        def shown(source: str) -> str:
+            path = Path(source)
+            if not path.is_absolute():
+                return source
+            if path.parent == self._uploads:
+                return f"uploads/{path.name}"
+            try:
+                return path.relative_to(root).as_posix() if root else path.name
+            except ValueError:  # added since the folder was found
+                return path.name
+
+        return shown
 
     def public_docs(self, docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{**d, "source": self.shown_source(d["source"])} for d in docs]
+        shown = self.sources_shown()
+        return [{**d, "source": shown(d["source"])} for d in docs]
 
     def hits_json(self, hits: Sequence[Hit],
                   documents: Sequence[DocumentPosterior] | None = None) -> dict[str, Any]:
@@ -131,19 +133,20 @@ class Service:
             return names.get(doc_id) or Path(source).name
 
         docs = document_posteriors(hits) if documents is None else documents
+        shown = self.sources_shown()
         return {"passages": [{**hit_to_dict(h), "name": name(h.passage.doc_id, h.passage.source),
-                              "source": self.shown_source(h.passage.source)} for h in hits],
+                              "source": shown(h.passage.source)} for h in hits],
                 "documents": [{"doc_id": d.doc_id, "name": name(d.doc_id, d.source),
-                               "source": self.shown_source(d.source), "prob": d.prob}
-                              for d in docs]}
+                               "source": shown(d.source), "prob": d.prob} for d in docs]}
 
     def answer_json(self, answer: Answer) -> dict[str, Any]:
         out = answer.to_dict()
         out.update(self.hits_json(answer.hits, answer.documents))
         names = {p["passage_id"]: p["name"] for p in out["passages"]}
+        shown = self.sources_shown()
         for c in out["citations"]:
             c["name"] = names.get(c["passage_id"], "")
-            c["source"] = self.shown_source(c["source"])
+            c["source"] = shown(c["source"])
         return out
 
     # ------------------------------------------------------------ auth

@@ -61,7 +61,8 @@ def register(app: FastAPI, service: Service, memory: TranslationMemory | None) -
         async for item in job.results():
             done = item
         out = [x.to_dict() for x in done]
+        shown = service.sources_shown()
         for x in out:
             for m in x["matches"]:
-                m["origin"] = service.shown_source(m["origin"])
+                m["origin"] = shown(m["origin"])
         return {"source": t.memory.source, "target": t.memory.target, "translations": out}
