@@ -332,20 +332,23 @@ class ShardedIndex(Index):
 def _check_left_shard(folder: IndexFolder, i: int, n: int, encoder: Encoder) -> None:
     """A shard folder found where a new sharded index is being made must be what a killed
     creation of this same index left: shard i of n, this encoder, nothing in it."""
-    have = folder.manifest.shard
-    docs = folder.store.counts()["documents"]
-    why = None
-    if have and tuple(have) != (i, n):
-        why = f"it is shard {have[0] + 1} of {have[1]}, not {i + 1} of {n}"
-    elif folder.encoder_spec.id != encoder.spec.id:
+    why = _not_left_by_us(folder, i, n)
+    if why is None and folder.encoder_spec.id != encoder.spec.id:
         why = f"it was built with {folder.encoder_spec.id}, not {encoder.spec.id}"
-    elif docs:
-        why = f"it holds {docs:,} documents"
     if why is not None:
         raise RaglineError(f"{folder.path} belongs to another index ({why}); move the shard "
                            "folders away or choose an empty folder")
-    if not have:
+    if not folder.manifest.shard:
         _record_shard(folder, i, n)
+
+
+def _not_left_by_us(folder: IndexFolder, i: int, n: int) -> str | None:
+    """Why a shard folder cannot be shard i of a new index of n shards, or None."""
+    have = folder.manifest.shard
+    if have and tuple(have) != (i, n):
+        return f"it is shard {have[0] + 1} of {have[1]}, not {i + 1} of {n}"
+    docs = folder.store.counts()["documents"]
+    return f"it holds {docs:,} documents" if docs else None
 
 
 def _record_shard(folder: IndexFolder, i: int, n: int) -> None:
@@ -377,13 +380,9 @@ def check_leftover_shards(path: Path, n_shards: int | None) -> None:
                                "empty folder")
         folder = IndexFolder.open(sub)
         try:
-            i = names.index(sub.name)
-            have = folder.manifest.shard
-            docs = folder.store.counts()["documents"]
-            if (have and tuple(have) != (i, n_shards)) or docs:
-                why = (f"it is shard {have[0] + 1} of {have[1]}, not {i + 1} of {n_shards}"
-                       if have and tuple(have) != (i, n_shards) else f"it holds {docs:,} documents")
-                raise RaglineError(f"{sub} belongs to another index ({why}); move the shard "
-                                   "folders away or choose an empty folder")
+            why = _not_left_by_us(folder, names.index(sub.name), n_shards)
         finally:
             folder.close()
+        if why is not None:
+            raise RaglineError(f"{sub} belongs to another index ({why}); move the shard "
+                               "folders away or choose an empty folder")
