@@ -17,6 +17,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragline.server.errors import error_body
+from ragline.server.uploads import too_large
 
 GONE = "ragline.client_gone"  # the scope key of an asyncio.Event set when the client leaves
 JSON_LIMIT = 8 * 2**20       # /v1/translate's 100 segments of 4,000 characters fit many times
@@ -32,10 +33,7 @@ class BodyLimit:
     def limit(self, scope: Scope) -> tuple[int, str]:
         """The byte limit of a request's body and what to say when it is passed."""
         if scope["path"] == UPLOAD_PATH:
-            mb = self.upload_bytes / 2**20
-            return (self.upload_bytes + FRAMING,
-                    f"the file is larger than the server's limit of {mb:g} MB "
-                    "(server.max_upload_mb)")
+            return self.upload_bytes + FRAMING, too_large(self.upload_bytes)
         return JSON_LIMIT, (f"the request body is larger than {JSON_LIMIT / 2**20:g} MB; send "
                             "fewer or shorter texts per request")
 

@@ -48,6 +48,12 @@ def suffix_of(name: str) -> str:
     return suffix
 
 
+def too_large(max_bytes: int) -> str:
+    """What an upload over the limit is told (here and by the body limit, server.limits)."""
+    return (f"the file is larger than the server's limit of {max_bytes / 2**20:g} MB "
+            "(server.max_upload_mb)")
+
+
 class UploadStore:
     def __init__(self, index: Index, max_bytes: int) -> None:
         self.index = index
@@ -59,9 +65,7 @@ class UploadStore:
 
     def check_size(self, size: int) -> None:
         if size > self.max_bytes:
-            raise PayloadTooLargeError(
-                f"the file is larger than the server's limit of {self.max_bytes / 2**20:g} MB "
-                "(server.max_upload_mb)")
+            raise PayloadTooLargeError(too_large(self.max_bytes))
 
     def add(self, raw_name: str | None, data: bytes) -> dict[str, Any]:
         """Store and index one uploaded file. Raises on an unsupported, empty or unreadable
