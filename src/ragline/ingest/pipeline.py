@@ -37,7 +37,7 @@ from ragline.ingest.files import (
 from ragline.text import display_path, tokenize
 from ragline.types import Document, Passage
 
-__all__ = ["IngestReport", "cjk_share", "ingest_paths", "shard_of"]
+__all__ = ["IngestReport", "cjk_share", "ingest_paths", "merge_shard_reports", "shard_of"]
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +114,19 @@ def ingest_paths(folders: IndexFolder | Sequence[IndexFolder], encoder: Encoder,
     for folder, part in zip(shards, parts, strict=True):
         if part.added or folder.manifest.generation != folder.store.generation:
             folder.persist()
-    if len(shards) > 1:
-        added = {f for p in parts for f in p.added}
-        report.added = sorted(added)
-        report.replaced = sorted({f for p in parts for f in p.replaced})
-        report.unchanged = [f for f in report.unchanged if f not in added]
-        report.documents = sum(p.documents for p in parts)
-        report.passages = sum(p.passages for p in parts)
+    return report if len(shards) == 1 else merge_shard_reports(report, parts)
+
+
+def merge_shard_reports(report: IngestReport, parts: Sequence[IngestReport]) -> IngestReport:
+    """The reading's `report` with what each shard committed (`parts`) folded in: a file is
+    added when any shard added it, unchanged when none had to."""
+    added = {f for p in parts for f in p.added}
+    report.added = sorted(added)
+    report.replaced = sorted({f for p in parts for f in p.replaced})
+    report.unchanged = [f for f in report.unchanged if f not in added]
+    report.duplicates += [d for p in parts for d in p.duplicates]
+    report.documents = sum(p.documents for p in parts)
+    report.passages = sum(p.passages for p in parts)
     return report
 
 

@@ -39,7 +39,13 @@ from ragline.index.shards import ShardedIndex
 from ragline.index.store import SourceRecord, source_key
 from ragline.ingest.chunk import chunk_document
 from ragline.ingest.files import IngestReport, discover, read_documents
-from ragline.ingest.pipeline import FileCommitter, Piece, SourceFile, shard_of
+from ragline.ingest.pipeline import (
+    FileCommitter,
+    Piece,
+    SourceFile,
+    merge_shard_reports,
+    shard_of,
+)
 from ragline.scale.cluster import connect, has_gpus
 from ragline.text import display_path, tokenize
 from ragline.types import Document, Passage
@@ -259,12 +265,4 @@ class _Assembler:
             c.close()
 
     def result(self) -> IngestReport:
-        r, parts = self.report, self.shard_reports
-        added = {f for p in parts for f in p.added}
-        r.added = sorted(added)
-        r.replaced = sorted({f for p in parts for f in p.replaced})
-        r.unchanged = [f for f in r.unchanged if f not in added]
-        r.duplicates = [d for p in parts for d in p.duplicates]
-        r.documents = sum(p.documents for p in parts)
-        r.passages = sum(p.passages for p in parts)
-        return r
+        return merge_shard_reports(self.report, self.shard_reports)
