@@ -81,6 +81,21 @@ def ragline(*argv: str) -> subprocess.CompletedProcess[bytes]:
                           capture_output=True, timeout=300)
 
 
+def run_problems(proc: subprocess.CompletedProcess[bytes]) -> list[str]:
+    """What is wrong with how a `ragline` run ended: a traceback, an exit status outside
+    0/1/2, an error that is not one `error:` line."""
+    err = proc.stderr.decode("utf-8", "replace")
+    problems = []
+    if "Traceback" in err or "unexpected" in err:
+        problems.append("traceback")
+    if proc.returncode not in (0, 1, 2):
+        problems.append(f"exit {proc.returncode}")
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    if proc.returncode and len(errors) != 1:
+        problems.append("error not one line")
+    return problems
+
+
 def cli_part(root: Path, per_kind: int) -> None:
     from mutants import INDEX_DAMAGE, file_mutants, odd_paths
 
@@ -89,22 +104,15 @@ def cli_part(root: Path, per_kind: int) -> None:
 
     def judge(what: str, proc: subprocess.CompletedProcess[bytes], index: Path,
               may_lose: bool = False) -> None:
-        err = proc.stderr.decode("utf-8", "replace")
         stats["runs"] += 1
-        problems = []
-        if "Traceback" in err or "unexpected" in err:
-            problems.append("traceback")
-        if proc.returncode not in (0, 1, 2):
-            problems.append(f"exit {proc.returncode}")
-        errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
-        if proc.returncode and len(errors) != 1:
-            problems.append("error not one line")
+        problems = run_problems(proc)
         if not may_lose and lost(index):
             problems.append("lost passages")
         for p in problems:
             stats[p] += 1
         if problems:
-            bad_runs.append(f"{what}: {', '.join(problems)}: {err.strip()[-300:]}")
+            bad_runs.append(f"{what}: {', '.join(problems)}: "
+                            f"{proc.stderr.decode('utf-8', 'replace').strip()[-300:]}")
         stats[f"exit {proc.returncode}"] += 1
 
     index = make_index(root, "cli")
@@ -253,19 +261,13 @@ def memory_part(root: Path, per_kind: int) -> None:
             return False
 
     def judge(what: str, proc: subprocess.CompletedProcess[bytes]) -> None:
-        err = proc.stderr.decode("utf-8", "replace")
         stats["CLI runs"] += 1
-        problems = []
-        if "Traceback" in err or "unexpected" in err:
-            problems.append("traceback")
-        if proc.returncode not in (0, 1, 2):
-            problems.append(f"exit {proc.returncode}")
-        if proc.returncode and len([ln for ln in err.splitlines() if ln.startswith("error: ")]) != 1:
-            problems.append("error not one line")
+        problems = run_problems(proc)
         for p in problems:
             stats[p] += 1
         if problems:
-            bad.append(f"{what}: {', '.join(problems)}: {err.strip()[-300:]}")
+            bad.append(f"{what}: {', '.join(problems)}: "
+                       f"{proc.stderr.decode('utf-8', 'replace').strip()[-300:]}")
 
     t0 = time.perf_counter()
     files = root / "tm-bad"
