@@ -85,7 +85,6 @@ class IndexFolder:
         self._writer_depth = 0
         self._dense_changes = 0  # passages added or removed since dense.faiss was saved
         self._seen_generation = -1  # the store generation `refresh` last caught up with
-        self._refreshing = threading.Lock()
 
     @property
     def encoder_spec(self) -> EncoderSpec:
@@ -220,19 +219,24 @@ class IndexFolder:
         try:
             if self._writer_depth:  # this thread is the writer
                 return 0
-            with self._refreshing:  # two threads must not both apply the same commits
-                gen = self.store.committed_generation()
-                if gen == self._seen_generation:
-                    return 0
-                with self.searching.write():
-                    changed = self._catch_up()
-                self._seen_generation = gen
-                if changed:
-                    log.info("%s: caught up with %d passage changes another process committed",
-                             self.path, changed)
-                return changed
+            # holding _writer, no other thread applies the same commits meanwhile
+            changed = self._catch_up_to(self.store.committed_generation())
+            if changed:
+                log.info("%s: caught up with %d passage changes another process committed",
+                         self.path, changed)
+            return changed
         finally:
             self._writer.release()
+
+    def _catch_up_to(self, gen: int) -> int:
+        """`_catch_up`, under the search lock, unless the store is still at `gen`, the
+        generation last caught up with."""
+        if gen == self._seen_generation:
+            return 0
+        with self.searching.write():
+            changed = self._catch_up()
+        self._seen_generation = gen
+        return changed
 
     def _catch_up(self) -> int:
         """Apply to the loaded indexes what the store committed since they were saved;
@@ -410,11 +414,7 @@ class IndexFolder:
             self.manifest = disk
             if rebuilt:
                 self.rebuild_dense()
-        gen = self.store.generation
-        if gen != self._seen_generation:
-            with self.searching.write():
-                self._catch_up()
-            self._seen_generation = gen
+        self._catch_up_to(self.store.generation)
 
     def close(self) -> None:
         self.store.close()
