@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import textwrap
+import zipfile
 
 
 def _esc(s: str) -> str:
@@ -70,3 +71,161 @@ def make_docx(paragraphs: list[str], title: str = "", table: list[list[str]] | N
     buf = io.BytesIO()
     d.save(buf)
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------- the other types
+
+
+def make_pptx(slides: list[tuple[str, str, str]]) -> bytes:
+    """(title, body, speaker notes) per slide."""
+    from pptx import Presentation
+
+    deck = Presentation()
+    for title, body, notes in slides:
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = title
+        slide.placeholders[1].text = body
+        if notes:
+            slide.notes_slide.notes_text_frame.text = notes
+    out = io.BytesIO()
+    deck.save(out)
+    return out.getvalue()
+
+
+def make_xlsx(sheets: dict[str, list[list[object]]]) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def make_xls(rows: list[list[object]], sheet: str = "Sheet1") -> bytes:
+    import xlwt
+
+    book = xlwt.Workbook()
+    ws = book.add_sheet(sheet)
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            ws.write(r, c, value)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _odf(mimetype: str, body: str) -> bytes:
+    content = ('<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+               'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+               'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+               'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+               f'office:version="1.2"><office:body>{body}</office:body></office:document-content>')
+    manifest = ('<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+                'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
+                f'<manifest:file-entry manifest:full-path="/" manifest:media-type="{mimetype}"/>'
+                '<manifest:file-entry manifest:full-path="content.xml" '
+                'manifest:media-type="text/xml"/></manifest:manifest>')
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("mimetype", mimetype, compress_type=zipfile.ZIP_STORED)
+        z.writestr("META-INF/manifest.xml", manifest)
+        z.writestr("content.xml", content)
+    return out.getvalue()
+
+
+def make_odt(heading: str, paragraphs: list[str]) -> bytes:
+    body = f'<text:h text:outline-level="1">{_esc(heading)}</text:h>' + "".join(
+        f"<text:p>{_esc(p)}</text:p>" for p in paragraphs)
+    return _odf("application/vnd.oasis.opendocument.text", f"<office:text>{body}</office:text>")
+
+
+def make_ods(rows: list[list[str]], sheet: str = "Sheet1") -> bytes:
+    cells = "".join("<table:table-row>" + "".join(
+        f'<table:table-cell office:value-type="string"><text:p>{_esc(c)}</text:p>'
+        "</table:table-cell>" for c in row) + "</table:table-row>" for row in rows)
+    return _odf("application/vnd.oasis.opendocument.spreadsheet",
+                f'<office:spreadsheet><table:table table:name="{sheet}">{cells}</table:table>'
+                "</office:spreadsheet>")
+
+
+def make_epub(title: str, chapters: list[tuple[str, str]]) -> bytes:
+    import tempfile
+
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier("ragline-test")
+    book.set_title(title)
+    book.set_language("en")
+    items = []
+    for i, (heading, text) in enumerate(chapters, 1):
+        c = epub.EpubHtml(title=heading, file_name=f"c{i}.xhtml", lang="en")
+        c.content = f"<html><body><h1>{_esc(heading)}</h1><p>{_esc(text)}</p></body></html>"
+        book.add_item(c)
+        items.append(c)
+    book.toc = items
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = ["nav", *items]
+    with tempfile.TemporaryDirectory() as d:
+        path = f"{d}/book.epub"
+        epub.write_epub(path, book)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def make_eml(subject: str, body: str, attachments: dict[str, bytes] | None = None) -> bytes:
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = "Keeper <keeper@example.org>"
+    msg["To"] = "log@example.org"
+    msg["Date"] = "Mon, 02 Jan 1893 10:00:00 +0000"
+    msg.set_content(body)
+    for name, data in (attachments or {}).items():
+        msg.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    return bytes(msg)
+
+
+def make_page_image(lines: list[str], font: str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+                    size: int = 32, angle: float = 0.0, noise: float = 0.0,
+                    seed: int = 0) -> object:
+    """A PIL image of text lines as a scan shows them (optionally turned and speckled)."""
+    import random
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    face = ImageFont.truetype(font, size)
+    width = max(int(face.getlength(line)) for line in lines) + 80
+    img = Image.new("L", (width, int(len(lines) * size * 1.8) + 80), 255)
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((40, 40 + int(i * size * 1.8)), line, font=face, fill=0)
+    if angle:
+        img = img.rotate(angle, expand=True, fillcolor=255)
+    if noise:
+        rng = random.Random(seed)
+        px = img.load()
+        for _ in range(int(img.width * img.height * noise)):
+            px[rng.randrange(img.width), rng.randrange(img.height)] = rng.choice((0, 255))
+    return img
+
+
+def image_bytes(img: object, fmt: str = "PNG") -> bytes:
+    out = io.BytesIO()
+    img.save(out, fmt)  # type: ignore[attr-defined]
+    return out.getvalue()
+
+
+def make_scanned_pdf(pages: list[list[str]]) -> bytes:
+    """A PDF whose pages are images of text only (no text layer), as a scanner makes."""
+    images = [make_page_image(lines).convert("RGB") for lines in pages]  # type: ignore[attr-defined]
+    out = io.BytesIO()
+    images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=100)
+    return out.getvalue()

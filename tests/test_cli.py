@@ -36,12 +36,14 @@ def test_bad_files_are_skipped_with_a_summary(tmp_path: Path, corpus: Path,
     (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
     (corpus / "empty.txt").write_bytes(b"")
     (corpus / "image.png").write_bytes(b"\x89PNG")
+    (corpus / "tool.exe").write_bytes(b"MZ\x90\x00\x03\x00")
     code, out, err = _run(capsys, "index", str(corpus), "--index", str(tmp_path / "i"),
                           "--encoder", "hash")
     assert code == 0
-    assert "3 document(s)" in out and "skipped 2 file(s)" in out
+    assert "3 document(s)" in out and "skipped 3 file(s)" in out
     assert "broken.pdf: corrupt or unreadable PDF" in out and "empty.txt: file is empty" in out
-    assert "ignored 1 file(s) of unsupported types in folders: .png" in out
+    assert "image.png: corrupt or unreadable image" in out
+    assert "ignored 1 file(s) of unsupported types in folders: .exe" in out
     assert "Traceback" not in err
 
 

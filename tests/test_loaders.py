@@ -101,6 +101,11 @@ def test_undecodable_text(tmp_path: Path) -> None:
         load_file(_write(tmp_path, "noise.txt", noise))
 
 
-def test_unsupported_extension_lists_supported(tmp_path: Path) -> None:
+def test_unknown_binary_type_lists_supported(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedFileError, match=r"'\.xyz'.*supported: .*\.pdf"):
-        load_file(_write(tmp_path, "report.xyz", "text"))
+        load_file(_write(tmp_path, "report.xyz", b"\x00\x01\x02binary"))
+
+
+def test_unknown_type_that_is_text_is_read_as_text(tmp_path: Path) -> None:
+    [doc] = load_file(_write(tmp_path, "README.Debian", "Notes for Debian users.\n"))
+    assert doc.text == "Notes for Debian users."

@@ -52,6 +52,8 @@ class Passage:
     position: int
     source: str = ""
     page: int | None = None
+    # where in its file: "slide 3", "Sheet1 · rows 2–41", "lines 10–45", "00:01:02 – 00:01:30"
+    location: str = ""
 
     @property
     def embed_text(self) -> str:
@@ -158,6 +160,7 @@ class Answer:
             "citations": [
                 {"marker": c.marker, "passage_id": c.passage.id, "doc_id": c.passage.doc_id,
                  "source": c.passage.source, "title": c.passage.title, "page": c.passage.page,
+                 "location": c.passage.location,
                  "score": c.score, "prob": c.prob, "span": list(c.span), "quote": c.quote,
                  "text": c.passage.text}
                 for c in self.citations
@@ -205,4 +208,5 @@ def hit_to_dict(hit: Hit) -> dict[str, Any]:
     return {"rank": hit.rank, "score": hit.score, "dense_score": hit.dense_score,
             "sparse_score": hit.sparse_score, "prob": hit.prob, "passage_id": p.id,
             "doc_id": p.doc_id, "source": p.source, "title": p.title, "position": p.position,
-            "page": p.page, "start": p.start, "end": p.end, "text": p.text}
+            "page": p.page, "location": p.location, "start": p.start, "end": p.end,
+            "text": p.text}

@@ -13,6 +13,7 @@ from ragline.cli.options import add_dense, add_index_arg, add_json, add_ray, pos
 from ragline.config import Config, override
 from ragline.errors import RaglineError
 from ragline.index.dense import DenseSpec
+from ragline.ingest.files import document_reader
 from ragline.ingest.loaders import supported_suffixes
 from ragline.ingest.pipeline import IngestReport
 from ragline.registry import ENCODERS
@@ -30,6 +31,9 @@ def register(sub: Any) -> None:
     s.add_argument("--query-prefix", help='encoder prefix for queries, e.g. "query: " (default: '
                                           "what the model's config names; kept in the manifest)")
     s.add_argument("--passage-prefix", help='encoder prefix for passages, e.g. "passage: "')
+    s.add_argument("--no-ocr", action="store_true",
+                   help="do not run OCR on images and on PDF pages without a text layer "
+                        "(they are listed as skipped)")
     s.add_argument("--shards", type=positive_int, metavar="N",
                    help="a new index: split it into N shards (documents go by their id); "
                         "search them here or with one Ray actor each (--ray)")
@@ -71,7 +75,8 @@ def cmd_index(args: argparse.Namespace, cfg: Config) -> int:
     with Index.open_or_create(args.index, cfg.index, args.encoder, cfg.model.device,
                               args.paths, shards=args.shards) as index:
         if cfg.scale.ray is None:
-            report = index.add(args.paths, progress=not args.quiet)
+            reader = document_reader(ocr=not args.no_ocr, progress=not args.quiet)
+            report = index.add(args.paths, progress=not args.quiet, reader=reader)
         else:
             from ragline.scale.ingest import ray_ingest
 

@@ -39,6 +39,8 @@ def where(hit_or_passage: Any) -> str:
     if Path(p.source).suffix.lower() in TABLE_SUFFIXES:
         place += f" · doc {p.doc_id}"  # a table of documents: the row's id says which
     place += f" · passage {p.position + 1}"
+    if p.location:
+        return place + f" · {p.location}"
     return place + (f" · page {p.page}" if p.page else "")
 
 

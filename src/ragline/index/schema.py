@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["FILL_REFERENCES", "SCHEMA", "is_blank"]
+__all__ = ["FILL_REFERENCES", "SCHEMA", "add_passage_places", "is_blank"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -25,7 +25,10 @@ CREATE TABLE IF NOT EXISTS passages (
     rowid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
     doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     position INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
-    page INTEGER, text TEXT NOT NULL, tokens TEXT NOT NULL, vector BLOB NOT NULL);
+    page INTEGER, text TEXT NOT NULL, tokens TEXT NOT NULL, vector BLOB NOT NULL,
+    -- a section's own title (a function's name, a slide's title; NULL: the document's) and
+    -- where in its file the passage lies ("slide 3", "Sheet1 · rows 2–41", "lines 10–45")
+    title TEXT, location TEXT);
 CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id);
 -- every source file that holds a document (two files may hold the same content, which is
 -- stored once): a document lives while one of them does. `name`: an upload's own name.
@@ -39,6 +42,15 @@ INSERT OR IGNORE INTO document_sources(doc_id, source, name)
     SELECT id, source, json_extract(meta, '$.filename') FROM documents;
 INSERT INTO meta(key, value) VALUES('references', '1');
 """
+
+
+def add_passage_places(con: sqlite3.Connection) -> None:
+    """Stores made before passages had their own title and location get the two columns
+    (NULL: the document's title, no location)."""
+    columns = {r[1] for r in con.execute("PRAGMA table_info(passages)")}
+    for column in ("title", "location"):
+        if column not in columns:
+            con.execute(f"ALTER TABLE passages ADD COLUMN {column} TEXT")
 
 
 def is_blank(path: Path) -> bool:

@@ -25,12 +25,12 @@ from urllib.parse import quote
 import numpy as np
 
 from ragline.errors import IndexCorruptError
-from ragline.index.schema import FILL_REFERENCES, SCHEMA
+from ragline.index.schema import FILL_REFERENCES, SCHEMA, add_passage_places
 from ragline.text import display_path
 from ragline.types import Document, DocumentInfo, Passage
 
-_PASSAGE_COLS = ('p.rowid, p.id, p.doc_id, p.text, d.title, p.start, p."end", p.position, '
-                 "d.source, p.page")
+_PASSAGE_COLS = ('p.rowid, p.id, p.doc_id, p.text, COALESCE(p.title, d.title), p.start, '
+                 'p."end", p.position, d.source, p.page, p.location')
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def source_key(path: Path) -> str:
 
 def _row_to_passage(r: sqlite3.Row | tuple) -> tuple[int, Passage]:  # type: ignore[type-arg]
     return r[0], Passage(id=r[1], doc_id=r[2], text=r[3], title=r[4], start=r[5], end=r[6],
-                         position=r[7], source=r[8], page=r[9])
+                         position=r[7], source=r[8], page=r[9], location=r[10] or "")
 
 
 def _select_in(con: sqlite3.Connection, sql: str, ids: Sequence[Any]) -> Iterator[Any]:
@@ -130,6 +130,7 @@ class Store:
                 con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a crash
                 con.execute("PRAGMA foreign_keys=ON")
                 con.executescript(SCHEMA)
+                add_passage_places(con)
                 if con.execute("SELECT 1 FROM meta WHERE key='references'").fetchone() is None:
                     con.executescript(f"BEGIN IMMEDIATE;{FILL_REFERENCES}COMMIT;")
             except BaseException:
@@ -224,9 +225,10 @@ class Store:
         for p, v, toks in zip(passages, vecs, tokens, strict=True):
             cur = self.con.execute(
                 'INSERT INTO passages(id, doc_id, position, start, "end", page, text, tokens, '
-                "vector) VALUES(?,?,?,?,?,?,?,?,?)",
+                "vector, title, location) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                 (p.id, p.doc_id, p.position, p.start, p.end, p.page, p.text,
-                 "\t".join(toks), v.tobytes()))
+                 "\t".join(toks), v.tobytes(), None if p.title == doc.title else p.title,
+                 p.location or None))
             rowids.append(int(cur.lastrowid or 0))
         return rowids
 
@@ -335,7 +337,7 @@ class Store:
                             "documents d ON d.id = p.doc_id WHERE p.rowid IN ({marks})",
                             [int(i) for i in rowids]):
             rowid, passage = _row_to_passage(r)
-            out[rowid] = (passage, np.frombuffer(r[10], dtype=np.float32))
+            out[rowid] = (passage, np.frombuffer(r[11], dtype=np.float32))
         return out
 
     def vectors_by_rowid(self, rowids: Sequence[int]) -> dict[int, np.ndarray]:

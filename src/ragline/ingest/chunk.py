@@ -61,11 +61,84 @@ def _split_long(text: str, start: int, end: int, words: int) -> list[tuple[int, 
 
 
 def chunk_document(doc: Document, words: int = 100) -> list[Passage]:
-    page_starts: list[int] = doc.meta.get("page_starts") or []
+    """The document's passages. Loaders describe structure in `doc.meta`:
+
+    - `page_starts`: the offset where each page (or slide) begins → `Passage.page`
+    - `sections`: `[start, end, title, location]` spans (a function, a slide, a block of rows):
+      no passage crosses one; a passage takes its section's title (else the document's) and
+      location. With `whole_sections` a section is one passage, never cut (a block of rows
+      under its header).
+    - `lines`: a passage with no location of its own is placed by its line range.
+    - `code`: a section is cut between lines, never inside one (code has no sentences).
+    """
+    meta = doc.meta
+    page_starts: list[int] = meta.get("page_starts") or []
+    spans: list[tuple[int, int, str, str]] = []
+    for s, e, title, location in _sections(meta.get("sections") or [], len(doc.text)):
+        if meta.get("whole_sections") and doc.text[s:e].strip():
+            spans.append((s, e, title, location))
+        else:
+            sub = doc.text[s:e]
+            cut = line_spans(sub, words) if meta.get("code") else chunk_spans(sub, words)
+            spans += [(s + a, s + b, title, location) for a, b in cut]
+    line_starts = _line_starts(doc.text) if meta.get("lines") else None
     passages = []
-    for i, (s, e) in enumerate(chunk_spans(doc.text, words)):
+    for i, (s, e, title, location) in enumerate(spans):
         page = bisect.bisect_right(page_starts, s) if page_starts else None
+        if not location and line_starts is not None:
+            first = bisect.bisect_right(line_starts, s)
+            last = bisect.bisect_right(line_starts, max(s, e - 1))
+            location = f"line {first}" if first == last else f"lines {first}–{last}"
         passages.append(Passage(id=f"{doc.id}-{i}", doc_id=doc.id, text=doc.text[s:e],
-                                title=doc.title, start=s, end=e, position=i,
-                                source=doc.source, page=page))
+                                title=title or doc.title, start=s, end=e, position=i,
+                                source=doc.source, page=page, location=location))
     return passages
+
+
+def line_spans(text: str, words: int) -> list[tuple[int, int]]:
+    """Spans of whole lines, about `words` words each (a longer line is one span)."""
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    end = pos = 0
+    size = 0.0
+    for line in text.split("\n"):
+        n = count_words(line)
+        if start is not None and size + n > words and size:
+            spans.append((start, end))
+            start, size = None, 0.0
+        if line.strip():
+            if start is None:
+                start = pos + (len(line) - len(line.lstrip()) if not spans else 0)
+            end = pos + len(line.rstrip())
+            size += n
+        pos += len(line) + 1
+    if start is not None:
+        spans.append((start, end))
+    return spans
+
+
+def _sections(sections: list[list[object]], n: int) -> list[tuple[int, int, str, str]]:
+    """The document cut into sections: the loader's, in order, and the text between them
+    (untitled), so that nothing is lost to a loader's gap."""
+    out: list[tuple[int, int, str, str]] = []
+    pos = 0
+    for sec in sorted(sections, key=lambda x: int(x[0])):  # type: ignore[call-overload]
+        s, e = max(pos, int(sec[0])), min(n, int(sec[1]))  # type: ignore[call-overload]
+        if e <= s:
+            continue
+        if s > pos:
+            out.append((pos, s, "", ""))
+        out.append((s, e, str(sec[2]), str(sec[3])))
+        pos = e
+    if pos < n:
+        out.append((pos, n, "", ""))
+    return out
+
+
+def _line_starts(text: str) -> list[int]:
+    starts = [0]
+    i = text.find("\n")
+    while i != -1:
+        starts.append(i + 1)
+        i = text.find("\n", i + 1)
+    return starts

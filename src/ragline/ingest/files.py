@@ -2,7 +2,7 @@
 
     report = IngestReport()
     files = discover([Path("docs/")], report)      # regular files of supported types
-    docs = read_documents(path, data, report)      # None when skipped (the reason is reported)
+    for doc in read_documents(blob, report): ...   # stops, reported, on a file it cannot read
 
 Documents are read by type (ragline.ingest.loaders); another `FileReader` reads other files
 into Documents (translation memories: ragline.tm).
@@ -14,12 +14,13 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragline.errors import IngestError
-from ragline.ingest.loaders import LOADERS, load_file
+from ragline.ingest.blob import Blob, ReadOptions, looks_like_text
+from ragline.ingest.loaders import LOADERS, iter_documents, load_file
 from ragline.text import CJK_RE, display_path
 from ragline.types import Document
 
@@ -47,14 +48,35 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class FileReader:
-    """What an ingestion reads: the suffixes it takes from folders, and how it turns one
-    file's bytes into Documents (an IngestError skips the file and reports why)."""
+    """What an ingestion reads: the suffixes it takes from folders (and, with `sniff`, any
+    other file that is text), and how it turns one file into Documents (an IngestError skips
+    the file and reports why). `options`: how files are read (OCR on or off)."""
 
     suffixes: Collection[str]
-    load: Callable[[Path, bytes], list[Document]]
+    load: Callable[[Blob], Iterable[Document]]
+    sniff: bool = True
+    options: ReadOptions = field(default_factory=ReadOptions)
+
+    def takes(self, path: Path) -> bool:
+        """Whether a file found in a folder is read: a known suffix, or text."""
+        if path.suffix.lower() in self.suffixes:
+            return True
+        if not self.sniff:
+            return False
+        try:
+            with path.open("rb") as f:
+                return looks_like_text(f.read(8192))
+        except OSError:
+            return False
 
 
-DOCUMENTS = FileReader(frozenset(LOADERS), load_file)
+def document_reader(ocr: bool = True, progress: bool = False) -> FileReader:
+    """Documents by type (ragline.ingest.loaders); `ocr`: read scanned pages and images."""
+    return FileReader(frozenset(LOADERS), iter_documents,
+                      options=ReadOptions(ocr=ocr, progress=progress))
+
+
+DOCUMENTS = document_reader()
 
 
 def _is_index_folder(path: Path) -> bool:
@@ -78,10 +100,10 @@ def _not_a_file(path: Path) -> str | None:
 
 
 def discover(paths: Iterable[Path], report: IngestReport,
-             suffixes: Collection[str] = DOCUMENTS.suffixes) -> list[Path]:
-    """Regular files named, and those of `suffixes` under folders named (recursively, hidden
-    ones skipped). Anything else (pipes, devices, broken links, link loops) is skipped and
-    reported."""
+             reader: FileReader = DOCUMENTS) -> list[Path]:
+    """Regular files named, and those the reader takes under folders named (recursively,
+    hidden ones skipped). Anything else (pipes, devices, broken links, link loops) is skipped
+    and reported."""
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -94,7 +116,8 @@ def discover(paths: Iterable[Path], report: IngestReport,
                     f = Path(root) / n
                     if n.startswith("."):
                         continue
-                    if f.suffix.lower() in suffixes:
+                    if f.suffix.lower() in reader.suffixes or (
+                            _not_a_file(f) is None and reader.takes(f)):
                         files.append(f)
                     else:
                         report.ignored.append(display_path(f))
@@ -122,7 +145,7 @@ def cjk_share(paths: Iterable[Path], max_files: int = 20, max_chars: int = 200_0
     cjk = letters = 0
     for f in discover(paths, IngestReport())[:max_files]:
         try:
-            docs = load_file(f)
+            docs = load_file(f, options=ReadOptions(ocr=False))
         except Exception:  # noqa: BLE001 - a file ingestion will skip and report anyway
             continue
         for d in docs:
@@ -134,21 +157,47 @@ def cjk_share(paths: Iterable[Path], max_files: int = 20, max_chars: int = 200_0
     return cjk / letters if letters else 0.0
 
 
-def read_documents(f: Path, data: bytes, report: IngestReport,
+class Reading:
+    """One file's documents as its reader yields them; a failure midway (an IngestError, or
+    whatever a parser raises) ends the iteration, sets `failed` and reports the file as
+    skipped. What a loader could not read inside the file (an archive member) is reported
+    as skipped too, under its own name."""
+
+    def __init__(self, f: Path, report: IngestReport, reader: FileReader = DOCUMENTS,
+                 data: bytes | None = None) -> None:
+        self.f, self.report, self.reader, self.data = f, report, reader, data
+        self.failed = False
+
+    def __iter__(self) -> Iterator[Document]:
+        f, report = self.f, self.report
+        blob = Blob(display_path(f), path=f if self.data is None else None, data=self.data,
+                    options=self.reader.options)
+        try:
+            yield from self.reader.load(blob)
+        except IngestError as e:  # unsupported, empty, binary, corrupt: skip, report, go on
+            self._skip(str(e).split(": ", 1)[-1])
+        except RecursionError:
+            self._skip("nested too deeply to parse")
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a parser's own failure on a malformed file: skip it, go on
+            log.debug("%s: loader failed", f, exc_info=True)
+            self._skip(f"corrupt or unreadable {f.suffix.lstrip('.').upper() or 'file'} "
+                       f"({_kind(e)}: {_first_line(e)})")
+        finally:
+            report.skipped += [(where, why) for where, why in blob.notes]
+
+    def _skip(self, why: str) -> None:
+        self.failed = True
+        self.report.skipped.append((display_path(self.f), why))
+
+
+def read_documents(f: Path, data: bytes | None, report: IngestReport,
                    reader: FileReader = DOCUMENTS) -> list[Document] | None:
     """The file's documents, or None (skipped and reported) when it cannot be read."""
-    try:
-        return reader.load(Path(display_path(f)), data)
-    except IngestError as e:  # unsupported, empty, binary, corrupt: skip, report, go on
-        report.skipped.append((display_path(f), str(e).split(": ", 1)[-1]))
-    except RecursionError:
-        report.skipped.append((display_path(f), "nested too deeply to parse"))
-    except Exception as e:  # a parser's own failure on a malformed file: skip it, go on
-        log.debug("%s: loader failed", f, exc_info=True)
-        report.skipped.append((display_path(f), f"corrupt or unreadable "
-                               f"{f.suffix.lstrip('.').upper() or 'file'} "
-                               f"({_kind(e)}: {_first_line(e)})"))
-    return None
+    reading = Reading(f, report, reader, data)
+    docs = list(reading)
+    return None if reading.failed else docs
 
 
 def _kind(e: BaseException) -> str:

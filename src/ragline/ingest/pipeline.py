@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -30,9 +31,9 @@ from ragline.ingest.files import (
     DOCUMENTS,
     FileReader,
     IngestReport,
+    Reading,
     cjk_share,
     discover,
-    read_documents,
 )
 from ragline.text import display_path, tokenize
 from ragline.types import Document, Passage
@@ -69,6 +70,8 @@ class Piece:
     # shards that get none of the file's documents but record it: (shard, replacing); one
     # piece for all of them, so that 1,000 shards cost the queues one item, not 1,000
     record_only: list[tuple[int, bool]] = field(default_factory=list)
+    # the file could not be read to its end: its shard rolls back what it began of it
+    abort: bool = False
 
     def append(self, doc: Document, passages: list[Passage], tokens: list[list[str]]) -> None:
         self.docs.append(doc)
@@ -102,7 +105,7 @@ def ingest_paths(folders: IndexFolder | Sequence[IndexFolder], encoder: Encoder,
     documents by type)."""
     shards = [folders] if isinstance(folders, IndexFolder) else list(folders)
     report = IngestReport()
-    files = discover(paths, report, reader.suffixes)
+    files = discover(paths, report, reader)
     # what each shard committed; one folder commits into the report itself
     parts = [report] if len(shards) == 1 else [IngestReport() for _ in shards]
     flow = _Flow(shards, parts, encoder, files, report, batch_passages, names or {}, reader)
@@ -221,20 +224,20 @@ class _Flow:
         documents routed there (the last piece of each with `last`, possibly empty)."""
         report, folders = self.report, self.folders
         source = source_key(f)
-        try:
-            data = f.read_bytes()
+        try:  # hashed as it is read: a large file is never held whole for it
+            with f.open("rb") as fh:
+                sha = hashlib.file_digest(fh, "sha256").hexdigest()
+                size = os.fstat(fh.fileno()).st_size
         except OSError as e:
             report.skipped.append((display_path(f), f"cannot read ({e.strerror})"))
             return
-        rec = SourceRecord(path=source, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        rec = SourceRecord(path=source, sha256=sha, size=size)
         olds = [folder.store.source(source) for folder in folders]
         need = [i for i, old in enumerate(olds) if old is None or old.sha256 != rec.sha256]
         if not need:
             report.unchanged.append(source)
             return
-        docs = read_documents(f, data, report, self.reader)
-        if docs is None:
-            return
+        docs = Reading(f, report, self.reader)  # a large table streams through
         name = self.names.get(f)
         pieces: dict[int, Piece] = {}
         own: dict[int, set[str]] = {}
@@ -266,6 +269,10 @@ class _Flow:
                 yield piece
                 yielded.add(i)
                 pieces[i] = Piece(piece.file, [], [], [], last=False, shard=i)
+        if docs.failed:  # skipped and reported; shards that began the file roll it back
+            for i in yielded:
+                yield Piece(pieces[i].file, [], [], [], last=True, shard=i, abort=True)
+            return
         record = [i for i in need if i not in yielded and not pieces[i].docs
                   and not pieces[i].shared]
         ends = [pieces[i] for i in need if i not in record]
@@ -346,6 +353,9 @@ class FileCommitter:
 
     def put(self, piece: Piece) -> None:
         folder, store = self.folder, self.folder.store
+        if piece.abort:
+            self.close(keep_reader=True)
+            return
         assert piece.vectors is not None
         source = piece.file.record.path
         if not self.opened:
@@ -391,12 +401,13 @@ class FileCommitter:
             self._report(piece.file)
             self.files_done += 1
 
-    def close(self) -> None:
+    def close(self, keep_reader: bool = False) -> None:
         if self.opened:  # stopped mid-file: the file stays as it was, in the store and in memory
             self.folder.store.rollback()
             self.folder.apply(self.added)
             self.opened = False
-        self.folder.store.close_reader()
+        if not keep_reader:
+            self.folder.store.close_reader()
 
     def _report(self, file: SourceFile) -> None:
         self.report.added.append(file.record.path)

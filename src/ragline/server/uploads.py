@@ -39,9 +39,13 @@ def display_name(raw: str | None) -> str:
 
 
 def suffix_of(name: str) -> str:
-    """The loader's extension for a display name, or UnsupportedFileError."""
+    """The loader's extension for a display name (with the type inside a compressed file:
+    `.csv.gz`; "" for a name with none, read as text when it is), or UnsupportedFileError."""
     suffix = Path(name).suffix.lower()
-    if suffix not in supported_suffixes():
+    if suffix in (".gz", ".bz2", ".xz", ".lzma"):
+        inner = Path(name[: -len(suffix)]).suffix.lower()
+        return (inner if inner in supported_suffixes() else "") + suffix
+    if suffix and suffix not in supported_suffixes():
         raise UnsupportedFileError(
             f"{name}: no loader for '{suffix or '(no extension)'}'; supported: "
             f"{' '.join(supported_suffixes())}")

@@ -26,6 +26,7 @@ from rapidfuzz.distance import Levenshtein
 from ragline.config import IndexConfig, RetrievalConfig
 from ragline.errors import ConfigError, EmptyIndexError, IngestError
 from ragline.index.index import Index
+from ragline.ingest.blob import Blob
 from ragline.ingest.files import FileReader, IngestReport, discover
 from ragline.retrieve.searcher import Searcher, check_k, check_query
 from ragline.tm.formats import SUFFIXES, check_lang, read_pairs, same_lang
@@ -62,8 +63,9 @@ def fuzzy_score(a: str, b: str) -> float:
 def pair_reader(source: str, target: str) -> FileReader:
     """Reads TMX, TSV/CSV, PO and MO files into one Document per pair, for an Index."""
 
-    def load(path: Path, data: bytes) -> list[Document]:
-        pairs, _, _ = read_pairs(path, data, source, target)
+    def load(blob: Blob) -> list[Document]:
+        path = Path(blob.name)
+        pairs, _, _ = read_pairs(path, blob.read(), source, target)
         if not pairs:
             raise IngestError(f"{path}: no translated pairs from {source} to {target}")
         return [Document(id=content_hash(f"{p.source}\x1f{p.target}\x1f{p.context}"),
@@ -72,7 +74,7 @@ def pair_reader(source: str, target: str) -> FileReader:
                                                        else {})})
                 for p in pairs]
 
-    return FileReader(SUFFIXES, load)
+    return FileReader(frozenset(SUFFIXES), load, sniff=False)
 
 
 class TranslationMemory:
@@ -168,7 +170,7 @@ def _languages_of(files: Sequence[Path], source: str | None,
     when they are imported)."""
     report = IngestReport()
     reasons = []
-    for f in discover(files, report, SUFFIXES):
+    for f in discover(files, report, pair_reader(source or "", target or "")):
         try:
             _, src, tgt = read_pairs(f, f.read_bytes(), source, target)
             return src, tgt

@@ -1,0 +1,247 @@
+"""Every file type in the loader registry, through one contract: a good file gives passages
+that know where they lie in it (page, slide, sheet and rows, lines, cell, time, member), a
+bad one is skipped with a one-line reason whatever its library raised, and the README's
+table lists every type."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import lzma
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ragline.errors import IngestError, UnreadableFileError
+from ragline.ingest.blob import MAX_UNPACKED_BYTES
+from ragline.ingest.chunk import chunk_document
+from ragline.ingest.files import IngestReport, discover, read_documents
+from ragline.ingest.loaders import FORMATS, LOADERS, load_file
+from ragline.ingest.ocr import ocr_available
+from ragline.types import Passage
+
+from docgen import (
+    image_bytes,
+    make_eml,
+    make_epub,
+    make_ods,
+    make_odt,
+    make_page_image,
+    make_pptx,
+    make_scanned_pdf,
+    make_xls,
+    make_xlsx,
+)
+from mutants import TEXT, valid_files
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CODE = '''"""Tools."""
+import sys
+
+
+def parse_args(argv):
+    """Read the command line."""
+    return argv[1:]
+
+
+class Keeper:
+    def log(self, ship):
+        return ship
+'''
+
+SRT = ("1\n00:00:01,000 --> 00:00:04,000\nThe keeper lit the lamp.\n\n"
+       "2\n00:01:02,500 --> 00:01:05,000\nA ship passed at dawn.\n")
+
+
+def _passages(path: Path) -> list[Passage]:
+    return [p for d in load_file(path) for p in chunk_document(d)]
+
+
+def _write(tmp_path: Path, name: str, data: bytes | str) -> Path:
+    p = tmp_path / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data.encode() if isinstance(data, str) else data)
+    return p
+
+
+def test_pptx_slides_with_notes_are_pages(tmp_path: Path) -> None:
+    deck = make_pptx([("Lighthouse", "The lamp burns oil.", "Say the year."),
+                      ("Storms", "Eleven nights awake in 1893.", "")])
+    ps = _passages(_write(tmp_path, "talk.pptx", deck))
+    assert [(p.page, p.location, p.title) for p in ps] == [
+        (1, "slide 1", "Lighthouse"), (2, "slide 2", "Storms")]
+    assert "Notes: Say the year." in ps[0].text
+
+
+def test_spreadsheet_passages_repeat_the_header_row(tmp_path: Path) -> None:
+    rows = [["Ship", "Year", "Tons"]] + [[f"Ship {i}", 1890 + i % 9, i * 10.0] for i in range(60)]
+    for name, data in [("log.xlsx", make_xlsx({"Ships": rows})), ("log.xls", make_xls(rows)),
+                       ("log.ods", make_ods([[str(c) for c in r] for r in rows])),
+                       ("log.csv", "\n".join(",".join(str(c) for c in r) for r in rows))]:
+        ps = _passages(_write(tmp_path, name, data))
+        assert len(ps) > 1, name
+        for p in ps:
+            assert p.text.startswith("Ship | Year | Tons\n"), (name, p.text[:40])
+            assert "rows " in p.location or "row " in p.location
+        assert "Ship 0 | 1890 | 0" in ps[0].text, name
+        assert ps[0].location.endswith("rows 2–" + ps[0].location.rsplit("–", 1)[-1])
+    xlsx = _passages(tmp_path / "log.xlsx")
+    assert xlsx[0].location.startswith("Ships · rows 2–")
+
+
+def test_a_csv_with_a_text_column_stays_a_corpus(tmp_path: Path) -> None:
+    docs = load_file(_write(tmp_path, "c.csv", "id,title,text\nr1,A,alpha text\n"))
+    assert [(d.id, d.text) for d in docs] == [("r1", "alpha text")]
+
+
+def test_code_is_cut_along_its_definitions(tmp_path: Path) -> None:
+    ps = _passages(_write(tmp_path, "tool.py", CODE))
+    titles = [p.title for p in ps]
+    assert "tool.py · parse_args" in titles and "tool.py · Keeper" in titles
+    fn = next(p for p in ps if p.title == "tool.py · parse_args")
+    assert fn.location == "lines 5–7" and fn.text.startswith("def parse_args")
+    js = _passages(_write(tmp_path, "app.js", "function greet(name) {\n  return name;\n}\n"
+                                              "class Lamp {\n  light() {}\n}\n"))
+    assert [p.title for p in js] == ["app.js · greet", "app.js · Lamp"]
+
+
+def test_notebook_subtitles_json_xml_and_mail_know_their_place(tmp_path: Path) -> None:
+    nb = {"cells": [{"cell_type": "markdown", "source": ["# Tides\n", "High at noon."]},
+                    {"cell_type": "code", "source": "print(1)",
+                     "outputs": [{"text": "OUTPUT-NOT-INDEXED"}]}]}
+    ps = _passages(_write(tmp_path, "n.ipynb", json.dumps(nb)))
+    assert [(p.location, p.title) for p in ps] == [("cell 1", "Tides"), ("cell 2", "Tides")]
+    assert all("OUTPUT-NOT-INDEXED" not in p.text for p in ps)
+    [sub] = _passages(_write(tmp_path, "talk.srt", SRT))
+    assert sub.location == "00:00:01 – 00:01:05" and "ship passed" in sub.text
+    [js] = _passages(_write(tmp_path, "d.json", '{"ship": {"name": "Aurora", "tons": 300}}'))
+    assert "ship.name: Aurora" in js.text and "ship.tons: 300" in js.text
+    [xml] = _passages(_write(tmp_path, "d.xml", '<log><ship tons="300">Aurora</ship></log>'))
+    assert "ship@tons: 300" in xml.text and "ship: Aurora" in xml.text
+    mail = make_eml("Storm report", TEXT, {"log.csv": b"ship,year\nAurora,1893\n"})
+    docs = load_file(_write(tmp_path, "m.eml", mail))
+    assert docs[0].title == "Storm report" and docs[0].meta["from"].startswith("Keeper")
+    att = [p for p in chunk_document(docs[1])]
+    assert att[0].location.startswith("attachment log.csv") and "Aurora | 1893" in att[0].text
+
+
+def test_odt_rtf_epub_and_text_without_extension(tmp_path: Path) -> None:
+    [odt] = load_file(_write(tmp_path, "a.odt", make_odt("Lamp room", [TEXT])))
+    assert odt.title == "Lamp room" and "eleven nights" in odt.text
+    [rtf] = load_file(_write(tmp_path, "a.rtf", r"{\rtf1\ansi Storms of {\b 1893}.\par}"))
+    assert rtf.text == "Storms of 1893."
+    book = make_epub("Keeper", [("Spring", "Ships came."), ("Winter", "Storms came.")])
+    ps = _passages(_write(tmp_path, "b.epub", book))
+    assert [(p.title, p.location) for p in ps if p.location.startswith("chapter")][-2:] == [
+        ("Spring", "chapter 2"), ("Winter", "chapter 3")]
+    [readme] = load_file(_write(tmp_path, "README", "Read me first.\n"))
+    assert readme.text == "Read me first."
+    report = IngestReport()
+    _write(tmp_path, "dir/Makefile", "all:\n\techo hi\n")
+    _write(tmp_path, "dir/blob", b"\x7fELF\x00\x00binary")
+    found = discover([tmp_path / "dir"], report)
+    assert [f.name for f in found] == ["Makefile"] and report.ignored[0].endswith("blob")
+
+
+def test_compressed_files_and_zip_members(tmp_path: Path) -> None:
+    csv = b"ship,year\nAurora,1893\n"
+    for name, data in [("x.csv.gz", gzip.compress(csv)), ("x.csv.bz2", bz2.compress(csv)),
+                       ("x.csv.xz", lzma.compress(csv))]:
+        [doc] = load_file(_write(tmp_path, name, data))
+        assert "Aurora | 1893" in doc.text, name
+    [log] = load_file(_write(tmp_path, "changelog.gz", gzip.compress(b"Version 2: fixed.\n")))
+    assert log.text == "Version 2: fixed."
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("docs/a.md", "# A\n\nAlpha lamp.")
+        z.writestr("../evil.txt", "outside")
+        z.writestr("inner.zip", _zip({"b.txt": "Beta lamp."}))
+        z.writestr("tool.exe", b"\x00\x01")
+    ps = _passages(_write(tmp_path, "pack.zip", out.getvalue()))
+    assert {p.location for p in ps} == {"docs/a.md", "inner.zip · b.txt"}
+    assert all("outside" not in p.text for p in ps)
+
+
+def _zip(members: dict[str, str | bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", method) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+def test_bombs_are_skipped_with_the_reason_not_unpacked(tmp_path: Path) -> None:
+    zeros = b"\x00" * (MAX_UNPACKED_BYTES + 1)
+    gz = _write(tmp_path, "bomb.txt.gz", gzip.compress(zeros, compresslevel=1))
+    del zeros
+    with pytest.raises(UnreadableFileError, match="compression bomb"):
+        load_file(gz)
+    # a zip that declares more than the bound is refused before anything is inflated
+    small = _zip({"a.txt": "x" * 1000})
+    big = small.replace((1000).to_bytes(4, "little"), (2**31).to_bytes(4, "little"))
+    for name in ("bomb.zip", "bomb.docx", "bomb.xlsx", "bomb.pptx", "bomb.epub", "bomb.odt"):
+        with pytest.raises(UnreadableFileError, match="compression bomb|corrupt"):
+            load_file(_write(tmp_path, name, big))
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
+def test_every_type_skips_a_bad_file_with_one_line(tmp_path: Path, fmt: object) -> None:
+    """Garbage under every suffix: an IngestError naming the file, one line, never a raw
+    library exception (read_documents reports it as skipped)."""
+    for suffix in fmt.suffixes:  # type: ignore[attr-defined]
+        for junk in (b"\x00\x01garbage\xff" * 10, b"PK\x03\x04" + b"\x00" * 40):
+            path = _write(tmp_path, f"bad{suffix}", junk)
+            try:
+                docs = load_file(path)
+            except IngestError as e:
+                assert "\n" not in str(e) and path.name in str(e), str(e)
+                report = IngestReport()
+                assert read_documents(path, None, report) is None
+                assert report.skipped and report.skipped[0][1]
+            else:  # a text-like type may read garbage as text; it must say something
+                assert docs and all(d.text.strip() for d in docs)
+
+
+def test_the_readme_lists_every_type() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [s for s in LOADERS if f"`{s}`" not in readme]
+    assert not missing, f"README's table of file types lacks {missing}"
+
+
+def test_every_valid_seed_file_is_read() -> None:
+    for name, data in valid_files().items():
+        docs = load_file(Path(name), data)
+        assert docs and all(d.text.strip() for d in docs), name
+
+
+def test_scanned_pdf_without_ocr_says_how_to_read_it(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import ragline.ingest.pdf as pdf_mod
+
+    path = _write(tmp_path, "scan.pdf", make_scanned_pdf([["The lamp was lit in 1893."]]))
+    monkeypatch.setattr(pdf_mod, "ocr_available", lambda: False)
+    with pytest.raises(UnreadableFileError, match=r"no text layer: install ragline\[ocr\]"):
+        load_file(path)
+    from ragline.ingest.blob import ReadOptions
+
+    monkeypatch.undo()
+    with pytest.raises(UnreadableFileError, match="OCR is off"):
+        load_file(path, options=ReadOptions(ocr=False))
+
+
+@pytest.mark.skipif(not ocr_available(), reason="the ocr extra is not installed")
+def test_ocr_reads_a_scanned_pdf_and_an_image_in_english_and_chinese(tmp_path: Path) -> None:
+    path = _write(tmp_path, "scan.pdf", make_scanned_pdf([["Some other page."],
+                                                          ["The lamp was lit in 1893."]]))
+    [doc] = load_file(path)
+    assert doc.meta["ocr_pages"] == [1, 2]
+    second = doc.text[doc.meta["page_starts"][1]:]
+    assert "lamp was lit in 1893" in second and "other page" not in second
+    img = make_page_image(["长城大部分是明朝修建的。"],
+                          font="/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+    [zh] = load_file(_write(tmp_path, "wall.png", image_bytes(img)))
+    assert "明朝" in zh.text
