@@ -9,6 +9,7 @@ Shared by tests/test_fuzz.py (a fast subset) and bench/break_it.py (hundreds of 
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -20,7 +21,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from docgen import make_docx, make_pdf
+from docgen import (
+    make_docx,
+    make_eml,
+    make_epub,
+    make_ods,
+    make_odt,
+    make_pdf,
+    make_pptx,
+    make_xls,
+    make_xlsx,
+)
 
 TEXT = ("The lighthouse keeper logged every passing ship in a leather book. "
         "Storms in the winter of 1893 kept him awake for eleven nights.")
@@ -39,7 +50,58 @@ def valid_files() -> dict[str, bytes]:
         "seed.jsonl": "".join(json.dumps({"id": f"r{i}", "title": "Lighthouse", "text": TEXT})
                               + "\n" for i in range(3)).encode(),
         "seed.csv": f'id,title,text\nr1,Lighthouse,"{TEXT}"\nr2,Keeper,"{TEXT}"\n'.encode(),
+        **other_files(),
     }
+
+
+def other_files() -> dict[str, bytes]:
+    """The types beyond text, pages and rows: Office, e-books, mail, notebooks, code,
+    subtitles, data files and archives (images are left out: OCR is slow for a fuzz run)."""
+    rows = [["year", "ships"], ["1893", "212"], ["1894", "198"]]
+    nb = {"cells": [{"cell_type": "markdown", "source": ["# Lighthouse\n", TEXT]},
+                    {"cell_type": "code", "source": "ships = 212", "outputs": []}]}
+    return {
+        "seed.pptx": make_pptx([("Lighthouse", TEXT, "speaker notes"), ("Ships", "212", "")]),
+        "seed.xlsx": make_xlsx({"Log": rows}),
+        "seed.xls": make_xls(rows),
+        "seed.ods": make_ods(rows),
+        "seed.odt": make_odt("Lighthouse", [TEXT]),
+        "seed.epub": make_epub("Lighthouse", [("Winter", TEXT)]),
+        "seed.eml": make_eml("Lighthouse", TEXT, {"ships.csv": b"year,ships\n1893,212\n"}),
+        "seed.mbox": b"From keeper Mon Jan  2 10:00:00 1893\n" + make_eml("Log", TEXT),
+        "seed.ipynb": json.dumps(nb).encode(),
+        "seed.py": f'def keeper():\n    """{TEXT}"""\n    return 1893\n'.encode(),
+        "seed.srt": f"1\n00:00:01,000 --> 00:00:04,000\n{TEXT}\n".encode(),
+        "seed.json": json.dumps({"lighthouse": {"log": TEXT, "ships": [212, 198]}}).encode(),
+        "seed.xml": f"<log><entry year='1893'>{TEXT}</entry></log>".encode(),
+        "seed.rtf": ("{\\rtf1\\ansi " + TEXT + "\\par}").encode(),
+        "seed.gz": gzip.compress(TEXT.encode()),
+        "seed.zip": _zip_of({"a.md": f"# A\n\n{TEXT}".encode(), "b.csv": b"year,ships\n1893,2\n"}),
+    }
+
+
+def archive_mutants() -> Iterator[Mutant]:
+    """Archives and XML made to hurt: bombs, paths that leave the archive, nesting past the
+    bound, entity expansion."""
+    big = _zip_of({"a.txt": b"x" * 1000})
+    yield Mutant("declared-bomb.zip", big.replace((1000).to_bytes(4, "little"),
+                                                  (2**31).to_bytes(4, "little")), "zip: 2 GB declared")
+    yield Mutant("deflate-bomb.gz", gzip.compress(b"\0" * (300 * 2**20), compresslevel=9),
+                 "gz: 300 MB of zeros")
+    yield Mutant("escape.zip", _zip_of({"../../etc/evil.txt": TEXT.encode(),
+                                        "/abs.txt": TEXT.encode()}), "zip: paths leave it")
+    nested = TEXT.encode()
+    for depth in range(6):
+        nested = _zip_of({f"d{depth}.zip" if depth else "deep.txt": nested})
+    yield Mutant("nested.zip", nested, "zip: six archives deep")
+    yield Mutant("laughs.xml", (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa">'
+                                b'<!ENTITY b "&a;&a;&a;&a;">]><l>&b;</l>'), "xml: entities")
+    yield Mutant("deep.json", b"[" * 100_000 + b"]" * 100_000, "json: nested 100k deep")
+    yield Mutant("garbage.gz", b"\x1f\x8b\x08\x00garbage", "gz: bad stream")
+    yield Mutant("nocues.srt", b"just words, no times", "srt: no cues")
+    yield Mutant("notnb.ipynb", b'{"cells": 5}', "ipynb: cells not a list")
+    yield Mutant("fake.rtf", b"plain words", "rtf: no header")
+    yield Mutant("notmbox.mbox", b"Subject: x\n\nbody", "mbox: no From line")
 
 
 @dataclass(frozen=True)
@@ -211,7 +273,8 @@ def file_mutants(seed: int = 0, per_kind: int = 3) -> list[Mutant]:
     rng = random.Random(seed)
     seeds = valid_files()
     out = [*docx_mutants(seeds["seed.docx"], rng), *pdf_mutants(seeds["seed.pdf"], rng),
-           *html_mutants(rng), *jsonl_mutants(rng), *csv_mutants(rng), *encoding_mutants()]
+           *html_mutants(rng), *jsonl_mutants(rng), *csv_mutants(rng), *encoding_mutants(),
+           *archive_mutants()]
     for name, data in seeds.items():
         stem, suffix = name.split(".")
         for i in range(per_kind):

@@ -58,7 +58,7 @@ def test_missing_path_fails_but_indexes_the_rest(tmp_path: Path, corpus: Path,
 def test_only_a_bad_file_fails_the_command(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "x.xyz"
-    bad.write_text("hello")
+    bad.write_bytes(b"\x00\x01 binary")
     code, out, _ = _run(capsys, "index", str(bad), "--index", str(tmp_path / "i"),
                         "--encoder", "hash")
     assert code == 1 and "no loader for '.xyz'" in out

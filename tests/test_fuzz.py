@@ -79,8 +79,10 @@ def test_mutated_files_are_skipped_and_the_rest_indexed(index: Path, tmp_path: P
     assert {m.name for m in mutants} <= indexed | skipped
     assert "good.txt" in indexed and len(skipped) >= 20
     for name in ("truncated-xml.docx", "bad-deflate.docx", "zip-version.docx", "deep-xml.docx",
-                 "header-only.pdf", "binary.txt"):
-        assert name in skipped, name
+                 "header-only.pdf", "binary.txt", "declared-bomb.zip", "deflate-bomb.gz",
+                 "escape.zip", "nested.zip", "laughs.xml", "deep.json", "garbage.gz",
+                 "nocues.srt", "notnb.ipynb", "fake.rtf", "notmbox.mbox"):
+        assert name in skipped and name not in indexed, name
     for name in ("deep.jsonl", "surrogate.jsonl", "nested.html", "slash-id.jsonl"):
         assert name in indexed, name  # their good parts are kept
     assert_nothing_lost(index)
@@ -226,13 +228,14 @@ def test_an_unexpected_exception_is_one_line_without_v(monkeypatch: pytest.Monke
 
 
 def test_deeply_nested_html_is_bounded(tmp_path: Path) -> None:
-    from ragline.ingest.loaders import MAX_HTML_DEPTH, limit_depth, load_html
+    from ragline.ingest.blob import Blob
+    from ragline.ingest.text_formats import MAX_HTML_DEPTH, limit_depth, load_html
 
     html = "<div>" * 50_000 + "deep words" + "</div>" * 50_000 + "<p>after</p>"
     limited = limit_depth(html)
     assert limited.count("<div>") == MAX_HTML_DEPTH == limited.count("</div>")
     assert "deep words" in limited and "<p>after</p>" in limited
-    text = load_html(html.encode(), "deep.html")[0].text
+    text = load_html(Blob("deep.html", data=html.encode()))[0].text
     assert "deep words" in text and "after" in text
     normal = "<html><body><div><ul><li>a<li>b</ul><p>x<p>y</div></body></html>"
     assert limit_depth(normal) == normal  # ordinary pages are left alone

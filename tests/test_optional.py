@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ragline.errors import ModelUnavailableError
+from ragline.errors import ModelUnavailableError, UnsupportedFileError
 from ragline.ingest.loaders import load_file
 
 from docgen import make_pdf
@@ -28,7 +28,7 @@ def test_pdf_without_pypdf_names_the_extra(monkeypatch: pytest.MonkeyPatch,
     p = tmp_path / "a.pdf"
     p.write_bytes(make_pdf(["text"]))
     _hide(monkeypatch, "pypdf")
-    with pytest.raises(ModelUnavailableError, match=r"ragline\[pdf\]"):
+    with pytest.raises(UnsupportedFileError, match=r"a\.pdf: .*ragline\[pdf\]"):
         load_file(p)
 
 
@@ -37,7 +37,7 @@ def test_docx_without_python_docx_names_the_extra(monkeypatch: pytest.MonkeyPatc
     p = tmp_path / "a.docx"
     p.write_bytes(b"PK")
     _hide(monkeypatch, "docx")
-    with pytest.raises(ModelUnavailableError, match=r"ragline\[docx\]"):
+    with pytest.raises(UnsupportedFileError, match=r"a\.docx: .*ragline\[docx\]"):
         load_file(p)
 
 
@@ -98,3 +98,29 @@ def test_ray_without_its_extra_names_it(monkeypatch: pytest.MonkeyPatch, hash_ra
     assert main(["search", str(hash_rag.index.path), "capital", "--ray"]) == 1
     err = capsys.readouterr().err
     assert "ray is not installed" in err and "ragline[ray]" in err
+
+
+@pytest.mark.parametrize("name,module,extra", [
+    ("a.pptx", "pptx", "office"), ("a.xlsx", "openpyxl", "office"),
+    ("a.ods", "python_calamine", "office"), ("a.epub", "ebooklib", "office"),
+])
+def test_office_types_without_their_library_name_the_extra(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, module: str,
+        extra: str) -> None:
+    p = tmp_path / name
+    p.write_bytes(b"PK")
+    _hide(monkeypatch, module)
+    with pytest.raises(UnsupportedFileError, match=rf"ragline\[{extra}\]"):
+        load_file(p)
+
+
+def test_code_without_tree_sitter_is_still_read_by_lines(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    import ragline.ingest.code as code
+
+    p = tmp_path / "t.go"
+    p.write_text("package x\n\nfunc F() {}\n")
+    monkeypatch.setattr(code, "_PARSERS", {})
+    _hide(monkeypatch, "tree_sitter", "tree_sitter_go")
+    [doc] = load_file(p)
+    assert doc.meta["lines"] and "sections" not in doc.meta

@@ -241,7 +241,7 @@ def test_the_api_deletes_by_id_only_never_by_path(client: TestClient, index: Pat
 
 @pytest.mark.parametrize("name, data, status, kind", [
     ("tool.exe", b"MZ\x90\x00", 415, "unsupported_file_error"),
-    ("noext", b"hello", 415, "unsupported_file_error"),
+    ("noext", b"\x00\x01 binary", 415, "unsupported_file_error"),
     ("empty.txt", b"", 422, "unreadable_file_error"),
     ("binary.txt", bytes(range(256)) * 8, 422, "unreadable_file_error"),
     ("broken.pdf", b"%PDF-1.4 this is not really a pdf", 422, "unreadable_file_error"),
