@@ -11,9 +11,11 @@ def _esc(s: str) -> str:
     return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def make_pdf(pages: list[str], header: str = "", title: str = "") -> bytes:
+def make_pdf(pages: list[str], header: str = "", title: str = "",
+             tables: dict[int, list[list[str]]] | None = None) -> bytes:
     """A valid PDF with one text page per string (Helvetica, Latin-1), an optional running
-    header on every page and a page number at the bottom of each."""
+    header on every page and a page number at the bottom of each; `tables`: a ruled table
+    (rows of cells) drawn below the text of a page (by index)."""
     objects: list[bytes] = []
 
     def add(body: str | bytes) -> int:
@@ -30,6 +32,12 @@ def make_pdf(pages: list[str], header: str = "", title: str = "") -> bytes:
         ops = ["BT", "/F1 11 Tf", "14 TL", "72 760 Td"]
         ops += [f"({_esc(ln)}) Tj T*" for ln in lines]
         ops += ["ET", "BT", "/F1 9 Tf", "300 40 Td", f"({n}) Tj", "ET"]
+        for r, row in enumerate((tables or {}).get(n - 1, [])):
+            y = 500 - r * 20
+            for c, cell in enumerate(row):
+                x = 72 + c * 140
+                ops += [f"{x} {y} 140 20 re S", "BT", "/F1 10 Tf", f"{x + 4} {y + 6} Td",
+                        f"({_esc(cell)}) Tj", "ET"]
         stream = "\n".join(ops).encode("latin-1")
         content = add(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
         kids.append(add(f"<< /Type /Page /Parent {pages_id} 0 R /MediaBox [0 0 612 792] "

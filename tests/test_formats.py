@@ -245,3 +245,20 @@ def test_ocr_reads_a_scanned_pdf_and_an_image_in_english_and_chinese(tmp_path: P
                           font="/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
     [zh] = load_file(_write(tmp_path, "wall.png", image_bytes(img)))
     assert "明朝" in zh.text
+
+
+def test_a_pdf_table_keeps_its_rows_and_columns_together(tmp_path: Path) -> None:
+    from docgen import make_pdf
+
+    rows = [["Ship", "Year", "Tons"]] + [[f"Aurora {i}", str(1890 + i), str(100 * i)]
+                                         for i in range(40)]
+    path = _write(tmp_path, "log.pdf", make_pdf(["Harbour log: ships by year.", "The end."],
+                                                tables={0: rows}))
+    ps = _passages(path)
+    table = [p for p in ps if "table 1" in p.location]
+    assert len(table) > 1 and all(p.page == 1 for p in table)
+    assert all(p.text.startswith("Ship | Year | Tons\n") for p in table)
+    assert "Aurora 3 | 1893 | 300" in table[0].text
+    assert table[0].location == "page 1 · table 1 · rows 2–" + table[0].location.rsplit("–")[-1]
+    assert any("Harbour log" in p.text and "table" not in p.location for p in ps)
+    assert sum(p.text.count("Aurora 3 |") for p in ps) == 1  # the table is read once

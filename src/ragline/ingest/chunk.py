@@ -64,18 +64,18 @@ def chunk_document(doc: Document, words: int = 100) -> list[Passage]:
     """The document's passages. Loaders describe structure in `doc.meta`:
 
     - `page_starts`: the offset where each page (or slide) begins → `Passage.page`
-    - `sections`: `[start, end, title, location]` spans (a function, a slide, a block of rows):
-      no passage crosses one; a passage takes its section's title (else the document's) and
-      location. With `whole_sections` a section is one passage, never cut (a block of rows
-      under its header).
+    - `sections`: `[start, end, title, location(, whole)]` spans (a function, a slide, a block
+      of rows): no passage crosses one; a passage takes its section's title (else the
+      document's) and location. A `whole` section (or every one, with `whole_sections`) is one
+      passage, never cut: a block of rows under its header.
     - `lines`: a passage with no location of its own is placed by its line range.
     - `code`: a section is cut between lines, never inside one (code has no sentences).
     """
     meta = doc.meta
     page_starts: list[int] = meta.get("page_starts") or []
     spans: list[tuple[int, int, str, str]] = []
-    for s, e, title, location in _sections(meta.get("sections") or [], len(doc.text)):
-        if meta.get("whole_sections") and doc.text[s:e].strip():
+    for s, e, title, location, whole in _sections(meta.get("sections") or [], len(doc.text)):
+        if (whole or meta.get("whole_sections")) and doc.text[s:e].strip():
             spans.append((s, e, title, location))
         else:
             sub = doc.text[s:e]
@@ -117,21 +117,21 @@ def line_spans(text: str, words: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _sections(sections: list[list[object]], n: int) -> list[tuple[int, int, str, str]]:
+def _sections(sections: list[list[object]], n: int) -> list[tuple[int, int, str, str, bool]]:
     """The document cut into sections: the loader's, in order, and the text between them
     (untitled), so that nothing is lost to a loader's gap."""
-    out: list[tuple[int, int, str, str]] = []
+    out: list[tuple[int, int, str, str, bool]] = []
     pos = 0
     for sec in sorted(sections, key=lambda x: int(x[0])):  # type: ignore[call-overload]
         s, e = max(pos, int(sec[0])), min(n, int(sec[1]))  # type: ignore[call-overload]
         if e <= s:
             continue
         if s > pos:
-            out.append((pos, s, "", ""))
-        out.append((s, e, str(sec[2]), str(sec[3])))
+            out.append((pos, s, "", "", False))
+        out.append((s, e, str(sec[2]), str(sec[3]), len(sec) > 4 and bool(sec[4])))
         pos = e
     if pos < n:
-        out.append((pos, n, "", ""))
+        out.append((pos, n, "", "", False))
     return out
 
 

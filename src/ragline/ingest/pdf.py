@@ -55,22 +55,96 @@ def load_pdf(blob: Blob) -> list[Document]:
         if len(blank) == len(pages):
             raise UnreadableFileError(f"{name}: {why}")
         blob.notes.append((name, f"{len(blank)} of {len(pages)} pages ({_pages(blank)}): {why}"))
+    found = _tables(blob, [i for i in range(len(pages)) if i + 1 not in scanned])
+    for i, (outside, _) in found.items():
+        pages[i] = outside
     pages = _strip_running_lines([normalize_newlines(p) for p in pages])
     parts: list[str] = []
     page_starts: list[int] = []
+    sections: list[list[Any]] = []
     pos = 0
-    for page in pages:
+    for i, page in enumerate(pages):
         page = _clean_pdf_page(page)
         page_starts.append(pos)
+        for k, blocks in enumerate(found.get(i, ("", []))[1], 1):
+            for rows_at, block in blocks:
+                sections.append([pos + len(page) + 2, pos + len(page) + 2 + len(block), "",
+                                 f"page {i + 1} · table {k} · {rows_at}", True])
+                page += "\n\n" + block
         parts.append(page)
         pos += len(page) + 2
     text = "\n\n".join(parts)
     if not text.strip():
         raise UnreadableFileError(f"{name}: PDF has no text, and OCR found none")
     meta: dict[str, Any] = {"page_starts": page_starts}
+    if sections:
+        meta["sections"] = sections
     if scanned:
         meta["ocr_pages"] = scanned
     return [Document.from_text(text, source=name, title=str(meta_title).strip(), meta=meta)]
+
+
+Block = tuple[str, str]  # ("rows 2–9", the header row and those rows, cells split by " | ")
+
+
+def _tables(blob: Blob, pages: list[int]) -> dict[int, tuple[str, list[list[Block]]]]:
+    """The ruled tables of the pages that have any (pdfplumber's table finder): for each such
+    page, its text outside the tables and each table as blocks of rows under its header row,
+    about TABLE_WORDS words each, so that a number is never read apart from its column.
+    Without pdfplumber (the `pdf` extra) tables stay in the page's text."""
+    try:
+        import pdfplumber
+    except ImportError:
+        return {}
+    from ragline.ingest.tables import TABLE_WORDS
+
+    out: dict[int, tuple[str, list[list[Block]]]] = {}
+    with pdfplumber.open(blob.buffer()) as pdf:
+        for i in pages:
+            page = pdf.pages[i]
+            if not (page.rects or page.lines):  # no rules, no table the finder can see
+                page.close()
+                continue
+            tables = page.find_tables()
+            if tables:
+                boxes = [t.bbox for t in tables]
+
+                def outside(obj: dict[str, Any], boxes: list[Any] = boxes) -> bool:
+                    x = (obj.get("x0", 0) + obj.get("x1", 0)) / 2
+                    y = (obj.get("top", 0) + obj.get("bottom", 0)) / 2
+                    return not any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes)
+
+                text = scrub(page.filter(outside).extract_text() or "")
+                out[i] = (text, [_blocks(t.extract(), TABLE_WORDS) for t in tables])
+            page.close()
+    return out
+
+
+def _blocks(rows: list[list[str | None]], words: int) -> list[Block]:
+    cells = [[" ".join((c or "").split()) for c in row] for row in rows]
+    cells = [row for row in cells if any(row)]
+    if not cells:
+        return []
+    header, body = " | ".join(cells[0]), cells[1:]
+    blocks: list[Block] = []
+    group: list[tuple[int, str]] = []
+    size = 0
+    for n, row in enumerate(body, 2):
+        line = " | ".join(row)
+        if group and size + len(line.split()) > words:
+            blocks.append(_block(header, group))
+            group, size = [], 0
+        group.append((n, line))
+        size += len(line.split())
+    if group:
+        blocks.append(_block(header, group))
+    return blocks or [("row 1", header)]
+
+
+def _block(header: str, group: list[tuple[int, str]]) -> Block:
+    first, last = group[0][0], group[-1][0]
+    return (f"row {first}" if first == last else f"rows {first}–{last}",
+            header + "\n" + "\n".join(line for _, line in group))
 
 
 def _pages(numbers: list[int]) -> str:
