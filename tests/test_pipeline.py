@@ -136,3 +136,26 @@ def test_the_reader_runs_ahead_of_the_encoder_by_a_bounded_amount(
     # read but not yet embedded: what sits in the queue, plus one in the reader's hand
     assert seen_ahead and max(seen_ahead) <= flows[0].to_embed.maxsize + 1
     folder.close()
+
+
+def test_a_table_that_fails_midway_is_skipped_and_its_old_version_kept(tmp_path: Path) -> None:
+    """A large table streams: some of its passages are embedded (and applied) before the
+    loader meets a bad byte. The file is then skipped and rolled back, in the store and in
+    the search indexes, and its previous version stays whole."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    table = docs / "ships.csv"
+    rows = "".join(f"Ship {i},{1800 + i},{'oil and rope ' * 3}\n" for i in range(3000))
+    table.write_text("ship,year,cargo\n" + rows)
+    folder = IndexFolder.create(tmp_path / "idx", HashEncoder(dim=32).spec)
+    ingest_paths(folder, HashEncoder(dim=32), [table], batch_passages=8)
+    before = _state(folder)
+    assert before[0]["ships.csv"] > 16
+    # the new version: good rows past the encoding sniff (64 KB), then a byte UTF-8 refuses
+    table.write_bytes(b"ship,year,cargo\n" + rows.encode() * 2 + b"Ship \xff,1,x\n")
+    report = ingest_paths(folder, HashEncoder(dim=32), [table], batch_passages=8)
+    assert [s for s, _ in report.skipped] and "ships.csv" in report.skipped[0][0]
+    assert not report.added
+    assert _state(folder) == before
+    reopened = IndexFolder.open(tmp_path / "idx")
+    assert _state(reopened) == before
