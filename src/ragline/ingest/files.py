@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ragline.errors import IngestError
 from ragline.ingest.blob import Blob, ReadOptions, looks_like_text
-from ragline.ingest.loaders import LOADERS, iter_documents, load_file
+from ragline.ingest.loaders import LOADERS, iter_documents
 from ragline.text import CJK_RE, display_path
 from ragline.types import Document
 
@@ -144,14 +144,17 @@ def cjk_share(paths: Iterable[Path], max_files: int = 20, max_chars: int = 200_0
     `max_files` of them, `max_chars` in all): how a new index picks its encoder."""
     cjk = letters = 0
     for f in discover(paths, IngestReport())[:max_files]:
+        # lazily: a large table is read only as far as the sample needs
+        docs = iter_documents(Blob(display_path(f), path=f, options=ReadOptions(ocr=False)))
         try:
-            docs = load_file(f, options=ReadOptions(ocr=False))
+            for d in docs:
+                text = d.text[:max_chars - letters]
+                cjk += len(CJK_RE.findall(text))
+                letters += sum(ch.isalpha() for ch in text)
+                if letters >= max_chars:
+                    break
         except Exception:  # noqa: BLE001 - a file ingestion will skip and report anyway
             continue
-        for d in docs:
-            text = d.text[:max_chars - letters]
-            cjk += len(CJK_RE.findall(text))
-            letters += sum(ch.isalpha() for ch in text)
         if letters >= max_chars:
             break
     return cjk / letters if letters else 0.0
