@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # phase → the function whose n-th call is the kill point ("module:Class.attr" or "module:attr")
 INDEX_PHASES: dict[str, str] = {
-    "read": "ragline.ingest.loaders:loader_for",      # every file, once
+    "read": "ragline.ingest.files:Reading.__iter__",      # every file, once
     "chunk": "ragline.ingest.pipeline:chunk_document",
     "embed": "ragline.encode.hashing:HashEncoder.encode_passages",
     "commit": "ragline.index.store:Store.add_document",           # inside the transaction

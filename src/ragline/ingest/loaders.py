@@ -29,7 +29,7 @@ from ragline.ingest.tables import TABLE_SUFFIXES
 from ragline.types import Document
 
 __all__ = ["FORMATS", "LOADERS", "TABLE_SUFFIXES", "Format", "can_read", "decode_text",
-           "iter_documents", "load_file", "read_blob", "supported_suffixes"]
+           "iter_documents", "load_file", "read_blob", "supported_suffixes", "unsupported"]
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ def can_read(path: Path | str, head: bytes | None = None) -> bool:
     return head is not None and looks_like_text(head)
 
 
-def _unsupported(name: str) -> UnsupportedFileError:
+def unsupported(name: str) -> UnsupportedFileError:
+    """The error for a file ragline has no loader for and whose bytes are not text."""
     suffix = Path(name).suffix
     return UnsupportedFileError(
         f"{name}: no loader for '{suffix or '(no extension)'}' and it is not text; "
@@ -121,7 +122,7 @@ def iter_documents(blob: Blob) -> Iterator[Document]:
     if fmt is None:
         head = blob.read()[:8192] if blob.data is not None else _head(blob)
         if not looks_like_text(head):
-            raise _unsupported(blob.name)
+            raise unsupported(blob.name)
         fmt = _TEXT
     n = 0
     try:

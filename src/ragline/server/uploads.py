@@ -28,7 +28,8 @@ from ragline.index.atomic import atomic_write_bytes
 from ragline.index.index import Index
 from ragline.index.store import source_key
 from ragline.index.upkeep import UPLOADS
-from ragline.ingest.loaders import supported_suffixes
+from ragline.ingest.blob import looks_like_text
+from ragline.ingest.loaders import supported_suffixes, unsupported
 
 
 def display_name(raw: str | None) -> str:
@@ -79,6 +80,8 @@ class UploadStore:
         self.check_size(len(data))
         if not data:
             raise UnreadableFileError(f"{name}: the file is empty")
+        if not suffix and not looks_like_text(data[:8192]):
+            raise unsupported(name)  # a name with no extension is read only when it is text
         path = self.folder / f"{hashlib.sha256(data).hexdigest()}{suffix}"
         # under the index's writer lock, so that an open in another process never takes the
         # file for a leftover of a killed upload between its writing and its commit
