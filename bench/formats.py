@@ -1,22 +1,29 @@
-"""File types: OCR accuracy and speed on rendered pages, ingestion rate per type on a mixed
-folder, peak memory on a large CSV and a 500-page PDF, and `ragline index /usr/share/doc`.
+"""File types: OCR engines compared on rendered pages, scanned PDFs and a question only a
+scan answers, PDF tables, ingestion rate per type on a mixed folder, peak memory on a large
+CSV, a large workbook and a 500-page PDF, and `ragline index /usr/share/doc`.
 
-    .venv/bin/python bench/formats.py [--only ocr,mixed,memory,sharedoc] [--big-mb 200]
+    .venv/bin/python bench/formats.py [--only ocr,scanned,tables,mixed,memory,sharedoc]
+                                      [--big-mb 200] [--xlsx-mb 200]
 
-OCR pages are rendered here from known sentences (DejaVu Sans, Liberation Serif, WenQuanYi
-Micro Hei; 24 and 32 px; 0° and 2° turned; with and without speckle noise); the character
-error rate is the Levenshtein distance over the truth's length, spaces ignored.
+OCR pages are rendered here from known sentences (English: DejaVu Sans, Liberation Serif,
+DejaVu Sans Mono; Chinese: WenQuanYi Micro Hei and Zen Hei; 24 and 32 px; clean, turned 2°,
+speckled, both); the character error rate is the Levenshtein distance over the truth's
+length, spaces ignored. Debian's tesseract runs beside RapidOCR when it is installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rapidfuzz.distance import Levenshtein
@@ -25,22 +32,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from docgen import (  # noqa: E402
+    make_docx,
     make_eml,
     make_epub,
     make_page_image,
     make_pdf,
     make_pptx,
+    make_scanned_pdf,
     make_xlsx,
 )
 
 EN = ["The lighthouse keeper logged every passing ship.",
       "Storms in the winter of 1893 kept him awake for eleven nights.",
-      "Oil for the lamp arrived by boat each month from the mainland."]
+      "Oil for the lamp arrived by boat each month from the mainland.",
+      "His daughter Mary counted 214 vessels in the spring of 1895.",
+      "A new lens, ground in Paris, doubled the reach of the beam.",
+      "The tower stands 38 metres above the rocks at high tide.",
+      "Fog horns replaced the bell after the wreck of the Aurora.",
+      "Supplies for six weeks were kept in the cellar below the stairs."]
 ZH = ["长城大部分是明朝修建的。", "灯塔看守人记录了每一艘经过的船。",
-      "一八九三年冬天的暴风雨持续了十一个夜晚。"]
+      "一八九三年冬天的暴风雨持续了十一个夜晚。", "灯油每个月由船从大陆运来。",
+      "他的女儿玛丽在春天数了两百一十四艘船。", "一块在巴黎磨制的新透镜使光束的射程加倍。",
+      "塔高出涨潮时的礁石三十八米。", "储藏室里存放着六个星期的补给。"]
 FONTS = {"DejaVu Sans": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
          "Liberation Serif": "/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf",
-         "WenQuanYi": "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"}
+         "DejaVu Sans Mono": "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+         "WenQuanYi Micro Hei": "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+         "WenQuanYi Zen Hei": "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"}
+LANGUAGES = {"English": (EN, ["DejaVu Sans", "Liberation Serif", "DejaVu Sans Mono"]),
+             "Chinese": (ZH, ["WenQuanYi Micro Hei", "WenQuanYi Zen Hei"])}
+CONDITIONS = {"clean": (0.0, 0.0), "turned 2°": (2.0, 0.0), "speckled 2 %": (0.0, 0.02),
+              "turned and speckled": (2.0, 0.02)}
 RAGLINE = str(ROOT / ".venv" / "bin" / "ragline")
 
 
@@ -49,24 +71,94 @@ def cer(got: str, truth: str) -> float:
     return Levenshtein.distance(a, b) / max(1, len(b))
 
 
-def bench_ocr() -> None:
+def _rapidocr(img: object) -> str:
     import numpy as np
 
     from ragline.ingest.ocr import ocr_array
 
-    print("| language | font | size | turned | noise | CER | s/page |")
+    return ocr_array(np.asarray(img.convert("RGB")))  # type: ignore[attr-defined]
+
+
+def _tesseract(img: object) -> str:
+    """Debian's tesseract 5 with English and Chinese together: like ragline, it is not told
+    the page's language."""
+    with tempfile.TemporaryDirectory() as d:
+        img.save(f"{d}/page.png")  # type: ignore[attr-defined]
+        p = subprocess.run(["tesseract", f"{d}/page.png", "stdout", "-l", "eng+chi_sim",
+                            "--psm", "3"], capture_output=True, text=True, check=True)
+    return p.stdout
+
+
+def _engines() -> dict[str, Callable[[object], str]]:
+    engines: dict[str, Callable[[object], str]] = {"RapidOCR (ragline)": _rapidocr}
+    if shutil.which("tesseract"):
+        engines["tesseract 5 eng+chi_sim"] = _tesseract
+    else:
+        print("(tesseract is not installed: apt-get install tesseract-ocr tesseract-ocr-chi-sim "
+              "to compare with it)")
+    return engines
+
+
+def bench_ocr() -> None:
+    """Every engine on the same rendered pages; then a summary per engine and language."""
+    engines = _engines()
+    rows: list[tuple[str, str, float, float]] = []  # engine, language, CER, seconds
+    print("| engine | language | font | px | condition | CER | s/page |")
     print("|---|---|---|---|---|---|---|")
-    for lang, lines, fonts in [("English", EN, ["DejaVu Sans", "Liberation Serif"]),
-                               ("Chinese", ZH, ["WenQuanYi"])]:
+    for lang, (lines, fonts) in LANGUAGES.items():
         for font in fonts:
             for size in (24, 32):
-                for angle, noise in ((0.0, 0.0), (2.0, 0.0), (0.0, 0.02)):
+                for cond, (angle, noise) in CONDITIONS.items():
                     img = make_page_image(lines, FONTS[font], size, angle, noise)
-                    t = time.perf_counter()
-                    text = ocr_array(np.asarray(img.convert("RGB")))  # type: ignore[attr-defined]
-                    dt = time.perf_counter() - t
-                    print(f"| {lang} | {font} | {size} | {angle:g}° | {noise:g} | "
-                          f"{cer(text, ' '.join(lines)):.3f} | {dt:.2f} |", flush=True)
+                    for engine, read in engines.items():
+                        t = time.perf_counter()
+                        text = read(img)
+                        dt = time.perf_counter() - t
+                        e = cer(text, " ".join(lines))
+                        rows.append((engine, lang, e, dt))
+                        print(f"| {engine} | {lang} | {font} | {size} | {cond} | {e:.3f} | "
+                              f"{dt:.2f} |", flush=True)
+    print("\n| engine | language | pages | mean CER | pages with CER ≤ 0.02 | pages/s |")
+    print("|---|---|---|---|---|---|")
+    for engine in engines:
+        for lang in LANGUAGES:
+            mine = [(e, dt) for en, la, e, dt in rows if en == engine and la == lang]
+            print(f"| {engine} | {lang} | {len(mine)} | {statistics.mean(e for e, _ in mine):.3f} "
+                  f"| {sum(e <= 0.02 for e, _ in mine)} | "
+                  f"{len(mine) / sum(dt for _, dt in mine):.2f} |")
+
+
+def bench_scanned(tmp: Path) -> None:
+    """Scanned-style PDFs (page images, no text layer) through ragline's own reading, and a
+    question whose answer only a scanned page holds."""
+    from ragline.ingest.loaders import load_file
+
+    print("| scanned PDF | pages | mean CER | pages/s |")
+    print("|---|---|---|---|")
+    for lang, (lines, fonts) in LANGUAGES.items():
+        pages = [lines[i:] + lines[:i] for i in range(6)]  # six pages, each its own order
+        for cond in ("clean", "turned and speckled"):
+            angle, noise = CONDITIONS[cond]
+            data = make_scanned_pdf(pages, FONTS[fonts[0]], angle, noise)
+            t = time.perf_counter()
+            [doc] = load_file(Path(f"scan-{lang}.pdf"), data)
+            dt = time.perf_counter() - t
+            starts = [*doc.meta["page_starts"], len(doc.text)]
+            errors = [cer(doc.text[a:b], " ".join(truth))
+                      for a, b, truth in zip(starts, starts[1:], pages, strict=True)]
+            print(f"| {lang}, {fonts[0]}, {cond} | {len(pages)} | "
+                  f"{statistics.mean(errors):.3f} | {len(pages) / dt:.2f} |", flush=True)
+    folder = tmp / "scanned"
+    folder.mkdir()
+    for f in (ROOT / "examples" / "docs").iterdir():
+        (folder / f.name).symlink_to(f)
+    (folder / "keeper-log.pdf").write_bytes(make_scanned_pdf([EN[:4], EN[4:]],
+                                                             angle=2.0, noise=0.02))
+    _run(["index", str(folder), "--index", str(tmp / "scanned-idx")])
+    for question in ("In which winter did storms keep the lighthouse keeper awake for eleven "
+                     "nights?", "How many vessels did Mary count in the spring of 1895?"):
+        dt, _, out = _run(["ask", str(tmp / "scanned-idx"), question])
+        print(f"\nask: {question}  ({dt:.1f} s)\n{out.strip()}")
 
 
 def _run(args: list[str]) -> tuple[float, float, str]:
@@ -77,6 +169,53 @@ def _run(args: list[str]) -> tuple[float, float, str]:
     dt = time.perf_counter() - t
     peak = int(p.stderr.strip().split("\n")[-1]) / 1024
     return dt, peak, p.stdout + p.stderr
+
+
+def bench_tables(tmp: Path) -> None:
+    """Ruled tables in PDFs made here (3–5 columns, 8–42 rows over one or two pages, text
+    above): the
+    share of rows found whole — every cell, in order, apart — in a passage that also holds
+    the header row, read with pdfplumber's table finder (ragline) and as the page's running
+    text (pypdf alone)."""
+    import ragline.ingest.pdf as pdf_mod
+    from ragline.ingest.chunk import chunk_document
+    from ragline.ingest.loaders import load_file
+
+    # 21 rows and the header fit above the page number (make_pdf draws rows 20 pt apart)
+    shapes = [(3, 8), (3, 40), (4, 21), (5, 42), (4, 12), (5, 30)]
+    cases = []
+    for n, (cols, nrows) in enumerate(shapes):
+        header = ["Ship", "Year", "Tons", "Port", "Master"][:cols]
+        rows = [[f"Aurora {n}-{r}", str(1850 + r), str(37 * r % 1000), ["Brest", "Cork", "Oslo"][r % 3],
+                 f"J. Hale {r}"][:cols] for r in range(nrows)]
+        data = make_pdf([f"Harbour log {n}: " + " ".join(EN[:3]), " ".join(EN[3:])],
+                        tables={0: [header, *rows[:21]], 1: [header, *rows[21:]] if nrows > 21
+                                else []})
+        cases.append((header, rows, data))
+
+    def share(read_tables: bool) -> tuple[float, int]:
+        whole = total = 0
+        saved = pdf_mod._tables
+        if not read_tables:
+            pdf_mod._tables = lambda blob, pages: {}  # type: ignore[assignment]
+        try:
+            for n, (header, rows, data) in enumerate(cases):
+                [doc] = load_file(Path(f"t{n}.pdf"), data)
+                passages = [p.text for p in chunk_document(doc)]
+                for row in rows:
+                    total += 1
+                    whole += any(" | ".join(header) in t and " | ".join(row) in t
+                                 for t in passages)
+        finally:
+            pdf_mod._tables = saved
+        return whole / total, total
+
+    print("| PDF tables read | rows | rows whole under their header |")
+    print("|---|---|---|")
+    for label, flag in (("pdfplumber's table finder (ragline)", True),
+                        ("running text only (pypdf)", False)):
+        got, total = share(flag)
+        print(f"| {label} | {total} | {got:.1%} |", flush=True)
 
 
 def bench_mixed(tmp: Path) -> None:
@@ -94,22 +233,44 @@ def bench_mixed(tmp: Path) -> None:
         (folder / f"e{i}.epub").write_bytes(make_epub("Book", [(f"C{j}", " ".join(EN * 5))
                                                                 for j in range(5)]))
         (folder / f"p{i}.pdf").write_bytes(make_pdf([" ".join(EN * 5)] * 5))
+        (folder / f"d{i}.docx").write_bytes(make_docx([" ".join(EN * 3)] * 10))
+        (folder / f"c{i}.txt.gz").write_bytes(gzip.compress(" ".join(EN * 40).encode()))
+        (folder / f"k{i}.ipynb").write_text(json.dumps({"cells": [
+            {"cell_type": "markdown", "source": [" ".join(EN)]},
+            {"cell_type": "code", "source": ["print('keeper')\n"], "outputs": []}] * 5,
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    suffixes = (".md", ".py", ".pptx", ".xlsx", ".eml", ".epub", ".pdf", ".docx", ".gz",
+                ".ipynb")
     print("| type | files | s | files/s | passages | passages/s |")
     print("|---|---|---|---|---|---|")
-    for suffix in (".md", ".py", ".pptx", ".xlsx", ".eml", ".epub", ".pdf"):
+    for suffix in (*suffixes, "all"):
         one = tmp / f"only{suffix}"
         one.mkdir()
-        for f in folder.glob(f"*{suffix}"):
+        mine = [f for f in folder.iterdir() if suffix == "all" or f.suffix == suffix]
+        for f in mine:
             (one / f.name).symlink_to(f)
         dt, _, out = _run(["index", str(one), "--index", str(tmp / f"i{suffix}"),
                            "--encoder", "minilm"])
         n = json.loads(subprocess.run([RAGLINE, "info", str(tmp / f"i{suffix}"), "--json"],
                                       capture_output=True, text=True).stdout)["counts"]
-        print(f"| {suffix} | 20 | {dt:.1f} | {20 / dt:.1f} | {n['passages']} | "
+        print(f"| {suffix} | {len(mine)} | {dt:.1f} | {len(mine) / dt:.1f} | {n['passages']} | "
               f"{n['passages'] / dt:.0f} |", flush=True)
 
 
-def bench_memory(tmp: Path, big_mb: int) -> None:
+def _big_xlsx(path: Path, mb: int) -> None:
+    """A one-sheet workbook of about `mb` MB, written row by row (openpyxl's write-only mode)."""
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("Ships")
+    sheet.append(["ship", "port", "year", "tons", "cargo"])
+    # about 23 bytes a row once compressed, measured on a first build of this sheet
+    for i in range(mb * 2**20 // 23):
+        sheet.append([f"ship {i}", "Brest", 1850 + i % 70, i % 997, "oil and rope"])
+    book.save(path)
+
+
+def bench_memory(tmp: Path, big_mb: int, xlsx_mb: int) -> None:
     big = tmp / "big.csv"
     with big.open("w", newline="") as f:
         w = csv.writer(f)
@@ -121,13 +282,19 @@ def bench_memory(tmp: Path, big_mb: int) -> None:
             i += 10000
     pdf = tmp / "long.pdf"
     pdf.write_bytes(make_pdf([f"Page {n}. " + " ".join(EN * 6) for n in range(500)]))
-    print("| file | size | s | peak memory |")
-    print("|---|---|---|---|")
-    for f in (big, pdf):
+    files = [big, pdf]
+    for mb in sorted({min(10, xlsx_mb), xlsx_mb}):
+        _big_xlsx(tmp / f"big-{mb}.xlsx", mb)
+        files.append(tmp / f"big-{mb}.xlsx")
+    print("| file | size | s | passages | peak memory |")
+    print("|---|---|---|---|---|")
+    for f in files:
         dt, peak, out = _run(["index", str(f), "--index", str(tmp / f"m-{f.stem}"),
                               "--encoder", "hash"])
-        print(f"| {f.name} | {f.stat().st_size / 2**20:.0f} MB | {dt:.0f} | {peak:.0f} MB |",
-              flush=True)
+        n = json.loads(subprocess.run([RAGLINE, "info", str(tmp / f"m-{f.stem}"), "--json"],
+                                      capture_output=True, text=True).stdout)["counts"]
+        print(f"| {f.name} | {f.stat().st_size / 2**20:.0f} MB | {dt:.0f} | {n['passages']:,} | "
+              f"{peak:.0f} MB |", flush=True)
 
 
 def bench_sharedoc(tmp: Path) -> None:
@@ -147,18 +314,23 @@ def bench_sharedoc(tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", default="ocr,mixed,memory,sharedoc")
-    ap.add_argument("--big-mb", type=int, default=200)
+    ap.add_argument("--only", default="ocr,scanned,tables,mixed,memory,sharedoc")
+    ap.add_argument("--big-mb", type=int, default=200, help="size of the large CSV")
+    ap.add_argument("--xlsx-mb", type=int, default=200, help="size of the large workbook")
     args = ap.parse_args()
     parts = args.only.split(",")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "ocr" in parts:
             bench_ocr()
+        if "scanned" in parts:
+            bench_scanned(tmp)
+        if "tables" in parts:
+            bench_tables(tmp)
         if "mixed" in parts:
             bench_mixed(tmp)
         if "memory" in parts:
-            bench_memory(tmp, args.big_mb)
+            bench_memory(tmp, args.big_mb, args.xlsx_mb)
         if "sharedoc" in parts:
             bench_sharedoc(tmp)
 

@@ -34,9 +34,10 @@ def make_pdf(pages: list[str], header: str = "", title: str = "",
         ops += ["ET", "BT", "/F1 9 Tf", "300 40 Td", f"({n}) Tj", "ET"]
         for r, row in enumerate((tables or {}).get(n - 1, [])):
             y = 500 - r * 20
+            w = min(140, 468 // len(row))  # the table fits between the page's margins
             for c, cell in enumerate(row):
-                x = 72 + c * 140
-                ops += [f"{x} {y} 140 20 re S", "BT", "/F1 10 Tf", f"{x + 4} {y + 6} Td",
+                x = 72 + c * w
+                ops += [f"{x} {y} {w} 20 re S", "BT", "/F1 10 Tf", f"{x + 4} {y + 6} Td",
                         f"({_esc(cell)}) Tj", "ET"]
         stream = "\n".join(ops).encode("latin-1")
         content = add(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
@@ -231,9 +232,11 @@ def image_bytes(img: object, fmt: str = "PNG") -> bytes:
     return out.getvalue()
 
 
-def make_scanned_pdf(pages: list[list[str]]) -> bytes:
+def make_scanned_pdf(pages: list[list[str]], font: str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+                     angle: float = 0.0, noise: float = 0.0) -> bytes:
     """A PDF whose pages are images of text only (no text layer), as a scanner makes."""
-    images = [make_page_image(lines).convert("RGB") for lines in pages]  # type: ignore[attr-defined]
+    images = [make_page_image(lines, font, angle=angle, noise=noise, seed=n).convert("RGB")  # type: ignore[attr-defined]
+              for n, lines in enumerate(pages)]
     out = io.BytesIO()
     images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=100)
     return out.getvalue()

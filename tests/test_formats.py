@@ -188,6 +188,24 @@ def test_bombs_are_skipped_with_the_reason_not_unpacked(tmp_path: Path) -> None:
             load_file(_write(tmp_path, name, big))
 
 
+def test_a_large_workbook_streams_past_the_bound_but_a_dense_sheet_is_a_bomb(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Excel sheet is read row by row, so it may unpack past the bound (a 20 MB workbook's
+    sheet is 230 MB of XML) when it packs like ordinary data; one a hundred times denser is
+    a bomb. The bound is made small here so that the workbooks can be."""
+    import ragline.ingest.blob as blob_mod
+
+    rows = [["ship", "year"]] + [[f"Aurora {i}", 1850 + i % 70] for i in range(3000)]
+    data = make_xlsx({"Ships": rows})
+    sheet = zipfile.ZipFile(io.BytesIO(data)).getinfo("xl/worksheets/sheet1.xml")
+    monkeypatch.setattr(blob_mod, "MAX_UNPACKED_BYTES", sheet.file_size // 2)
+    docs = load_file(_write(tmp_path, "ships.xlsx", data))
+    assert "Aurora 2999 | 1909" in docs[-1].text
+    dense = make_xlsx({"Ships": [["note"]] + [["x" * 30000]] * 20})  # packs ~1000 times
+    with pytest.raises(UnreadableFileError, match="compression bomb"):
+        load_file(_write(tmp_path, "dense.xlsx", dense))
+
+
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
 def test_every_type_skips_a_bad_file_with_one_line(tmp_path: Path, fmt: object) -> None:
     """Garbage under every suffix: an IngestError naming the file, one line, never a raw

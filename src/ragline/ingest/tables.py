@@ -123,7 +123,8 @@ def load_xlsx(blob: Blob) -> Iterable[Document]:
         import openpyxl
     except ImportError:
         raise missing_extra("openpyxl", "office") from None
-    check_zip(blob, "XLSX")
+    # openpyxl's read-only mode streams the sheets (it holds the shared strings and styles)
+    check_zip(blob, "XLSX", streamed=lambda member: member.startswith("xl/worksheets/"))
     try:
         book = openpyxl.load_workbook(blob.open(), read_only=True, data_only=True)
     except Exception as e:  # noqa: BLE001 - openpyxl raises anything on a bad file
