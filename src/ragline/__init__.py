@@ -25,12 +25,12 @@ from ragline.index.index import Index  # noqa: E402
 from ragline.rag import RAG  # noqa: E402
 from ragline.retrieve.searcher import Searcher  # noqa: E402
 from ragline.tm import Match, Translation, TranslationMemory, Translator  # noqa: E402
-from ragline.types import Answer, Citation, Document, DocumentInfo, Hit, Passage  # noqa: E402
+from ragline.types import Answer, Citation, Document, DocumentInfo, Hit, Passage, Turn  # noqa: E402
 
 __all__ = [
     "RAG", "Answer", "Answerer", "Citation", "Config", "ConfigError", "Document",
     "DocumentInfo", "DocumentNotFoundError", "EmptyIndexError", "Hit", "Index",
     "IndexMismatchError", "IndexNotFoundError", "Match", "ModelUnavailableError", "Passage",
     "Prepared", "RaglineError", "Searcher", "Translation", "TranslationMemory", "Translator",
-    "UnreadableFileError", "UnsupportedFileError", "__version__", "load_config",
+    "Turn", "UnreadableFileError", "UnsupportedFileError", "__version__", "load_config",
 ]

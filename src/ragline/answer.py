@@ -33,12 +33,14 @@ from ragline.generate.citations import (
     support,
     topic_share,
 )
+from ragline.generate.followup import Rewrite, Rewriter, stands_alone
+from ragline.generate.prompted import PromptGenerator
 from ragline.generate.tasks import ANSWER, QUESTION, task_named
 from ragline.qa import answer_in
 from ragline.registry import MODELS
 from ragline.retrieve.searcher import MAX_QUERY_CHARS, Searcher, check_k, check_query
 from ragline.text import tokenize
-from ragline.types import Answer, Citation, Hit
+from ragline.types import Answer, Citation, Hit, Turn
 
 # RAG-Token and RAG-Sequence run the generator over every passage (k × beams sequences): the
 # paper trains with 5–10 and decodes with up to 50.
@@ -65,7 +67,8 @@ def check_rag_k(k: int | None) -> None:
 @dataclass(frozen=True)
 class Prepared:
     """A checked question with its passages, ready to generate from. `request` is what the
-    generator is given: the question, or, for the question task, the answer."""
+    generator is given: the question, or, for the question task, the answer. A follow-up's
+    `question` is its standalone form and `asked` what the user typed."""
 
     question: str
     hits: tuple[Hit, ...]
@@ -73,6 +76,8 @@ class Prepared:
     options: GenerateOptions
     timings: dict[str, float] = field(default_factory=dict)
     request: str = ""
+    asked: str = ""
+    followup: bool = False
 
 
 class Answerer:
@@ -105,22 +110,54 @@ class Answerer:
                 self._generators[model] = MODELS.create(model, self.config, self.rag_model)
         return self._generators[model]
 
+    # ------------------------------------------------------------ phase 0: follow-ups
+
+    def needs_rewrite(self, question: str, history: Sequence[Turn]) -> bool:
+        """Whether `rewrite` will ask the model (a follow-up that does not stand alone)."""
+        return any(t.role != "system" and t.content.strip() for t in history) and \
+            not stands_alone(question)
+
+    def rewrite(self, question: str, history: Sequence[Turn]) -> Rewrite:
+        """A follow-up asked after `history` as a standalone question, by the answer model
+        (ragline.generate.followup); the question itself when it stands alone."""
+        check_query(question, "question")
+        if not self.needs_rewrite(question, history):
+            return Rewrite(question, question, False)
+        backend = self.generator("concat")
+        if not isinstance(backend, PromptGenerator):
+            raise ConfigError("follow-up questions are rewritten by a prompted model; "
+                              f"the concat generator here is {type(backend).__name__}")
+        return Rewriter(backend).rewrite(question, history)
+
     # ------------------------------------------------------------ phase 1
 
     def prepare(self, question: str, k: int | None = None, mode: str | None = None,
                 model: str | None = None, beams: int | None = None,
                 max_tokens: int | None = None, temperature: float | None = None,
                 hits: Sequence[Hit] | None = None, task: str = "answer",
-                answer: str | None = None) -> Prepared:
+                answer: str | None = None, history: Sequence[Turn] = (),
+                rewrite: Rewrite | None = None) -> Prepared:
         """Check the request and retrieve its passages (unless `hits` are given). Bad
         arguments (k out of range, an unknown mode, model or task, an over-long question) are
         a ConfigError here, before anything is generated. `task` "text" writes from the
         passages about `question` (an instruction); "question" writes a question whose answer
-        is `answer`, retrieving for both."""
+        is `answer`, retrieving for both. `history`: the earlier turns of a conversation; a
+        follow-up is made standalone first (`rewrite`, a model call unless it stands alone;
+        pass `rewrite` when it has been made already)."""
         g = self.config.generation
         model = MODELS.canonical(self.config.model.kind if model is None else model)
         kind = task_named(task)
         check_query(question, "question" if kind is ANSWER else "instruction")
+        asked, timings = question, {}
+        followup = bool(history) or rewrite is not None
+        if followup and kind is QUESTION:
+            raise ConfigError("the question task takes no conversation history")
+        if rewrite is None and history:
+            rewrite = self.rewrite(question, history)
+        if rewrite is not None:
+            question = rewrite.question
+            if rewrite.rewritten:
+                timings["rewrite_s"] = rewrite.seconds
         request = query = question
         if kind is QUESTION:
             if answer is None or not answer.strip():
@@ -146,12 +183,11 @@ class Answerer:
             max_tokens=max_tokens or kind.max_tokens or g.max_tokens,
             temperature=g.temperature if temperature is None else temperature,
             beams=self.config.model.beams if beams is None else beams, task=kind)
-        timings = {}
         if hits is None:
             t0 = time.perf_counter()
             hits = self.searcher.search(query, k=k, mode=mode)
             timings["retrieve_s"] = time.perf_counter() - t0
-        return Prepared(question, tuple(hits), model, options, timings, request)
+        return Prepared(question, tuple(hits), model, options, timings, request, asked, followup)
 
     # ------------------------------------------------------------ phase 2
 
@@ -169,9 +205,10 @@ class Answerer:
         confidence: float | None = None
 
         def done(text: str, cites: Sequence[Citation], reason: str | None = None) -> Answer:
-            timings["total_s"] = timings.get("retrieve_s", 0.0) + time.perf_counter() - t0
-            return Answer(q, text, tuple(cites), tuple(hits), reason is None, timings, model,
-                          reason, confidence=confidence)
+            timings["total_s"] = _before(timings) + time.perf_counter() - t0
+            return Answer(prepared.asked or q, text, tuple(cites), tuple(hits), reason is None,
+                          timings, model, reason, confidence=confidence,
+                          standalone_question=q if prepared.followup else None)
 
         if not self.relevant(hits):
             text = ANSWER.not_found_message(q)
@@ -187,7 +224,7 @@ class Answerer:
                 result = item
                 continue
             if "first_token_s" not in timings:
-                timings["first_token_s"] = timings.get("retrieve_s", 0.0) + time.perf_counter() - t0
+                timings["first_token_s"] = _before(timings) + time.perf_counter() - t0
             if generator.streams:
                 out = stream.feed(item)
                 if out:
@@ -223,8 +260,7 @@ class Answerer:
                                    is not None else hits)
         if reason is not None:
             if not generator.streams:
-                timings.setdefault("first_token_s",
-                                   timings.get("retrieve_s", 0.0) + time.perf_counter() - t0)
+                timings.setdefault("first_token_s", _before(timings) + time.perf_counter() - t0)
                 yield ANSWER.not_found_message(q)
             yield done(ANSWER.not_found_message(q), (), reason)
             return
@@ -250,9 +286,10 @@ class Answerer:
 
         def done(text: str, cites: Sequence[Citation], reason: str | None = None,
                  dropped: Sequence[str] = ()) -> Answer:
-            timings["total_s"] = timings.get("retrieve_s", 0.0) + time.perf_counter() - t0
-            return Answer(prepared.question, text, tuple(cites), tuple(hits), reason is None,
-                          timings, model, reason, task.name, tuple(dropped))
+            timings["total_s"] = _before(timings) + time.perf_counter() - t0
+            return Answer(prepared.asked or prepared.question, text, tuple(cites), tuple(hits),
+                          reason is None, timings, model, reason, task.name, tuple(dropped),
+                          standalone_question=prepared.question if prepared.followup else None)
 
         reason = None if self.relevant(hits) else "not_relevant" if hits else "no_passages"
         if reason is None and task is not QUESTION and topic_share(
@@ -273,7 +310,7 @@ class Answerer:
             if isinstance(item, Generation):
                 continue
             if "first_token_s" not in timings:
-                timings["first_token_s"] = timings.get("retrieve_s", 0.0) + time.perf_counter() - t0
+                timings["first_token_s"] = _before(timings) + time.perf_counter() - t0
             raw.append(item)
             if task is not QUESTION and (piece := gate.feed(item)):
                 out.append(piece)
@@ -333,6 +370,11 @@ class Answerer:
         if support(text, list(hits)) < self.config.generation.min_support:
             return "unsupported"
         return None
+
+
+def _before(timings: dict[str, float]) -> float:
+    """The seconds spent before generation: the rewrite of a follow-up and retrieval."""
+    return timings.get("rewrite_s", 0.0) + timings.get("retrieve_s", 0.0)
 
 
 def _question_citation(question: str, answer: str, hits: Sequence[Hit]) -> Citation:

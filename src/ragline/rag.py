@@ -4,6 +4,7 @@
     rag = RAG.build("my-index", paths=["docs/"])      # or RAG.open("my-index")
     answer = rag.ask("What is the capital of France?")
     answer.text, answer.citations
+    rag.ask("How tall is it?", history=[Turn("user", "…"), Turn("assistant", "…")])  # a follow-up
     rag.write("Explain how the tower was built.")     # a cited text; or task="question", answer=…
     rag.index, rag.searcher, rag.answerer             # the parts, for finer control
 """
@@ -25,7 +26,7 @@ from ragline.registry import MODELS
 from ragline.retrieve.collection import Collection
 from ragline.retrieve.rerank import load_reranker
 from ragline.retrieve.searcher import Searcher
-from ragline.types import Answer, DocumentInfo, Hit
+from ragline.types import Answer, DocumentInfo, Hit, Turn
 
 if TYPE_CHECKING:  # torch loads only when the RAG model is used
     from ragline.generate.tasks import Task
@@ -149,20 +150,25 @@ class RAG:
                                          progress=progress)
 
     def ask(self, question: str, k: int | None = None, mode: str | None = None,
-            model: str | None = None, beams: int | None = None) -> Answer:
-        """Answer with citations. model: concat (all passages in one prompt, llama.cpp; the
-        default), rag-token or rag-sequence (the torch RAG model, see `rag_model`)."""
-        return self.answerer.ask(question, k=k, mode=mode, model=model, beams=beams)
+            model: str | None = None, beams: int | None = None,
+            history: Sequence[Turn] = ()) -> Answer:
+        """Answer with citations. model: per-passage (the default), concat (all passages in
+        one prompt), rag-token or rag-sequence (the torch RAG model, see `rag_model`).
+        `history`: the conversation so far; a follow-up ("How tall is it?") is rewritten into
+        a standalone question first (Answer.standalone_question)."""
+        return self.answerer.ask(question, k=k, mode=mode, model=model, beams=beams,
+                                 history=history)
 
     def ask_stream(self, question: str, k: int | None = None, mode: str | None = None,
                    model: str | None = None, beams: int | None = None,
                    hits: Sequence[Hit] | None = None, max_tokens: int | None = None,
-                   temperature: float | None = None) -> Iterator[str | Answer]:
+                   temperature: float | None = None,
+                   history: Sequence[Turn] = ()) -> Iterator[str | Answer]:
         """Yield answer text as it is generated (citation markers included), then the Answer.
         Bad arguments fail before any generation (see Answerer.prepare)."""
         prepared = self.answerer.prepare(question, k=k, mode=mode, model=model, beams=beams,
                                          max_tokens=max_tokens, temperature=temperature,
-                                         hits=hits)
+                                         hits=hits, history=history)
         return self.answerer.answer(prepared)
 
     def write(self, instruction: str, task: str = "text", answer: str | None = None,

@@ -5,7 +5,8 @@
     rag.ask("What is the capital of France?").text
 
 `HashEncoder` embeds by hashed words (lexical, exact, no model); `ScriptedGenerator` streams a
-fixed reply one character at a time and records the prompts it was given. It also reads "its
+fixed reply (or one made from the prompt) one character at a time and records the prompts it
+was given. It also reads "its
 own probabilities" for the per-passage reader: `verdict` (a number, or a function of the
 prompt, which ends with the passage read) sets how sure it is.
 
@@ -22,15 +23,17 @@ from ragline.generate.prompted import PromptGenerator
 
 
 class ScriptedGenerator(PromptGenerator):
-    """A concat generator that streams `reply`, one character at a time, whatever it is asked;
-    `prompts` holds every prompt it was given. Tokens are whitespace-separated words. As a
+    """A concat generator that streams `reply`, one character at a time, whatever it is asked
+    (a function of the prompt: what it returns for that prompt); `prompts` holds every prompt
+    it was given. Tokens are whitespace-separated words. As a
     Scorer (ragline.generate.base), it completes any prompt with `reply`, each token at
     log-probability `logprob`, with the verdict `verdict` and a question log-probability of 0;
     the per-passage reader's confidence in it is σ(verdict) (its own `calibration`)."""
 
     id = "scripted"
 
-    def __init__(self, reply: str, verdict: float | Callable[[str], float] = 8.0,
+    def __init__(self, reply: str | Callable[[str], str],
+                 verdict: float | Callable[[str], float] = 8.0,
                  logprob: float = -0.1) -> None:
         from ragline.generate.reader import Calibration
 
@@ -46,13 +49,16 @@ class ScriptedGenerator(PromptGenerator):
     def stream(self, prompt: str, max_tokens: int = 256, stop: Sequence[str] = (),
                temperature: float = 0.0) -> Iterator[str]:
         self.prompts.append(prompt)
-        yield from self.reply
+        yield from self._reply(prompt)
+
+    def _reply(self, prompt: str) -> str:
+        return self.reply(prompt) if callable(self.reply) else self.reply
 
 
     def complete(self, prompt: str, max_tokens: int = 32, stop: Sequence[str] = ("\n",),
                  head: str = "") -> Completion:
         self.prompts.append(prompt)
-        text = self.reply
+        text = self._reply(prompt)
         for s in stop:
             if s and s in text:
                 text = text[:text.index(s)]

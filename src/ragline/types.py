@@ -1,4 +1,4 @@
-"""Frozen dataclasses shared by every layer: Document, Passage, Hit, Citation, Answer.
+"""Frozen dataclasses shared by every layer: Document, Passage, Hit, Citation, Turn, Answer.
 
     doc = Document.from_text("Paris is the capital of France.", source="notes.txt")
     doc.id  # content hash: the same text always gets the same id
@@ -113,6 +113,20 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One turn of a conversation: `role` is "user", "assistant" or "system" (instructions).
+
+        history = [Turn("user", "When was the Eiffel Tower completed?"), Turn("assistant", "1889")]
+    """
+
+    role: str
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
 class Answer:
     """A generated answer with the citations it uses and every passage it was conditioned on."""
 
@@ -134,6 +148,9 @@ class Answer:
     # the per-passage reader's calibrated p(the passage states this answer), for the answer
     # given or, refused, the best it read; None where nothing judged it (concat, RAG models)
     confidence: float | None = None
+    # a follow-up (asked with earlier turns): the standalone question searched for and
+    # answered, e.g. "How tall is the Eiffel Tower?" for "How tall is it?"; None without turns
+    standalone_question: str | None = None
 
     @property
     def refused(self) -> bool:
@@ -157,6 +174,7 @@ class Answer:
             "task": self.task,
             "dropped": list(self.dropped),
             "confidence": self.confidence,
+            "standalone_question": self.standalone_question,
             "citations": [
                 {"marker": c.marker, "passage_id": c.passage.id, "doc_id": c.passage.doc_id,
                  "source": c.passage.source, "title": c.passage.title, "page": c.passage.page,

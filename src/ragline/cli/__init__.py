@@ -1,5 +1,5 @@
-"""The `ragline` command: index · search · ask · write · serve · score · train · eval · tm ·
-translate · reindex · rm · info.
+"""The `ragline` command: index · search · ask · write · chat · serve · mcp · score · train ·
+eval · tm · translate · reindex · rm · info.
 
     ragline index docs/ --index my-index
     ragline ask my-index "What is the capital of France?"
@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 
 from ragline import __version__
-from ragline.cli import asking, evaluating, indexing, serving, training, translating
+from ragline.cli import asking, chatting, evaluating, indexing, serving, training, translating
 from ragline.cli.options import Parser, settings
 from ragline.errors import RaglineError
 
 # each module adds its commands' parsers, in the order `ragline --help` lists them
-COMMAND_MODULES = (indexing, asking, translating, serving, training, evaluating)
+COMMAND_MODULES = (indexing, asking, chatting, translating, serving, training, evaluating)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,9 +9,11 @@ import logging
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ragline.cli import render
+from ragline.cli.chatting import read_history, save_turns
 from ragline.cli.options import (
     add_generator,
     add_index_arg,
@@ -23,8 +25,9 @@ from ragline.cli.options import (
     positive_int,
 )
 from ragline.config import Config, override
+from ragline.errors import ConfigError
 from ragline.generate.tasks import WRITE_TASKS
-from ragline.types import Answer, hit_to_dict
+from ragline.types import Answer, Turn, hit_to_dict
 
 log = logging.getLogger("ragline")
 
@@ -49,6 +52,11 @@ def register(sub: Any) -> None:
     s.add_argument("--fast", action="store_true", help="RAG-Sequence fast decoding")
     add_generator(s)
     s.add_argument("--max-tokens", type=positive_int)
+    s.add_argument("--history", type=Path, metavar="FILE.jsonl",
+                   help="the conversation so far (JSON Lines of {\"role\", \"content\"}): "
+                        "a follow-up is made standalone before it is searched for")
+    s.add_argument("--save", action="store_true",
+                   help="with --history: append the question and its answer to the file")
     add_ray(s)
     s.set_defaults(run=cmd_ask)
 
@@ -99,10 +107,18 @@ def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
 def cmd_ask(args: argparse.Namespace, cfg: Config) -> int:
     from ragline.rag import RAG
 
+    if args.save and args.history is None:
+        raise ConfigError("--save appends to the conversation file: give it with --history FILE")
+    history = read_history(args.history, missing_ok=args.save) if args.history else []
     cfg = replace(cfg, model=override(cfg.model, thorough=False if args.fast else None))
     with RAG.open(args.index, config=cfg) as rag:
-        return _show(rag.ask_stream(args.question, k=args.k, mode=args.mode, model=args.model,
-                                    beams=args.beams), args.json, cfg.generation.min_confidence)
+        answer: list[Answer] = []
+        status = _show(rag.ask_stream(args.question, k=args.k, mode=args.mode, model=args.model,
+                                      beams=args.beams, history=history), args.json,
+                       cfg.generation.min_confidence, answer)
+    if args.save:
+        save_turns(args.history, [Turn("user", args.question), Turn("assistant", answer[0].text)])
+    return status
 
 
 def cmd_write(args: argparse.Namespace, cfg: Config) -> int:
@@ -114,8 +130,10 @@ def cmd_write(args: argparse.Namespace, cfg: Config) -> int:
                                       beams=args.beams, max_tokens=args.max_tokens), args.json)
 
 
-def _show(pieces: Iterator[str | Answer], as_json: bool, min_confidence: float = 0.0) -> int:
-    """Stream the text as it comes (or, as JSON, the Answer at the end), then its sources."""
+def _show(pieces: Iterator[str | Answer], as_json: bool, min_confidence: float = 0.0,
+          keep: list[Answer] | None = None) -> int:
+    """Stream the text as it comes (or, as JSON, the Answer at the end), then its sources;
+    the Answer is appended to `keep`."""
     answer: Answer | None = None
     streamed = ""
     for piece in pieces:
@@ -127,6 +145,8 @@ def _show(pieces: Iterator[str | Answer], as_json: bool, min_confidence: float =
             sys.stdout.flush()
     if answer is None:
         raise RuntimeError("the generation ended without an answer")
+    if keep is not None:
+        keep.append(answer)
     if as_json:
         render.out(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return 0

@@ -59,8 +59,11 @@ def hits(found: list[Hit]) -> None:
 
 
 def answer_tail(answer: Answer, streamed: str) -> None:
-    """What follows the streamed answer: its sources, or why it was not given."""
+    """What follows the streamed answer: what a follow-up was searched as, its sources, or
+    why it was not given."""
     out()
+    if answer.standalone_question and answer.standalone_question != answer.question:
+        out(f"(searched for: {answer.standalone_question})")
     if not answer.answered:
         why = REFUSAL_REASONS.get(answer.reason or "", "")
         if streamed.strip() != answer.text:
