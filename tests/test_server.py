@@ -527,3 +527,82 @@ def test_a_plain_request_whose_client_leaves_cancels_its_generation(index: Path,
         while httpx.get(url + "/health").json()["generation"]["running"]:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- follow-up questions
+
+TOWERS = {"eiffel.txt": "The Eiffel Tower in Paris is 330 metres tall. It was completed in 1889.",
+          "gate.txt": "The Brandenburg Gate in Berlin is 26 metres high. It was built in 1791.",
+          "it.txt": "How is it? It is what it is, people say of it."}
+HISTORY = [{"role": "system", "content": "Answer in a few words."},
+           {"role": "user", "content": "When was the Eiffel Tower completed?"},
+           {"role": "assistant", "content": "In 1889 [1]."}]
+
+
+def _towers_reply(prompt: str) -> str:
+    return "the Eiffel Tower" if prompt.endswith('"it" means:') else "330 metres"
+
+
+@pytest.fixture
+def towers(tmp_path: Path) -> Iterator[tuple[TestClient, ScriptedGenerator]]:
+    docs = write_docs(tmp_path / "towers", TOWERS)
+    RAG.build(tmp_path / "towers-idx", paths=[docs], encoder="hash").close()
+    gen = ScriptedGenerator(_towers_reply)
+    with make_client(tmp_path / "towers-idx", gen) as c:
+        yield c, gen
+
+
+def test_a_followup_is_answered_about_what_the_conversation_is_about(
+        towers: tuple[TestClient, ScriptedGenerator]) -> None:
+    client, gen = towers
+    r = client.post("/v1/ask", json={"question": "How tall is it?", "history": HISTORY, "k": 1})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["question"] == "How tall is it?"
+    assert body["standalone_question"] == "How tall is the Eiffel Tower?"
+    assert body["passages"][0]["source"] == "eiffel.txt" and body["answered"]
+    assert "rewrite_s" in body["timings"]
+    # the system turn is an instruction to concat; the answer prompt asks the standalone question
+    assert "Answer in a few words." in gen.prompts[-1]
+    assert "How tall is the Eiffel Tower?" in gen.prompts[-1]
+    # streamed: the passages event already holds what the standalone question found
+    r = client.post("/v1/ask", json={"question": "How tall is it?", "history": HISTORY, "k": 1,
+                                     "stream": True})
+    got = events(r.text)
+    assert got[0][0] == "passages" and got[0][1]["passages"][0]["source"] == "eiffel.txt"
+    assert got[-1][1]["standalone_question"] == "How tall is the Eiffel Tower?"
+    # without a history, the same words find what they say
+    r = client.post("/v1/ask", json={"question": "How tall is it?", "k": 1})
+    assert r.json()["passages"][0]["source"] == "it.txt"
+    assert r.json()["standalone_question"] is None
+
+
+@pytest.mark.parametrize("history, status, kind, message", [
+    ([{"role": "wizard", "content": "x"}], 400, "config_error",
+     "history turn 1: role must be one of"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], 400,
+     "config_error", "only text content"),
+    ([{"role": "user", "content": "x" * 100_001}], 400, "config_error", "100,000 are allowed"),
+    ([{"role": "user", "content": "x"}] * 1001, 422, "invalid_request_error", "history"),
+    ({"role": "user"}, 422, "invalid_request_error", "history"),
+    ([{"content": "no role"}], 422, "invalid_request_error", "role"),
+])
+def test_a_bad_history_is_refused_before_the_model_runs(
+        towers: tuple[TestClient, ScriptedGenerator], history: object, status: int, kind: str,
+        message: str) -> None:
+    client, gen = towers
+    r = client.post("/v1/ask", json={"question": "How tall is it?", "history": history})
+    assert message in assert_error(r, status, kind)
+    assert gen.prompts == []
+
+
+def test_a_long_conversation_sends_the_model_what_a_short_one_does(
+        towers: tuple[TestClient, ScriptedGenerator]) -> None:
+    client, gen = towers
+    filler = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " * 20}
+              for i in range(200)]
+    for history in (filler + HISTORY[1:], (filler + HISTORY[1:])[-6:]):
+        r = client.post("/v1/ask", json={"question": "How tall is it?", "history": history})
+        assert r.json()["standalone_question"] == "How tall is the Eiffel Tower?"
+    rewrites = [p for p in gen.prompts if p.endswith('"it" means:')]
+    assert len(rewrites) == 2 and rewrites[0] == rewrites[1]

@@ -135,3 +135,33 @@ def test_openai_client_gets_a_cited_answer_from_the_bundled_models(tmp_path: Pat
     assert "1889" in text
     names = [c["name"] for c in (r.model_extra or {})["citations"]]
     assert names and set(names) == {"eiffel-tower.md"}
+
+
+def test_a_followup_through_the_openai_client_is_about_the_conversation(tmp_path: Path) -> None:
+    """Earlier turns (a system message, a question, a cited answer) make "How tall is it?"
+    a question about the Eiffel Tower, streamed or not."""
+    docs = write_docs(tmp_path / "towers", {
+        "eiffel.txt": "The Eiffel Tower in Paris is 330 metres tall. It was completed in 1889.",
+        "it.txt": "How is it? It is what it is, people say of it."})
+
+    def reply(prompt: str) -> str:
+        return "the Eiffel Tower" if prompt.endswith('"it" means:') else "330 metres"
+
+    rag = RAG.build(tmp_path / "idx", paths=[docs], encoder="hash", config=CONCAT,
+                    generator=ScriptedGenerator(reply))
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "When was the Eiffel Tower completed?"},
+                {"role": "assistant", "content": "In 1889 [1]."},
+                {"role": "user", "content": "How tall is it?"}]
+    with live_server(create_app(rag, ServerConfig())) as url:  # type: ignore[arg-type]
+        c = client(url + "/v1")
+        r = c.chat.completions.create(model="ragline", messages=messages, extra_body={"k": 1})  # type: ignore[arg-type]
+        extra = (r.model_extra or {})["ragline"]
+        assert extra["standalone_question"] == "How tall is the Eiffel Tower?"
+        assert extra["passages"][0]["source"] == "eiffel.txt"
+        assert r.choices[0].message.content.startswith("330 metres")  # type: ignore[union-attr]
+        chunks = list(c.chat.completions.create(model="ragline", messages=messages, stream=True,  # type: ignore[call-overload]
+                                                extra_body={"k": 1}))
+        last = chunks[-1].model_extra["ragline"]
+        assert last["standalone_question"] == "How tall is the Eiffel Tower?"
+    rag.close()

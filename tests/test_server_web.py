@@ -26,6 +26,8 @@ from serving import GatedGenerator, live_server
 sync_api = pytest.importorskip("playwright.sync_api")
 
 ANSWER = "Paris is the capital of France."
+LAST = "#conversation .turn:last-child"  # the newest turn of the conversation
+LAST_JS = "document.querySelector('.turn:last-child .answer').textContent"
 # flags for a sandboxed machine without network (see /work/.library: Chromium's background
 # connections are refused here, many at a time)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -76,20 +78,20 @@ def test_ask_watch_the_answer_stream_and_open_a_citation(browser: Any,
     page.fill("#question", "What is the capital of France?")
     page.click("#ask")
     # part of the answer is on the page before all of it is: it streams
-    page.wait_for_function("""() => { const t = document.getElementById('answer').textContent;
-                                      return t.length > 3 && !t.includes('France'); }""")
-    page.wait_for_function("document.getElementById('answer').textContent.includes('France.')")
-    page.wait_for_selector("#citations li")
-    assert page.inner_text("#answer").startswith(ANSWER)
-    assert "france.txt" in page.inner_text("#citations")
+    page.wait_for_function(f"() => {{ const t = {LAST_JS}; "
+                           "return t.length > 3 && !t.includes('France'); }")
+    page.wait_for_function(f"{LAST_JS}.includes('France.')")
+    page.wait_for_selector(f"{LAST} .citations li")
+    assert page.inner_text(f"{LAST} .answer").startswith(ANSWER)
+    assert "france.txt" in page.inner_text(f"{LAST} .citations")
     assert page.inner_text("#status").startswith("answered in")
 
-    page.click("#answer .cite")  # the [1] marker in the answer
+    page.click(f"{LAST} .answer .cite")  # the [1] marker in the answer
     assert page.is_visible("#passage")
     assert "france.txt" in page.inner_text("#passage-source")
     assert page.inner_text("#passage-text") == THREE_DOCS["france.txt"]
     assert page.inner_text("#passage-text mark") == ANSWER  # the supporting sentence
-    assert page.locator("#passages li").count() == 3
+    assert page.locator(f"{LAST} .passages li").count() == 3
     if os.environ.get("RAGLINE_SCREENSHOT"):
         page.screenshot(path=os.environ["RAGLINE_SCREENSHOT"], full_page=True)
     assert errors == []
@@ -108,10 +110,10 @@ def test_the_default_reader_shows_its_answer_and_its_confidence(browser: Any,
         assert page.input_value("#model") == "per-passage"  # the server's default
         page.fill("#question", "What is the capital of France?")
         page.click("#ask")
-        page.wait_for_selector("#citations li")
-        assert page.inner_text("#answer").startswith("Paris is the capital of France")
-        assert page.inner_text("#answer .cite") == "1"  # the marker of the passage read
-        assert "france.txt" in page.inner_text("#citations")
+        page.wait_for_selector(f"{LAST} .citations li")
+        assert page.inner_text(f"{LAST} .answer").startswith("Paris is the capital of France")
+        assert page.inner_text(f"{LAST} .answer .cite") == "1"  # the marker of the passage read
+        assert "france.txt" in page.inner_text(f"{LAST} .citations")
         status = page.inner_text("#status")
         assert status.startswith("answered in") and "confidence 1.00" in status
         page.close()
@@ -135,8 +137,8 @@ def test_write_mode_shows_a_cited_text(browser: Any, site: tuple[str, Any]) -> N
     assert sent.value.post_data_json["instruction"] == "Write about the capital of France"
     page.wait_for_function("document.getElementById('status').textContent.includes(' in ')")
     assert page.inner_text("#status").startswith("written in")
-    assert page.inner_text("#answer").startswith("Paris is the capital of France")
-    assert "france.txt" in page.inner_text("#citations")
+    assert page.inner_text(f"{LAST} .answer").startswith("Paris is the capital of France")
+    assert "france.txt" in page.inner_text(f"{LAST} .citations")
     assert errors == []
     page.close()
 
@@ -195,7 +197,72 @@ def test_a_keyed_server_asks_for_the_key_then_works(browser: Any, tmp_path: Path
         page.wait_for_selector("#docs li.doc >> nth=2")
         page.fill("#question", "What is the capital of France?")
         page.click("#ask")
-        page.wait_for_selector("#citations li")
-        assert page.inner_text("#answer").startswith(ANSWER)
+        page.wait_for_selector(f"{LAST} .citations li")
+        assert page.inner_text(f"{LAST} .answer").startswith(ANSWER)
+        page.close()
+    rag.close()
+
+
+def test_a_conversation_follows_up_keeps_its_sources_and_survives_a_reload(
+        browser: Any, tmp_path: Path) -> None:
+    """As a user would: a question, then "How tall is it?"; the second is answered about the
+    first's subject, each answer keeps its own citations, a reload keeps the conversation and
+    "New conversation" clears it (and the next question is asked alone)."""
+    docs = write_docs(tmp_path / "docs", {
+        "eiffel.txt": "The Eiffel Tower in Paris is 330 metres tall. It was completed in 1889.",
+        "it.txt": "How is it? It is what it is, people say of it."})
+
+    def reply(prompt: str) -> str:
+        if prompt.endswith('"it" means:'):
+            return "the Eiffel Tower"
+        return "330 metres [1]" if "tall" in prompt.rsplit("Question:", 1)[-1] else "1889 [1]"
+
+    from conftest import ScriptedGenerator
+
+    rag = RAG.build(tmp_path / "idx", paths=[docs], encoder="hash", config=CONCAT,
+                    generator=ScriptedGenerator(reply))
+    with live_server(create_app(rag, ServerConfig())) as url:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.fill("#k", "1")
+        turns = page.locator("#conversation .turn")
+        for n, question in enumerate(["When was the Eiffel Tower completed?", "How tall is it?"]):
+            page.fill("#question", question)
+            with page.expect_request("**/v1/ask") as sent:
+                page.click("#ask")
+            page.wait_for_function(f"document.querySelectorAll('#conversation .turn .citations li')"
+                                   f".length === {n + 1}")
+        assert [m["role"] for m in sent.value.post_data_json["history"]] == ["user", "assistant"]
+        assert turns.count() == 2
+        first, second = turns.nth(0), turns.nth(1)
+        assert first.locator(".answer").inner_text().startswith("1889")
+        assert second.locator(".answer").inner_text().startswith("330 metres")
+        assert second.locator(".searched").inner_text() == \
+            "searched for: How tall is the Eiffel Tower?"
+        assert "eiffel.txt" in second.locator(".citations").inner_text()
+        first.locator(".answer .cite").click()  # the first answer's own [1]
+        assert "completed in 1889" in page.inner_text("#passage-text mark")
+
+        page.reload()
+        page.wait_for_selector("#conversation .turn >> nth=1")
+        assert page.locator("#conversation .turn").nth(1).locator(".answer").inner_text() \
+            .startswith("330 metres")
+        assert "eiffel.txt" in page.locator("#conversation .turn").nth(0) \
+            .locator(".citations").inner_text()
+
+        page.click("#new")
+        assert page.locator("#conversation .turn").count() == 0
+        page.fill("#question", "How tall is it?")
+        with page.expect_request("**/v1/ask") as sent:
+            page.click("#ask")
+        page.wait_for_function("document.getElementById('status').textContent.includes(' in ')")
+        assert sent.value.post_data_json["history"] == []
+        assert page.locator("#conversation .turn .searched").inner_text() == ""
+        page.reload()
+        page.wait_for_selector("#conversation .turn")
+        assert page.locator("#conversation .turn").count() == 1
+        assert errors == []
         page.close()
     rag.close()

@@ -182,7 +182,9 @@ class Answerer:
         options = GenerateOptions(
             max_tokens=max_tokens or kind.max_tokens or g.max_tokens,
             temperature=g.temperature if temperature is None else temperature,
-            beams=self.config.model.beams if beams is None else beams, task=kind)
+            beams=self.config.model.beams if beams is None else beams, task=kind,
+            instructions="\n".join(t.content.strip() for t in history
+                                    if t.role == "system" and t.content.strip()))
         if hits is None:
             t0 = time.perf_counter()
             hits = self.searcher.search(query, k=k, mode=mode)

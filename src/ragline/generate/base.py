@@ -28,6 +28,9 @@ class GenerateOptions:
     temperature: float = 0.0       # concat: 0 is greedy
     beams: int = 1                 # the RAG models' beam search (1: greedy)
     task: Task = ANSWER            # what to write from the passages (ragline.generate.tasks)
+    # a conversation's system messages, after the task's own (concat; the per-passage reader
+    # and the RAG models keep their prompts)
+    instructions: str = ""
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ class PromptGenerator:
         chat = self.chat_template()
         prompt = rag_prompt(question, list(hits), self.count_tokens,
                             budget=max(256, self.n_ctx - options.max_tokens - 16),
-                            passage_tokens=self.passage_tokens, chat=chat, task=options.task)
+                            passage_tokens=self.passage_tokens, chat=chat, task=options.task,
+                            instructions=options.instructions)
         parts: list[str] = []
         for piece in self.stream(prompt, max_tokens=options.max_tokens,
                                  stop=options.task.stop if chat is None else options.task.chat_stop,

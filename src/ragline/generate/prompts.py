@@ -37,7 +37,8 @@ def format_passage(n: int, hit: Hit, max_chars: int | None = None, text: str | N
 
 def rag_prompt(question: str, hits: list[Hit], count_tokens: Callable[[str], int] | None = None,
                budget: int = 3000, passage_tokens: int | None = None,
-               chat: ChatTemplate | None = None, task: Task = ANSWER) -> str:
+               chat: ChatTemplate | None = None, task: Task = ANSWER,
+               instructions: str = "") -> str:
     """The prompt: the task, the numbered passages, the question (or the task's request);
     `chat` wraps it as an instruct model's turns.
 
@@ -46,7 +47,7 @@ def rag_prompt(question: str, hits: list[Hit], count_tokens: Callable[[str], int
     the passages do not fit whole, their sentences go in by how much of the question they
     share, the better-ranked passage first on ties, each counted once; passages keep their
     rank's number. A question too long to leave room for passages is a ConfigError."""
-    frame = task.frame(question, chat)
+    frame = task.frame(question, chat, instructions)
     if count_tokens is None:
         return frame("\n\n".join(format_passage(i + 1, h) for i, h in enumerate(hits)))
     base = count_tokens("")  # what every count includes (a BOS token)

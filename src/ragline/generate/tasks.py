@@ -55,12 +55,16 @@ class Task:
     # an instruct model ends its turn itself; a blank line starts what nobody asked for
     chat_stop: tuple[str, ...] = ("\n\n",)
 
-    def frame(self, request: str, chat: ChatTemplate | None) -> Callable[[str], str]:
-        """passages → the whole prompt, in the request's language and the model's format."""
+    def frame(self, request: str, chat: ChatTemplate | None,
+              instructions: str = "") -> Callable[[str], str]:
+        """passages → the whole prompt, in the request's language and the model's format.
+        `instructions` (a conversation's system messages) follow the task's own."""
         r, lang = request.strip(), lang_of(request)
+        extra = f"\n\n{instructions.strip()}" if instructions.strip() else ""
         if chat is None:
-            return lambda body: self.base[lang].format(passages=body, request=r)
-        turns = self._turns(self.system[lang], self.shots[lang])
+            return lambda body: (instructions.strip() + "\n\n" if extra else "") + \
+                self.base[lang].format(passages=body, request=r)
+        turns = self._turns(self.system[lang] + extra, self.shots[lang])
         return lambda body: chat([*turns, ("user", self.user[lang].format(passages=body,
                                                                            request=r))])
 

@@ -7,7 +7,8 @@ Routes (all JSON; errors are `{"error": {"message", "type", "code"}}`, see serve
     GET    /health                 index counts, generation queue
     GET    /v1/search?q=&k=&mode=  passages with scores and p(z|x)
     POST   /v1/ask                 answer, citations (passage text, source), document posteriors;
-                                   {"stream": true}: server-sent events passages, token…, answer
+                                   {"stream": true}: server-sent events passages, token…, answer;
+                                   "history": earlier turns, a follow-up made standalone first
     POST   /v1/write               a text written from the passages, every sentence cited (or a
                                    question for a given answer); the shape and events of /v1/ask
     POST   /v1/translate           translations from a translation memory (see server.translating)
@@ -38,10 +39,12 @@ from ragline import __version__
 from ragline.answer import Prepared
 from ragline.config import ServerConfig
 from ragline.errors import RaglineError, UnauthorizedError
+from ragline.generate.followup import MAX_TURNS, turns_from
 from ragline.rag import RAG
 from ragline.server import errors, openai_api, translating
 from ragline.server.jobs import Job
 from ragline.server.limits import BodyLimit
+from ragline.server.openai_api import Message
 from ragline.server.service import Service
 from ragline.server.sse import sse
 from ragline.tm.memory import TranslationMemory
@@ -52,6 +55,10 @@ log = logging.getLogger(__name__)
 
 class AskRequest(BaseModel):
     question: str = Field(description="the question, in any language")
+    history: list[Message] | None = Field(
+        None, max_length=MAX_TURNS, description="the conversation so far, oldest first: a "
+        "follow-up (\"How tall is it?\") is made standalone before it is searched for; the "
+        "answer's standalone_question says what was searched")
     k: int | None = Field(None, strict=True, description="passages to retrieve (default: config)")
     mode: str | None = Field(None, description="dense | bm25 | hybrid | weighted")
     model: str | None = Field(None, description="per-passage | concat | rag-token | rag-sequence")
@@ -140,8 +147,11 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
 
     @app.post("/v1/ask", response_model=None)
     async def ask(req: AskRequest, request: Request) -> dict[str, Any] | StreamingResponse:
+        turns = turns_from([m.model_dump() for m in req.history or []])
+        rewrite = await service.followup(req.question, turns)
         prepared = await run_in_threadpool(service.prepare, req.question, req.k, req.mode,
-                                           req.model, req.max_tokens, req.temperature)
+                                           req.model, req.max_tokens, req.temperature,
+                                           history=turns, rewrite=rewrite)
         return await _respond(service, prepared, req.stream, request)
 
     @app.post("/v1/write", response_model=None)

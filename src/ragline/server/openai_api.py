@@ -6,15 +6,19 @@
     r.choices[0].message.content      # "… 1889 [1]"
     r.citations                       # the extra field: [{"marker": 1, "name", "quote", "text", …}]
 
-The question is the last user message (earlier turns are not used for retrieval). Models:
+The question is the last user message; the messages before it are the conversation: a
+follow-up ("How tall is it?") is made standalone before it is searched for, system messages
+are instructions to the concat model, assistant turns are context (their citation markers
+dropped). Models:
 `ragline` (the server's default model), `ragline/per-passage`, `ragline/concat`, `ragline/rag-token`,
 `ragline/rag-sequence`. Honoured: `stream`, `max_tokens` / `max_completion_tokens` and
 `temperature` (concat only), and two extras, `k` and `mode` (pass them with `extra_body`).
 Other OpenAI parameters are accepted and ignored; `n` > 1 is refused.
 
-Extra fields: `citations` (as in /v1/ask) and `ragline` (answered, passages, document
-posteriors, timings) on the response, or on the last chunk of a stream. When the passages do
-not back a streamed draft, a last content chunk says so, as the CLI does.
+Extra fields: `citations` (as in /v1/ask) and `ragline` (answered, the standalone question
+a follow-up was searched as, passages, document posteriors, timings) on the response, or on
+the last chunk of a stream. When the passages do not back a streamed draft, a last content
+chunk says so, as the CLI does.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ragline.errors import ConfigError, ModelNotFoundError
+from ragline.generate.followup import turns_from
 from ragline.registry import MODELS
 from ragline.server import errors
 from ragline.server.jobs import Job
 from ragline.server.sse import sse
-from ragline.types import Answer
+from ragline.types import Answer, Turn
 
 if TYPE_CHECKING:
     from ragline.server.service import Service
@@ -43,9 +48,11 @@ PREFIX = "ragline"
 
 
 class Message(BaseModel):
+    """A turn of a conversation, in OpenAI's shape (also /v1/ask's history)."""
+
     model_config = ConfigDict(extra="allow")
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+    role: str = Field(description="user | assistant | system")
+    content: str | list[dict[str, Any]] | None = Field(None, description="the turn's text")
 
 
 class ChatRequest(BaseModel):
@@ -73,17 +80,12 @@ def resolve_model(name: str, default: str) -> str:
     raise ModelNotFoundError(f"unknown model '{name}'; available: {', '.join(model_ids())}")
 
 
-def question_of(messages: Sequence[Message]) -> str:
-    """The text of the last user message."""
-    for m in reversed(messages):
-        if m.role != "user":
-            continue
-        if isinstance(m.content, str):
-            return m.content
-        parts = m.content or []
-        if any(p.get("type") != "text" for p in parts):
-            raise ConfigError("only text content is supported in user messages")
-        return "\n".join(str(p.get("text", "")) for p in parts)
+def conversation_of(messages: Sequence[Message]) -> tuple[str, list[Turn]]:
+    """The question (the last user message) and the turns before it."""
+    turns = turns_from([m.model_dump() for m in messages], what="messages")
+    for i in range(len(turns) - 1, -1, -1):
+        if turns[i].role == "user":
+            return turns[i].content, turns[:i]
     raise ConfigError("messages has no user message to answer")
 
 
@@ -103,10 +105,12 @@ def register(app: FastAPI, service: Service) -> None:
         if req.n not in (None, 1):
             raise ConfigError("n > 1 is not supported: ragline gives one answer per question")
         model = resolve_model(req.model, rag.config.model.kind)
-        question = question_of(req.messages)
+        question, turns = conversation_of(req.messages)
         max_tokens = req.max_completion_tokens or req.max_tokens
+        rewrite = await service.followup(question, turns)
         prepared = await run_in_threadpool(service.prepare, question, req.k, req.mode, model,
-                                           max_tokens, req.temperature)
+                                           max_tokens, req.temperature, history=turns,
+                                           rewrite=rewrite)
         job = service.submit(prepared)
         head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
                 "model": req.model}
@@ -124,8 +128,8 @@ def register(app: FastAPI, service: Service) -> None:
 def _extras(service: Service, answer: Answer) -> dict[str, Any]:
     full = service.answer_json(answer)
     return {"citations": full["citations"],
-            "ragline": {k: full[k] for k in ("answered", "model", "passages", "documents",
-                                             "timings")}}
+            "ragline": {k: full[k] for k in ("answered", "model", "standalone_question",
+                                             "passages", "documents", "timings")}}
 
 
 async def _chunks(service: Service, job: Job, head: dict[str, Any]) -> AsyncIterator[str]:

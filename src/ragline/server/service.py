@@ -2,6 +2,7 @@
 the answerer over it, the generation queue, the upload store and the API key.
 
     service = Service(rag, ServerConfig(), api_key=None)
+    rewrite = await service.followup("How tall is it?", history)   # a follow-up, standalone
     prepared = service.prepare("Who built it?", k=5)      # 400s happen here, before queueing
     job = service.submit(prepared)                         # text…, then the Answer
 """
@@ -21,12 +22,14 @@ from ragline.answer import Prepared
 from ragline.config import ServerConfig
 from ragline.encode.batching import BatchingEncoder
 from ragline.errors import ClientGoneError, ConfigError, RaglineError
+from ragline.generate.followup import Rewrite
 from ragline.rag import RAG
 from ragline.registry import BACKENDS
+from ragline.retrieve.searcher import check_query
 from ragline.server.jobs import GenerationQueue, Job
 from ragline.server.limits import GONE
 from ragline.server.uploads import UploadStore
-from ragline.types import Answer, DocumentPosterior, Hit, document_posteriors, hit_to_dict
+from ragline.types import Answer, DocumentPosterior, Hit, Turn, document_posteriors, hit_to_dict
 
 
 class Service:
@@ -54,11 +57,30 @@ class Service:
 
     def prepare(self, question: str, k: int | None, mode: str | None, model: str | None,
                 max_tokens: int | None = None, temperature: float | None = None,
-                task: str = "answer", answer: str | None = None) -> Prepared:
-        """Check the request and retrieve its passages, before anything is queued."""
+                task: str = "answer", answer: str | None = None,
+                history: Sequence[Turn] = (), rewrite: Rewrite | None = None) -> Prepared:
+        """Check the request and retrieve its passages, before anything is queued (a
+        follow-up's `rewrite` is made first, by `followup`)."""
         return self.answerer.prepare(question, k=k, mode=mode, model=model,
                                      max_tokens=max_tokens, temperature=temperature,
-                                     task=task, answer=answer)
+                                     task=task, answer=answer, history=history, rewrite=rewrite)
+
+    async def followup(self, question: str, history: Sequence[Turn]) -> Rewrite | None:
+        """A follow-up made standalone (None without a history). The model call, when one is
+        needed, waits its turn in the generation queue: the local model runs one thing at a
+        time."""
+        if not history:
+            return None
+        check_query(question, "question")
+        if not self.answerer.needs_rewrite(question, history):
+            return Rewrite(question, question, False)
+        job = self.queue.submit(lambda: [self.answerer.rewrite(question, history)])
+        rewrite = None
+        async for item in job.results():
+            rewrite = item
+        if not isinstance(rewrite, Rewrite):
+            raise RaglineError("the rewrite of the follow-up ended without a question")
+        return rewrite
 
     def submit(self, prepared: Prepared) -> Job:
         return self.queue.submit(lambda: self.answerer.answer(prepared))
