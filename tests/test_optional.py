@@ -124,3 +124,24 @@ def test_code_without_tree_sitter_is_still_read_by_lines(monkeypatch: pytest.Mon
     _hide(monkeypatch, "tree_sitter", "tree_sitter_go")
     [doc] = load_file(p)
     assert doc.meta["lines"] and "sections" not in doc.meta
+
+
+def test_mcp_without_its_package_names_the_extra_and_the_server_runs_without_it(
+        monkeypatch: pytest.MonkeyPatch, hash_rag: Any, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from ragline.cli import main
+    from ragline.server import create_app
+
+    monkeypatch.delitem(sys.modules, "ragline.server.mcp_server", raising=False)
+    _hide(monkeypatch, "mcp")
+    assert main(["mcp", str(hash_rag.index.path)]) == 1
+    err = capsys.readouterr().err
+    assert "mcp is not installed" in err and "ragline[server]" in err
+    with TestClient(create_app(hash_rag)) as client:
+        assert client.get("/health").status_code == 200
+        assert client.post("/mcp", json={}).status_code == 404
+    assert "MCP is off" in caplog.text

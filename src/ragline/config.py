@@ -196,8 +196,18 @@ class ServerConfig:
     workers: int = 1                    # generations at once (1 for a local model)
     queue_timeout_s: float = 120.0      # longest wait in the queue before a 503
     timeout_s: float = 120.0            # longest generation before a 504
+    read_only: bool = False             # no uploads or deletions, no MCP add or remove
+    # the folders MCP's add_documents may read files from (none: it takes text only)
+    allow_paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.read_only, bool):
+            raise ConfigError(f"server.read_only must be true or false, got {self.read_only!r}")
+        if isinstance(self.allow_paths, str) or not all(
+                isinstance(p, str) and p for p in self.allow_paths):
+            raise ConfigError("server.allow_paths must be a list of folders, e.g. "
+                              "[\"~/notes\"]")
+        object.__setattr__(self, "allow_paths", tuple(self.allow_paths))
         for name in ("max_upload_mb", "queue_timeout_s", "timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"server.{name} must be > 0, got {getattr(self, name)}")

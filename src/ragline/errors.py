@@ -15,6 +15,7 @@
     ├── ModelUnavailableError         a model or its runtime is not installed / not loadable
     ├── ModelNotFoundError            a request names a model the server does not have
     ├── UnauthorizedError             a request without the server's API key
+    ├── ReadOnlyError                 a write asked of a read-only server
     ├── PayloadTooLargeError          an upload over the server's limit
     ├── BusyError                     the generation queue cannot take it now (retry_after s)
     │   ├── QueueFullError            too many generations waiting
@@ -89,6 +90,10 @@ class ModelNotFoundError(RaglineError):
 
 class UnauthorizedError(RaglineError):
     pass
+
+
+class ReadOnlyError(RaglineError):
+    """A write asked of a read-only server."""
 
 
 class PayloadTooLargeError(RaglineError):

@@ -25,7 +25,7 @@ from ragline.index.upkeep import MANIFEST
 from ragline.ingest.files import DOCUMENTS, FileReader
 from ragline.ingest.pipeline import IngestReport, cjk_share, ingest_paths
 from ragline.text import invalid_char
-from ragline.types import DocumentInfo
+from ragline.types import Document, DocumentInfo, Passage
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +273,22 @@ class Index:
     def has_document(self, doc_id: str) -> bool:
         return invalid_char(doc_id) is None and self.folder.store.has_document(doc_id)
 
+    def passage_window(self, passage_id: str, neighbours: int = 1) -> list[Passage]:
+        """A passage and up to `neighbours` of its document's passages on each side, in
+        order; DocumentNotFoundError when no passage has that id."""
+        found = (self.folder.store.passage_window(passage_id, neighbours)
+                 if invalid_char(passage_id) is None else None)
+        if found is None:
+            raise DocumentNotFoundError(f"no passage '{passage_id[:100]}' in the index; search "
+                                        "gives the ids of passages")
+        return found
+
+    def document(self, doc_id: str) -> Document | None:
+        """A document's text and facts, or None when there is no such document."""
+        return self.folder.store.document(doc_id) if self.has_document(doc_id) else None
+
     def document_source(self, doc_id: str) -> str | None:
-        doc = self.folder.store.document(doc_id) if self.has_document(doc_id) else None
+        doc = self.document(doc_id)
         return doc.source if doc else None
 
 

@@ -45,7 +45,7 @@ from ragline.index.manifest import Manifest, TrainedState, read_manifest, write_
 from ragline.index.upkeep import MANIFEST
 from ragline.ingest.files import DOCUMENTS, FileReader
 from ragline.ingest.pipeline import IngestReport, ingest_paths, shard_of
-from ragline.types import DocumentInfo
+from ragline.types import Document, DocumentInfo, Passage
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +324,18 @@ class ShardedIndex(Index):
 
     def has_document(self, doc_id: str) -> bool:
         return self._shard_of(doc_id).has_document(doc_id)
+
+    def passage_window(self, passage_id: str, neighbours: int = 1) -> list[Passage]:
+        for s in self.shards:  # a passage id does not say its document's shard
+            try:
+                return s.passage_window(passage_id, neighbours)
+            except DocumentNotFoundError:
+                continue
+        raise DocumentNotFoundError(f"no passage '{passage_id[:100]}' in the index; search "
+                                    "gives the ids of passages")
+
+    def document(self, doc_id: str) -> Document | None:
+        return self._shard_of(doc_id).document(doc_id)
 
     def document_source(self, doc_id: str) -> str | None:
         return self._shard_of(doc_id).document_source(doc_id)

@@ -331,6 +331,18 @@ class Store:
                 "passages": q("SELECT COUNT(*) FROM passages").fetchone()[0],
                 "sources": q("SELECT COUNT(*) FROM sources").fetchone()[0]}
 
+    def passage_window(self, passage_id: str, neighbours: int) -> list[Passage] | None:
+        """A passage with up to `neighbours` passages of its document on each side, in order
+        (None: no such passage)."""
+        r = self.reader.execute("SELECT doc_id, position FROM passages WHERE id=?",
+                                (passage_id,)).fetchone()
+        if r is None:
+            return None
+        return [_row_to_passage(row)[1] for row in self.reader.execute(
+            f"SELECT {_PASSAGE_COLS} FROM passages p JOIN documents d ON d.id = p.doc_id "
+            "WHERE p.doc_id = ? AND p.position BETWEEN ? AND ? ORDER BY p.position",
+            (r[0], r[1] - neighbours, r[1] + neighbours))]
+
     def passages_by_rowid(self, rowids: Sequence[int]) -> dict[int, tuple[Passage, np.ndarray]]:
         out: dict[int, tuple[Passage, np.ndarray]] = {}
         for r in _select_in(self.reader, f"SELECT {_PASSAGE_COLS}, p.vector FROM passages p JOIN "

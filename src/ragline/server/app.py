@@ -17,6 +17,7 @@ Routes (all JSON; errors are `{"error": {"message", "type", "code"}}`, see serve
     DELETE /v1/documents/{id}      remove a document
     POST   /v1/chat/completions    OpenAI-compatible (see server.openai_api)
     GET    /v1/models
+    POST   /mcp                    the Model Context Protocol, streamable HTTP (server.mcp_server)
     GET    /                       the web page
 """
 
@@ -25,10 +26,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
 from importlib import resources
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -38,7 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from ragline import __version__
 from ragline.answer import Prepared
 from ragline.config import ServerConfig
-from ragline.errors import RaglineError, UnauthorizedError
+from ragline.errors import ModelUnavailableError, RaglineError, UnauthorizedError
 from ragline.generate.followup import MAX_TURNS, turns_from
 from ragline.rag import RAG
 from ragline.server import errors, openai_api, translating
@@ -49,6 +51,9 @@ from ragline.server.service import Service
 from ragline.server.sse import sse
 from ragline.tm.memory import TranslationMemory
 from ragline.types import Answer, Hit
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +98,10 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
     the served index, when it is one)."""
     if memory is None and rag.index.manifest.languages:
         memory = TranslationMemory(rag.index)
-    service = Service(rag, server or rag.config.server, api_key)
+    cfg = server or rag.config.server
+    service = Service(rag, cfg, api_key)
+
+    mcp = _mcp(service, cfg)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -104,7 +112,10 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
                 await run_in_threadpool(service.answerer.generator().load)
             except RaglineError as e:
                 log.warning("the generator is not available (%s); /v1/ask will answer 503", e)
-        yield
+        async with AsyncExitStack() as stack:
+            if mcp is not None:  # MCP's sessions live as long as the server
+                await stack.enter_async_context(mcp.session_manager.run())
+            yield
         service.queue.stop()
         service.query_encoder.stop()
 
@@ -168,20 +179,36 @@ def create_app(rag: RAG, server: ServerConfig | None = None, api_key: str | None
                 "count": len(docs)}
 
     @app.post("/v1/documents", status_code=201)
-    async def upload(file: Annotated[UploadFile, File(description="a .txt .md .html .pdf "
-                                                                  ".docx .jsonl .csv file")],
+    async def upload(file: Annotated[UploadFile, File(description="a file of a type ragline "
+                                                                  "reads (README: File types)")],
                      ) -> dict[str, Any]:
+        service.check_writable()
         # the app's body limit has bounded it; UploadStore.add checks the exact limit
         added = await run_in_threadpool(service.uploads.add, file.filename, await file.read())
         return {**added, "documents": service.public_docs(added["documents"])}
 
     @app.delete("/v1/documents/{doc_id:path}")  # ids may hold '/' (a jsonl row's own id)
     def delete_document(doc_id: str) -> dict[str, Any]:
+        service.check_writable()
         return service.uploads.remove(doc_id)
 
     openai_api.register(app, service)
     translating.register(app, service, memory)
+    if mcp is not None:  # behind the guard (the API key) like every route
+        app.router.routes.extend(mcp.streamable_http_app(
+            streamable_http_path="/mcp", host=cfg.host).routes)
     return app
+
+
+def _mcp(service: Service, cfg: ServerConfig) -> MCPServer[Any] | None:
+    """The MCP server /mcp serves, or None without the `mcp` package (an older install of
+    the server extra)."""
+    try:
+        from ragline.server.mcp_server import build_mcp
+    except ModelUnavailableError as e:
+        log.warning("MCP is off: %s", e)
+        return None
+    return build_mcp(service, cfg.read_only, [Path(p) for p in cfg.allow_paths])
 
 
 async def _respond(service: Service, prepared: Prepared, stream: bool,

@@ -30,6 +30,7 @@ from ragline.errors import (
     ModelUnavailableError,
     PayloadTooLargeError,
     RaglineError,
+    ReadOnlyError,
     ShardUnavailableError,
     UnauthorizedError,
     UnsupportedFileError,
@@ -43,6 +44,7 @@ INTERNAL = "internal error; the server log has the details"
 STATUS: dict[type[BaseException], int] = {
     ConfigError: 400,
     UnauthorizedError: 401,
+    ReadOnlyError: 403,
     DocumentNotFoundError: 404,
     ModelNotFoundError: 404,
     EmptyIndexError: 409,            # nothing indexed yet: upload documents first

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from ragline.answer import Prepared
 from ragline.config import ServerConfig
 from ragline.encode.batching import BatchingEncoder
-from ragline.errors import ClientGoneError, ConfigError, RaglineError
+from ragline.errors import ClientGoneError, ConfigError, RaglineError, ReadOnlyError
 from ragline.generate.followup import Rewrite
 from ragline.rag import RAG
 from ragline.registry import BACKENDS
@@ -81,6 +82,14 @@ class Service:
         if not isinstance(rewrite, Rewrite):
             raise RaglineError("the rewrite of the follow-up ended without a question")
         return rewrite
+
+    async def ask(self, question: str, k: int | None = None, mode: str | None = None,
+                  history: Sequence[Turn] = ()) -> Answer:
+        """One whole answer, through the queue (what a tool call of an agent gets)."""
+        rewrite = await self.followup(question, history)
+        prepared = await run_in_threadpool(self.prepare, question, k, mode, None,
+                                           history=history, rewrite=rewrite)
+        return await self.answer(self.submit(prepared))
 
     def submit(self, prepared: Prepared) -> Job:
         return self.queue.submit(lambda: self.answerer.answer(prepared))
@@ -172,6 +181,11 @@ class Service:
         return out
 
     # ------------------------------------------------------------ auth
+
+    def check_writable(self) -> None:
+        if self.cfg.read_only:
+            raise ReadOnlyError("this server is read-only (server.read_only): it adds and "
+                                "removes no documents")
 
     def authorized(self, request: Request) -> bool:
         if self.api_key is None or request.url.path == "/":  # the page holds no data
