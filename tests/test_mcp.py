@@ -25,6 +25,7 @@ from conftest import CONCAT, REPO, THREE_DOCS, ScriptedGenerator, write_docs
 from serving import live_server
 
 ANSWER = "Paris is the capital of France."
+READS = {"search", "ask", "list_documents", "get_passage", "list_collections"}
 WRITES = {"add_documents", "remove_document"}
 
 
@@ -76,7 +77,7 @@ def test_an_agent_searches_asks_reads_adds_and_removes_over_http(
 
     async def work(c: Client) -> None:
         tools = {t.name: t for t in (await c.list_tools()).tools}
-        assert set(tools) == {"search", "ask", "list_documents", "get_passage"} | WRITES
+        assert set(tools) == READS | WRITES
         schema = tools["search"].input_schema
         assert schema["required"] == ["query"]
         assert schema["properties"]["k"]["maximum"] == 100
@@ -181,8 +182,7 @@ def test_mcp_is_behind_the_api_key_and_a_read_only_server_offers_no_writes(
         async def work(c: Client) -> set[str]:
             return {t.name for t in (await c.list_tools()).tools}
 
-        assert _run(_http(url, "k-42"), work) == {"search", "ask", "list_documents",
-                                                  "get_passage"}
+        assert _run(_http(url, "k-42"), work) == READS
         # the HTTP writes are closed too
         r = httpx2.post(url + "/v1/documents", files={"file": ("a.txt", b"hello")},
                         headers={"Authorization": "Bearer k-42"})

@@ -97,6 +97,13 @@ class Answerer:
         other._generators = self._generators
         return other
 
+    def share_prompted(self, other: Answerer) -> None:
+        """Generate with `other`'s prompted model (one copy of the local model for several
+        indexes); the RAG models stay this index's own (their question encoder is)."""
+        if other is not self:
+            self._generators["concat"] = other.generator("concat")
+            self._generators.pop("per-passage", None)
+
     def generator(self, model: str | None = None) -> Generator:
         """The generator of a model (default: the config's), made on first use."""
         model = MODELS.canonical(self.config.model.kind if model is None else model)

@@ -14,8 +14,10 @@
     │   └── UnreadableFileError       empty, binary, corrupt or undecodable file
     ├── ModelUnavailableError         a model or its runtime is not installed / not loadable
     ├── ModelNotFoundError            a request names a model the server does not have
+    ├── CollectionNotFoundError       a request names a collection the server does not serve to it
     ├── UnauthorizedError             a request without the server's API key
-    ├── ReadOnlyError                 a write asked of a read-only server
+    ├── ForbiddenError                a write its key may not make
+    │   └── ReadOnlyError             a write asked of a read-only server
     ├── PayloadTooLargeError          an upload over the server's limit
     ├── BusyError                     the generation queue cannot take it now (retry_after s)
     │   ├── QueueFullError            too many generations waiting
@@ -92,7 +94,15 @@ class UnauthorizedError(RaglineError):
     pass
 
 
-class ReadOnlyError(RaglineError):
+class CollectionNotFoundError(RaglineError):
+    """A collection the server does not serve, or not to this key."""
+
+
+class ForbiddenError(RaglineError):
+    """A write the request's key may not make."""
+
+
+class ReadOnlyError(ForbiddenError):
     """A write asked of a read-only server."""
 
 

@@ -20,9 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ragline.errors import (
     BusyError,
     ClientGoneError,
+    CollectionNotFoundError,
     ConfigError,
     DocumentNotFoundError,
     EmptyIndexError,
+    ForbiddenError,
     GenerationTimeoutError,
     IndexBusyError,
     IngestError,
@@ -30,7 +32,6 @@ from ragline.errors import (
     ModelUnavailableError,
     PayloadTooLargeError,
     RaglineError,
-    ReadOnlyError,
     ShardUnavailableError,
     UnauthorizedError,
     UnsupportedFileError,
@@ -44,8 +45,9 @@ INTERNAL = "internal error; the server log has the details"
 STATUS: dict[type[BaseException], int] = {
     ConfigError: 400,
     UnauthorizedError: 401,
-    ReadOnlyError: 403,
+    ForbiddenError: 403,
     DocumentNotFoundError: 404,
+    CollectionNotFoundError: 404,
     ModelNotFoundError: 404,
     EmptyIndexError: 409,            # nothing indexed yet: upload documents first
     PayloadTooLargeError: 413,

@@ -6,6 +6,10 @@
     r.choices[0].message.content      # "… 1889 [1]"
     r.citations                       # the extra field: [{"marker": 1, "name", "quote", "text", …}]
 
+Models name a collection too: `ragline/handbook`, `ragline/handbook/concat`. POST
+/v1/embeddings embeds texts with a collection's encoder (`encoding_format` float or base64;
+`input_type` "query" embeds as search queries).
+
 The question is the last user message; the messages before it are the conversation: a
 follow-up ("How tall is it?") is made standalone before it is searched for, system messages
 are instructions to the concat model, assistant turns are context (their citation markers
@@ -23,17 +27,19 @@ chunk says so, as the CLI does.
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from ragline.errors import ConfigError, ModelNotFoundError
+from ragline.errors import CollectionNotFoundError, ConfigError, ModelNotFoundError
 from ragline.generate.followup import turns_from
 from ragline.registry import MODELS
 from ragline.server import errors
@@ -42,9 +48,12 @@ from ragline.server.sse import sse
 from ragline.types import Answer, Turn
 
 if TYPE_CHECKING:
+    from ragline.server.collections import Access, Collections
     from ragline.server.service import Service
 
 PREFIX = "ragline"
+MAX_EMBED_INPUTS = 2048       # OpenAI's own bound on one request's inputs
+MAX_EMBED_CHARS = 32_000
 
 
 class Message(BaseModel):
@@ -66,18 +75,48 @@ class ChatRequest(BaseModel):
     n: int | None = None
     k: int | None = Field(None, description="ragline: passages to retrieve")
     mode: str | None = Field(None, description="ragline: dense | bm25 | hybrid | weighted")
+    collection: str | None = Field(None, max_length=64,
+                                   description="ragline: the collection (or model ragline/NAME)")
 
 
-def model_ids() -> list[str]:
-    return [PREFIX] + [f"{PREFIX}/{m}" for m in MODELS.names]
+class EmbeddingsRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(PREFIX, description="ragline or ragline/COLLECTION: whose encoder")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="a text or a list of texts (token arrays are not taken)")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    input_type: Literal["passage", "query"] = Field(
+        "passage", description="ragline: embed as documents (default) or as search queries "
+        "(the question encoder, with its query prefix)")
+    collection: str | None = Field(None, max_length=64)
 
 
-def resolve_model(name: str, default: str) -> str:
-    if name == PREFIX:
-        return default
-    if name.startswith(PREFIX + "/") and name[len(PREFIX) + 1:] in MODELS.names:
-        return name[len(PREFIX) + 1:]
-    raise ModelNotFoundError(f"unknown model '{name}'; available: {', '.join(model_ids())}")
+def model_ids(collections: Sequence[str]) -> list[str]:
+    """`ragline` and `ragline/MODEL` on the default collection, `ragline/NAME` and
+    `ragline/NAME/MODEL` on collection NAME."""
+    per = [f"/{m}" for m in MODELS.names]
+    return [PREFIX, *(PREFIX + m for m in per),
+            *(f"{PREFIX}/{c}{m}" for c in collections for m in ["", *per])]
+
+
+def resolve_model(name: str, hub: Collections, access: Access,
+                  collection: str | None = None) -> tuple[Service, str | None]:
+    """The collection and the model (None: the server's) a model id names; a `collection`
+    field, when given, names the collection instead."""
+    parts = name.split("/")
+    if parts[0] != PREFIX or len(parts) > 3:
+        raise ModelNotFoundError(f"unknown model {name[:100]!r}; GET /v1/models lists them")
+    rest = parts[1:]
+    model = rest.pop() if rest and rest[-1] in MODELS.names else None
+    if len(rest) > 1 or (rest and collection is not None and rest[0] != collection):
+        raise ModelNotFoundError(f"unknown model {name[:100]!r}; GET /v1/models lists them")
+    try:
+        service = hub.get(rest[0] if rest else collection, access)
+    except CollectionNotFoundError:
+        raise ModelNotFoundError(f"unknown model {name[:100]!r}; GET /v1/models lists the ones "
+                                 "this key may use") from None
+    return service, model
 
 
 def conversation_of(messages: Sequence[Message]) -> tuple[str, list[Turn]]:
@@ -89,22 +128,22 @@ def conversation_of(messages: Sequence[Message]) -> tuple[str, list[Turn]]:
     raise ConfigError("messages has no user message to answer")
 
 
-def register(app: FastAPI, service: Service) -> None:
-    rag = service.rag
+def register(app: FastAPI, hub: Collections) -> None:
+    from ragline.server.app import access_of
 
     @app.get("/v1/models")
-    def models() -> dict[str, Any]:
+    def models(request: Request) -> dict[str, Any]:
         created = int(time.time())
         return {"object": "list", "data": [
             {"id": m, "object": "model", "created": created, "owned_by": "ragline"}
-            for m in model_ids()]}
+            for m in model_ids(hub.visible(access_of(request)))]}
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(req: ChatRequest,
                                request: Request) -> dict[str, Any] | StreamingResponse:
         if req.n not in (None, 1):
             raise ConfigError("n > 1 is not supported: ragline gives one answer per question")
-        model = resolve_model(req.model, rag.config.model.kind)
+        service, model = resolve_model(req.model, hub, access_of(request), req.collection)
         question, turns = conversation_of(req.messages)
         max_tokens = req.max_completion_tokens or req.max_tokens
         rewrite = await service.followup(question, turns)
@@ -123,6 +162,37 @@ def register(app: FastAPI, service: Service) -> None:
                 "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                              "message": {"role": "assistant", "content": answer.text}}],
                 **_extras(service, answer)}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(req: EmbeddingsRequest, request: Request) -> dict[str, Any]:
+        service, _ = resolve_model(req.model, hub, access_of(request), req.collection)
+        raw = [req.input] if isinstance(req.input, str) else req.input
+        if not raw or len(raw) > MAX_EMBED_INPUTS:
+            raise ConfigError(f"input must hold 1 to {MAX_EMBED_INPUTS:,} texts, got {len(raw)}")
+        texts = [t for t in raw if isinstance(t, str)]
+        if len(texts) != len(raw):
+            raise ConfigError("input must be text: token arrays are not taken (ragline "
+                              "tokenizes with the collection's own encoder)")
+        for n, t in enumerate(texts):
+            if not t.strip() or len(t) > MAX_EMBED_CHARS:
+                raise ConfigError(f"input {n}: each text must be 1 to {MAX_EMBED_CHARS:,} "
+                                  f"characters, got {len(t):,}")
+        index = service.index
+        dim = index.manifest.encoder.dim
+        if req.dimensions is not None and req.dimensions != dim:
+            raise ConfigError(f"this collection's encoder gives {dim} dimensions; "
+                              f"dimensions={req.dimensions} cannot be had")
+        encode = (service.searcher.query_encoder.encode_queries if req.input_type == "query"
+                  else index.encoder.encode_passages)
+        vectors = await run_in_threadpool(encode, texts)
+        vectors = np.asarray(vectors, dtype=np.float32)  # (n, dim), L2-normalized
+        data = [{"object": "embedding", "index": i,
+                 "embedding": (base64.b64encode(v.astype("<f4").tobytes()).decode()
+                               if req.encoding_format == "base64" else v.tolist())}
+                for i, v in enumerate(vectors)]
+        tokens = sum(len(t.split()) for t in texts)  # words: the encoder's own count differs
+        return {"object": "list", "data": data, "model": index.manifest.encoder.id,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def _extras(service: Service, answer: Answer) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""What the routes share: the index, a searcher whose query encoder batches concurrent callers,
-the answerer over it, the generation queue, the upload store and the API key.
+"""What the routes of one collection share: the index, a searcher whose query encoder batches
+concurrent callers, the answerer over it, the upload store, and the generation queue (one for
+every collection of a server: ragline.server.collections).
 
-    service = Service(rag, ServerConfig(), api_key=None)
+    service = Service(rag, ServerConfig(), GenerationQueue())
     rewrite = await service.followup("How tall is it?", history)   # a follow-up, standalone
     prepared = service.prepare("Who built it?", k=5)      # 400s happen here, before queueing
     job = service.submit(prepared)                         # text…, then the Answer
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,8 @@ from ragline.types import Answer, DocumentPosterior, Hit, Turn, document_posteri
 
 
 class Service:
-    def __init__(self, rag: RAG, cfg: ServerConfig, api_key: str | None) -> None:
+    def __init__(self, rag: RAG, cfg: ServerConfig, queue: GenerationQueue,
+                 name: str = "default") -> None:
         backend = BACKENDS.canonical(rag.config.generation.backend)
         if cfg.workers > 1 and backend == "llama-cpp":
             raise ConfigError("server.workers > 1 needs generation.backend = 'openai': the local "
@@ -42,9 +43,8 @@ class Service:
         self.rag = rag
         self.index = rag.index
         self.cfg = cfg
-        self.api_key = api_key or None
-        self.queue = GenerationQueue(workers=cfg.workers, max_waiting=cfg.queue_size,
-                                     queue_timeout=cfg.queue_timeout_s, timeout=cfg.timeout_s)
+        self.queue = queue
+        self.name = name  # the collection's
         self.uploads = UploadStore(rag.index, max_bytes=int(cfg.max_upload_mb * 2**20))
         # concurrent searches share query-encoder batches (see encode.batching)
         self.query_encoder = BatchingEncoder(rag.searcher.query_encoder)
@@ -180,16 +180,9 @@ class Service:
             c["source"] = shown(c["source"])
         return out
 
-    # ------------------------------------------------------------ auth
+    # ------------------------------------------------------------ writes
 
     def check_writable(self) -> None:
         if self.cfg.read_only:
             raise ReadOnlyError("this server is read-only (server.read_only): it adds and "
                                 "removes no documents")
-
-    def authorized(self, request: Request) -> bool:
-        if self.api_key is None or request.url.path == "/":  # the page holds no data
-            return True
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and secrets.compare_digest(
-            token.strip().encode(), self.api_key.encode())

@@ -1,8 +1,8 @@
 """POST /v1/translate: retrieval-augmented translation from the server's translation memory.
 
-The memory is the one `ragline serve --tm TM_DIR` names, or the served index itself when it is
-one. Generation waits in the same queue as answers (one local model generates one thing at a
-time).
+The memory is the one `ragline serve --tm TM_DIR` names, or the default collection itself when
+it is one; a key that may read the default collection may use it. Generation waits in the
+same queue as answers (one local model generates one thing at a time).
 
     {"text": "Open the file", "k": 3}            → {"source": "en", "target": "zh-cn",
     {"text": ["…", "…"], "to": "zh"}                "translations": [{"source", "translation",
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 
 from ragline.errors import ConfigError
 from ragline.retrieve.searcher import check_query
-from ragline.server.service import Service
+from ragline.server.collections import Collections
 from ragline.tm.memory import TranslationMemory
 from ragline.tm.translate import Translation, Translator, check_k_matches
 
@@ -31,7 +31,10 @@ class TranslateRequest(BaseModel):
     k: int = Field(3, strict=True, description="matches to condition on; 0: no retrieval")
 
 
-def register(app: FastAPI, service: Service, memory: TranslationMemory | None) -> None:
+def register(app: FastAPI, hub: Collections, memory: TranslationMemory | None) -> None:
+    from ragline.server.app import access_of
+
+    service = hub.services[hub.default]
     translator: list[Translator] = []  # made on first use: the generator loads then
 
     def ready() -> Translator:
@@ -47,7 +50,8 @@ def register(app: FastAPI, service: Service, memory: TranslationMemory | None) -
         return translator[0]
 
     @app.post("/v1/translate")
-    async def translate(req: TranslateRequest) -> dict[str, Any]:
+    async def translate(req: TranslateRequest, request: Request) -> dict[str, Any]:
+        hub.get(hub.default, access_of(request))  # the memory goes with the default collection
         segments = [req.text] if isinstance(req.text, str) else list(req.text)
         if not segments or len(segments) > MAX_SEGMENTS:
             raise ConfigError(f"send 1 to {MAX_SEGMENTS} segments, got {len(segments)}")
