@@ -198,6 +198,7 @@ def part_rewrite(convs: dict[str, list[Conversation]], args: argparse.Namespace)
 
 def part_answers(convs: dict[str, list[Conversation]], args: argparse.Namespace) -> None:
     """The second turn answered three ways: hit@5, EM, F1, seconds."""
+    from ragline.generate.followup import plain
     from ragline.qa import answer_in, exact_match, f1_score
 
     rows = []
@@ -217,8 +218,9 @@ def part_answers(convs: dict[str, list[Conversation]], args: argparse.Namespace)
                         a = rag.ask(c.gold, k=args.k)
                     times.append(time.perf_counter() - t0)
                     hit += any(answer_in(h.passage.text, c.answers) for h in a.hits[:5])
-                    em += exact_match(a.text, c.answers) if a.answered else 0.0
-                    f1 += f1_score(a.text, c.answers) if a.answered else 0.0
+                    text = plain(a.text)  # without its [n] markers, as ragline eval scores
+                    em += exact_match(text, c.answers) if a.answered else 0.0
+                    f1 += f1_score(text, c.answers) if a.answered else 0.0
                 n = len(cs)
                 rows.append([name, how, n, f"{100 * hit / n:.1f}", f"{100 * em / n:.1f}",
                              f"{100 * f1 / n:.1f}", f"{statistics.median(times):.2f}",
