@@ -280,3 +280,26 @@ def test_a_pdf_table_keeps_its_rows_and_columns_together(tmp_path: Path) -> None
     assert table[0].location == "page 1 · table 1 · rows 2–" + table[0].location.rsplit("–")[-1]
     assert any("Harbour log" in p.text and "table" not in p.location for p in ps)
     assert sum(p.text.count("Aurora 3 |") for p in ps) == 1  # the table is read once
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not ocr_available(), reason="the ocr extra is not installed")
+def test_a_question_only_a_scanned_page_answers_is_answered_from_it(tmp_path: Path) -> None:
+    """A scanned PDF (page images, turned and speckled) beside the example documents: the
+    answer comes from its OCR'd text, cited with the sentence that holds it."""
+    from ragline import RAG
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for f in (ROOT / "examples" / "docs").iterdir():
+        (docs / f.name).write_bytes(f.read_bytes())
+    log = ["The lighthouse keeper logged every passing ship.",
+           "Storms in the winter of 1893 kept him awake for eleven nights."]
+    (docs / "keeper-log.pdf").write_bytes(make_scanned_pdf([["Harbour records, volume two."],
+                                                            log], angle=2.0, noise=0.02))
+    with RAG.build(tmp_path / "idx", paths=[docs]) as rag:
+        answer = rag.ask("In which winter did storms keep the lighthouse keeper awake for "
+                         "eleven nights?")
+    assert answer.answered and "1893" in answer.text, answer.text
+    [cite] = answer.citations
+    assert cite.passage.source.endswith("keeper-log.pdf") and "1893" in cite.quote
