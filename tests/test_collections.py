@@ -304,3 +304,42 @@ def test_the_page_picks_a_collection(two: dict[str, RAG], tmp_path: Path) -> Non
         if os.environ.get("RAGLINE_SCREENSHOT"):
             page.screenshot(path=os.environ["RAGLINE_SCREENSHOT"], full_page=True)
         browser.close()
+
+
+def test_ragline_serve_a_folder_of_indexes_with_a_keys_file(two: dict[str, RAG],
+                                                            tmp_path: Path) -> None:
+    """The command as a team would run it: one folder of index folders, a keys file."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+    from serving import free_port
+
+    keys = _keys_file(tmp_path / "keys.toml")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env.pop("RAGLINE_API_KEY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "ragline.cli", "-q", "serve",
+                             str(tmp_path / "served"), "--keys", str(keys), "--port", str(port),
+                             "--model", "concat", "--backend", "openai", "--base-url",
+                             "http://127.0.0.1:9/v1", "--llm", "none"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                r = httpx.get(url + "/v1/collections", headers=_as("team-a"), timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+                time.sleep(0.2)
+        assert [c["name"] for c in r.json()["collections"]] == ["handbook"]
+        r = httpx.get(url + "/v1/documents", headers=_as("team-b"), timeout=5)
+        assert r.json()["collection"] == "wiki"
+        assert httpx.get(url + "/v1/collections", timeout=5).status_code == 401
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "as 'handbook' (default)" in out and "as 'wiki'" in out and "2 keys from" in out
