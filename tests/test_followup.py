@@ -111,6 +111,18 @@ def test_an_elliptical_followup_is_rewritten_whole() -> None:
         "When was the Brandenburg Gate built?"
 
 
+@pytest.mark.parametrize("question, word", [
+    ("它有多高？", "它"), ("他们住在哪里？", "他们"), ("其高度是多少？", "其"),
+    ("其他塔有多高？", None), ("其中最高的是哪座？", None), ("尤其是哪一年？", None),
+    ("How tall is it?", "it"), ("What are their names?", "their"), ("Is this tall?", None)])
+def test_the_pronoun_asked_about_is_a_pronoun_not_part_of_a_word(question: str,
+                                                                 word: str | None) -> None:
+    from ragline.generate.followup import pronoun
+
+    m = pronoun(question)
+    assert (m.group(0) if m else None) == word
+
+
 def test_the_prompt_is_in_the_question_language() -> None:
     gen = _model(means="埃菲尔铁塔")
     history = [Turn("user", "埃菲尔铁塔是哪一年建成的？"), Turn("assistant", "1889年")]

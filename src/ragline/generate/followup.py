@@ -1,7 +1,9 @@
 """Follow-up questions. A question asked after earlier turns ("How tall is it?") is rewritten
 into one that stands alone ("How tall is the Eiffel Tower?") before anything is searched
-for, by the answer model with a short prompt in the question's language. A question that
-already stands alone is left as it is without asking the model (`stands_alone`).
+for, by the answer model with a short prompt in the question's language: it names what the
+question's pronoun refers to, and that takes the pronoun's place; a follow-up without one
+("And Berlin?") is rewritten whole. A question that already stands alone is left as it is
+without asking the model (`stands_alone`).
 
     turns = turns_from([{"role": "user", "content": "When was the Eiffel Tower completed?"},
                         {"role": "assistant", "content": "1889 [1]"}])
@@ -35,8 +37,8 @@ _ROLE_ALIASES = {"developer": "system"}
 _SKIPPED_ROLES = ("tool", "function")
 MAX_TURNS = 1000              # a longer history is refused, not cut: the client sent too much
 MAX_TURN_CHARS = 100_000
-# what the rewrite reads of the conversation: the last CONTEXT_TURNS turns, within
-# CONTEXT_TOKENS tokens, each assistant turn cut to ANSWER_CHARS characters
+# what the rewrite reads of the conversation: the instructions and the last CONTEXT_TURNS
+# turns, within CONTEXT_TOKENS tokens, each turn cut to ANSWER_CHARS characters
 CONTEXT_TURNS = 6
 CONTEXT_TOKENS = 320
 ANSWER_CHARS = 300
@@ -132,7 +134,8 @@ def stands_alone(question: str) -> bool:
 _EN_PRONOUN = re.compile(r"\b(it|its|itself|they|them|their|theirs|themselves|he|him|his|"
                          r"himself|she|her|hers|herself)\b", re.IGNORECASE)
 _EN_POSSESSIVE = {"its", "their", "theirs", "his", "hers"}
-_ZH_PRONOUN = re.compile(r"[它他她]们|[它他她其]")
+# 其他, 其中, 尤其 and their kind are words of their own, not the pronoun
+_ZH_PRONOUN = re.compile(r"(?<!其)[它他她]们?|(?<![尤极与])其(?![他它中实次余])")
 # a referent longer than this is no name of a thing: the resolution failed
 MAX_REFERENT = {"en": 10, "zh": 20}  # words, characters
 
