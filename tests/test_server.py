@@ -606,3 +606,14 @@ def test_a_long_conversation_sends_the_model_what_a_short_one_does(
         assert r.json()["standalone_question"] == "How tall is the Eiffel Tower?"
     rewrites = [p for p in gen.prompts if p.endswith('"it" means:')]
     assert len(rewrites) == 2 and rewrites[0] == rewrites[1]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"k": 0}, "k must be an integer from 1 to 1000"), ({"mode": "psychic"}, "unknown"),
+    ({"model": "oracle"}, "unknown"), ({"max_tokens": 10**6}, "max_tokens")])
+def test_a_followup_with_a_bad_argument_fails_before_its_rewrite(
+        towers: tuple[TestClient, ScriptedGenerator], extra: dict[str, Any], message: str) -> None:
+    client, gen = towers
+    r = client.post("/v1/ask", json={"question": "How tall is it?", "history": HISTORY, **extra})
+    assert r.status_code == 400 and message in r.json()["error"]["message"], r.text
+    assert gen.prompts == []  # no model call, not even the rewrite

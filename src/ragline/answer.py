@@ -35,9 +35,9 @@ from ragline.generate.citations import (
 )
 from ragline.generate.followup import Rewrite, Rewriter, stands_alone
 from ragline.generate.prompted import PromptGenerator
-from ragline.generate.tasks import ANSWER, QUESTION, task_named
+from ragline.generate.tasks import ANSWER, QUESTION, Task, task_named
 from ragline.qa import answer_in
-from ragline.registry import MODELS
+from ragline.registry import MODELS, RETRIEVERS
 from ragline.retrieve.searcher import MAX_QUERY_CHARS, Searcher, check_k, check_query
 from ragline.text import tokenize
 from ragline.types import Answer, Citation, Hit, Turn
@@ -138,6 +138,44 @@ class Answerer:
 
     # ------------------------------------------------------------ phase 1
 
+    def check(self, question: str, k: int | None = None, mode: str | None = None,
+              model: str | None = None, beams: int | None = None,
+              max_tokens: int | None = None, temperature: float | None = None,
+              task: str = "answer", answer: str | None = None, followup: bool = False,
+              n_hits: int | None = None) -> tuple[str, Task]:
+        """Every check of a request that needs no model and no retrieval (prepare's first
+        step; the server's before it queues a follow-up's rewrite): the model to use and the
+        task. A ConfigError says what is wrong."""
+        g = self.config.generation
+        model = MODELS.canonical(self.config.model.kind if model is None else model)
+        kind = task_named(task)
+        check_query(question, "question" if kind is ANSWER else "instruction")
+        if followup and kind is QUESTION:
+            raise ConfigError("the question task takes no conversation history")
+        if kind is QUESTION:
+            if answer is None or not answer.strip():
+                raise ConfigError("the question task needs the answer the question is to have "
+                                  "(--answer A)")
+            check_query(answer, "answer")
+            both = len(question.strip()) + 1 + len(answer.strip())
+            if both > MAX_QUERY_CHARS:  # both are searched for, as one query
+                raise ConfigError(f"the topic and the answer together have {both:,} "
+                                  f"characters; at most {MAX_QUERY_CHARS:,} are allowed")
+        elif answer is not None:
+            raise ConfigError("an answer is given only to the question task (--task question)")
+        if model == "per-passage" and kind is not ANSWER:
+            model = "concat"  # a text is written from every passage at once
+        check_sampling(max_tokens, temperature, g.n_ctx)
+        if beams is not None and beams < 1:
+            raise ConfigError(f"beams must be ≥ 1, got {beams}")
+        if k is not None:
+            check_k(k)
+        if mode is not None:
+            RETRIEVERS.check(mode)
+        if model in RAG_MODELS:
+            check_rag_k(n_hits if n_hits is not None else k)
+        return model, kind
+
     def prepare(self, question: str, k: int | None = None, mode: str | None = None,
                 model: str | None = None, beams: int | None = None,
                 max_tokens: int | None = None, temperature: float | None = None,
@@ -151,15 +189,13 @@ class Answerer:
         is `answer`, retrieving for both. `history`: the earlier turns of a conversation; a
         follow-up is made standalone first (`rewrite`, a model call unless it stands alone;
         pass `rewrite` when it has been made already)."""
+        model, kind = self.check(question, k, mode, model, beams, max_tokens, temperature,
+                                 task, answer, bool(history) or rewrite is not None,
+                                 None if hits is None else len(hits))
         g = self.config.generation
-        model = MODELS.canonical(self.config.model.kind if model is None else model)
-        kind = task_named(task)
-        check_query(question, "question" if kind is ANSWER else "instruction")
         asked, timings = question, {}
         followup = bool(history) or rewrite is not None
-        if followup and kind is QUESTION:
-            raise ConfigError("the question task takes no conversation history")
-        if rewrite is None and history:
+        if rewrite is None and history:  # after every check: a bad argument costs no model call
             rewrite = self.rewrite(question, history)
         if rewrite is not None:
             question = rewrite.question
@@ -167,25 +203,8 @@ class Answerer:
                 timings["rewrite_s"] = rewrite.seconds
         request = query = question
         if kind is QUESTION:
-            if answer is None or not answer.strip():
-                raise ConfigError("the question task needs the answer the question is to have "
-                                  "(--answer A)")
-            check_query(answer, "answer")
-            request, query = answer.strip(), f"{question.strip()} {answer.strip()}"
-            if len(query) > MAX_QUERY_CHARS:  # both are searched for, as one query
-                raise ConfigError(f"the topic and the answer together have {len(query):,} "
-                                  f"characters; at most {MAX_QUERY_CHARS:,} are allowed")
-        elif answer is not None:
-            raise ConfigError("an answer is given only to the question task (--task question)")
-        if model == "per-passage" and kind is not ANSWER:
-            model = "concat"  # a text is written from every passage at once
-        check_sampling(max_tokens, temperature, g.n_ctx)
-        if beams is not None and beams < 1:
-            raise ConfigError(f"beams must be ≥ 1, got {beams}")
-        if k is not None:
-            check_k(k)
-        if model in RAG_MODELS:
-            check_rag_k(len(hits) if hits is not None else k)
+            given = (answer or "").strip()  # check() made sure there is one
+            request, query = given, f"{question.strip()} {given}"
         options = GenerateOptions(
             max_tokens=max_tokens or kind.max_tokens or g.max_tokens,
             temperature=g.temperature if temperature is None else temperature,

@@ -200,10 +200,8 @@ def create_app(rags: RAG | Mapping[str, RAG], server: ServerConfig | None = None
     async def ask(req: AskRequest, request: Request) -> dict[str, Any] | StreamingResponse:
         service = use(request, req.collection)
         turns = turns_from([m.model_dump() for m in req.history or []])
-        rewrite = await service.followup(req.question, turns)
-        prepared = await run_in_threadpool(service.prepare, req.question, req.k, req.mode,
-                                           req.model, req.max_tokens, req.temperature,
-                                           history=turns, rewrite=rewrite)
+        prepared = await service.prepare_turn(req.question, req.k, req.mode, req.model,
+                                              req.max_tokens, req.temperature, turns)
         return await _respond(service, prepared, req.stream, request)
 
     @app.post("/v1/write", response_model=None)

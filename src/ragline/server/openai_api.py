@@ -146,10 +146,8 @@ def register(app: FastAPI, hub: Collections) -> None:
         service, model = resolve_model(req.model, hub, access_of(request), req.collection)
         question, turns = conversation_of(req.messages)
         max_tokens = req.max_completion_tokens or req.max_tokens
-        rewrite = await service.followup(question, turns)
-        prepared = await run_in_threadpool(service.prepare, question, req.k, req.mode, model,
-                                           max_tokens, req.temperature, history=turns,
-                                           rewrite=rewrite)
+        prepared = await service.prepare_turn(question, req.k, req.mode, model, max_tokens,
+                                              req.temperature, turns)
         job = service.submit(prepared)
         head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()),
                 "model": req.model}

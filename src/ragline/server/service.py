@@ -83,12 +83,22 @@ class Service:
             raise RaglineError("the rewrite of the follow-up ended without a question")
         return rewrite
 
+    async def prepare_turn(self, question: str, k: int | None, mode: str | None,
+                           model: str | None, max_tokens: int | None = None,
+                           temperature: float | None = None,
+                           history: Sequence[Turn] = ()) -> Prepared:
+        """A question of a conversation, prepared: checked first (a bad argument costs no
+        model call), then, a follow-up, made standalone in the queue, then retrieved for."""
+        self.answerer.check(question, k, mode, model, None, max_tokens, temperature,
+                            followup=bool(history))
+        rewrite = await self.followup(question, history)
+        return await run_in_threadpool(self.prepare, question, k, mode, model, max_tokens,
+                                       temperature, history=history, rewrite=rewrite)
+
     async def ask(self, question: str, k: int | None = None, mode: str | None = None,
                   history: Sequence[Turn] = ()) -> Answer:
         """One whole answer, through the queue (what a tool call of an agent gets)."""
-        rewrite = await self.followup(question, history)
-        prepared = await run_in_threadpool(self.prepare, question, k, mode, None,
-                                           history=history, rewrite=rewrite)
+        prepared = await self.prepare_turn(question, k, mode, None, history=history)
         return await self.answer(self.submit(prepared))
 
     def submit(self, prepared: Prepared) -> Job:
