@@ -303,3 +303,17 @@ def test_a_question_only_a_scanned_page_answers_is_answered_from_it(tmp_path: Pa
     assert answer.answered and "1893" in answer.text, answer.text
     [cite] = answer.citations
     assert cite.passage.source.endswith("keeper-log.pdf") and "1893" in cite.quote
+
+
+@pytest.mark.parametrize("line, want", [
+    ("Thetowerstands38metresabovetherocksathightide.",
+     "The tower stands 38 metres above the rocks at high tide."),
+    ("internationalization matters", "internationalization matters"),  # a word of its own
+    ("ragline is a tool", "ragline is a tool"),                        # short runs stay
+    ("长城大部分是明朝修建的。", "长城大部分是明朝修建的。"),
+    ("Serial QX7Z9K2M4P8W1", "Serial QX7Z9K2M4P8W1"),                   # no words inside
+])
+def test_glued_english_words_from_ocr_are_split_again(line: str, want: str) -> None:
+    from ragline.ingest.ocr import respace
+
+    assert respace(line) == want

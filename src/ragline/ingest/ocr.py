@@ -1,12 +1,19 @@
 """OCR for images and for PDF pages without a text layer: RapidOCR (PP-OCRv4 detection and
 recognition, English and Chinese, ONNX models inside its wheel: the `ocr` extra).
 
-    text = ocr_image(Path("scan.png").read_bytes(), "scan.png")
+    text = ocr_array(numpy_rgb_image)      # lines in reading order
+
+PP-OCRv4's recognizer often reads an English line without its spaces ("Thetowerstands38metres"),
+which no word search can then find; such glued words are split again by word frequencies
+(wordninja, English Wikipedia unigrams), only where a run of 12 or more letters is no word
+of its own and splits into words that are (bench/formats.py measures the words it restores).
 """
 
 from __future__ import annotations
 
+import re
 import threading
+from functools import cache
 from typing import Any
 
 from ragline.errors import UnreadableFileError
@@ -58,7 +65,41 @@ def ocr_array(image: Any) -> str:
         else:
             lines.append([(x, text)])
             last_y, last_h = y, h
-    return "\n".join(" ".join(t for _, t in sorted(line)) for line in lines)
+    return "\n".join(respace(" ".join(t for _, t in sorted(line))) for line in lines)
+
+
+_GLUED = re.compile(r"[A-Za-z0-9]{12,}")
+MIN_GLUED = 12
+
+
+@cache
+def _splitter() -> Any:
+    try:
+        import wordninja
+    except ImportError:  # an `ocr` extra installed before it held wordninja
+        return None
+    return wordninja.DEFAULT_LANGUAGE_MODEL
+
+
+def respace(line: str) -> str:
+    """An OCR'd line with its glued English words split again: a run of MIN_GLUED or more
+    letters and digits that is no word of its own, and that splits into words that are."""
+    model = _splitter()
+    if model is None or not _GLUED.search(line):
+        return line
+    words = model._wordcost  # {word: cost}, lower-case
+
+    def split(m: re.Match[str]) -> str:
+        run = m.group(0)
+        if run.lower() in words:
+            return run
+        parts = model.split(run)
+        if len(parts) < 2 or not all(p.isdigit() or (p.lower() in words and (
+                len(p) > 1 or p in "aAI")) for p in parts):
+            return run
+        return " ".join(parts)
+
+    return _GLUED.sub(split, line)
 
 
 def load_image(blob: Blob) -> list[Document]:
