@@ -1,5 +1,7 @@
-"""The `ragline` command: index · search · ask · write · chat · serve · mcp · score · train ·
-eval · tm · translate · reindex · rm · info.
+"""The `ragline` command: index your files, search them, ask, chat, write, serve and more.
+
+Commands: index · search · ask · write · chat · serve · mcp · keys · score · train · eval · tm ·
+translate · reindex · rm · info.
 
     ragline index docs/ --index my-index
     ragline ask my-index "What is the capital of France?"
