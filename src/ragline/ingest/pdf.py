@@ -39,6 +39,7 @@ def load_pdf(blob: Blob) -> list[Document]:
         if reader.is_encrypted and not reader.decrypt(""):
             raise UnreadableFileError(f"{name}: PDF is password-protected; decrypt it first")
         pages = [scrub(page.extract_text() or "") for page in reader.pages]
+        ruled = {i for i, page in enumerate(reader.pages) if _may_have_rules(page)}
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
     except UnreadableFileError:
         raise
@@ -55,7 +56,7 @@ def load_pdf(blob: Blob) -> list[Document]:
         if len(blank) == len(pages):
             raise UnreadableFileError(f"{name}: {why}")
         blob.notes.append((name, f"{len(blank)} of {len(pages)} pages ({_pages(blank)}): {why}"))
-    found = _tables(blob, [i for i in range(len(pages)) if i + 1 not in scanned])
+    found = _tables(blob, [i for i in sorted(ruled) if i + 1 not in scanned])
     for i, (outside, _) in found.items():
         pages[i] = outside
     pages = _strip_running_lines([normalize_newlines(p) for p in pages])
@@ -85,6 +86,22 @@ def load_pdf(blob: Blob) -> list[Document]:
 
 
 Block = tuple[str, str]  # ("rows 2–9", the header row and those rows, cells split by " | ")
+
+# a path drawn with a rectangle (re) or a line (l): what a ruled table is made of
+_PATH_OPS = re.compile(rb"(?<![A-Za-z])(?:re|l)\s")
+
+
+def _may_have_rules(page: Any) -> bool:
+    """Whether a page may draw the rules of a table: a rectangle or line operator in its
+    content, or a form it draws (which may hold them). A page of text only is not handed to
+    pdfplumber, which would parse it again (most of a 500-page report's reading time)."""
+    try:
+        if "/XObject" in (page.get("/Resources") or {}):
+            return True
+        contents = page.get_contents()
+        return contents is not None and _PATH_OPS.search(contents.get_data()) is not None
+    except Exception:  # noqa: BLE001 - a page pypdf cannot read again: let pdfplumber try
+        return True
 
 
 def _tables(blob: Blob, pages: list[int]) -> dict[int, tuple[str, list[list[Block]]]]:
