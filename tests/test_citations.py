@@ -73,14 +73,14 @@ def test_support_measures_answer_words_in_passages() -> None:
 
 
 def test_rag_answers_cite_only_passages_that_support_them() -> None:
-    from ragline.answer import _posterior_citations
+    from ragline.generate.citations import posterior_citations
 
     hits = _hits("The Eiffel Tower was completed in March 1889.",
                  "Thomas Edison developed a long-lasting light bulb.",
                  "The tower was finished in 1889 for the World's Fair.")
     # a flat posterior gives the unrelated passage 0.29: it holds none of the answer's words
-    cites = _posterior_citations("In 1889", hits, [0.41, 0.29, 0.30], min_support=0.5)
+    cites = posterior_citations("In 1889", hits, [0.41, 0.29, 0.30], min_support=0.5)
     assert [c.marker for c in cites] == [1, 3]
     # when no probable passage supports the answer, the one that supports it best is cited
-    cites = _posterior_citations("1889", hits, [0.05, 0.9, 0.05], min_support=0.5)
+    cites = posterior_citations("1889", hits, [0.05, 0.9, 0.05], min_support=0.5)
     assert [c.marker for c in cites] == [1]

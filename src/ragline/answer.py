@@ -28,8 +28,10 @@ from ragline.generate.base import GenerateOptions, Generation, Generator
 from ragline.generate.citations import (
     CitationStream,
     SentenceGate,
-    best_span,
     is_refusal,
+    posterior_citations,
+    question_citation,
+    source_citation,
     support,
     topic_share,
 )
@@ -39,7 +41,6 @@ from ragline.generate.tasks import ANSWER, QUESTION, Task, task_named
 from ragline.qa import answer_in
 from ragline.registry import MODELS, RETRIEVERS
 from ragline.retrieve.searcher import MAX_QUERY_CHARS, Searcher, check_k, check_query
-from ragline.text import tokenize
 from ragline.types import Answer, Citation, Hit, Turn
 
 # RAG-Token and RAG-Sequence run the generator over every passage (k × beams sequences): the
@@ -262,7 +263,7 @@ class Answerer:
         if result.source is not None or result.confidence is not None:
             # read from one passage (the per-passage reader), cited after it
             text = result.text.strip()
-            cites = [] if result.source is None else [_source_citation(text, hits, result.source)]
+            cites = [] if result.source is None else [source_citation(text, hits, result.source)]
             markers = "".join(f" [{c.marker}]" for c in cites)
         elif result.posterior is None:  # the text cites with [n] markers: check them
             if not generator.streams:
@@ -277,7 +278,7 @@ class Answerer:
             markers = ""
         else:  # the passages that explain the answer are cited after it
             text = result.text.strip()
-            cites = _posterior_citations(text, hits, result.posterior,
+            cites = posterior_citations(text, hits, result.posterior,
                                          self.config.generation.min_support)
             markers = " " + "".join(f"[{c.marker}]" for c in cites)
         if result.confidence is not None and result.source is None:
@@ -350,7 +351,7 @@ class Answerer:
                 yield done(refusal, (), "model_declined")
                 return
             text = text.splitlines()[0].strip()
-            cite = _question_citation(text, prepared.request, hits)
+            cite = question_citation(text, prepared.request, hits)
             text = f"{text} [{cite.marker}]"
             yield text
             yield done(text, [cite])
@@ -403,40 +404,3 @@ class Answerer:
 def _before(timings: dict[str, float]) -> float:
     """The seconds spent before generation: the rewrite of a follow-up and retrieval."""
     return timings.get("rewrite_s", 0.0) + timings.get("retrieve_s", 0.0)
-
-
-def _question_citation(question: str, answer: str, hits: Sequence[Hit]) -> Citation:
-    """The passage a generated question comes from: of those that hold its answer, the one
-    that shares most of the question's words (ties: the better ranked)."""
-    claim = tokenize(question)
-    holding = [i for i, h in enumerate(hits) if answer_in(h.passage.embed_text, [answer])]
-    best = max(holding, key=lambda i: (best_span(claim, hits[i].passage.text)[1], -i))
-    span, _ = best_span(tokenize(answer) or claim, hits[best].passage.text)
-    h = hits[best]
-    return Citation(best + 1, h.passage, h.score, h.prob, span)
-
-
-def _source_citation(answer: str, hits: Sequence[Hit], i: int) -> Citation:
-    """The passage an answer was read from, with the sentence that holds it."""
-    h = hits[i]
-    span, _ = best_span(tokenize(answer), h.passage.text)
-    return Citation(i + 1, h.passage, h.score, h.prob, span)
-
-
-def _posterior_citations(text: str, hits: Sequence[Hit], posterior: Sequence[float],
-                         min_support: float) -> list[Citation]:
-    """The passages that explain a RAG answer and support it: p(z|x,y) ≥ 0.2 and at least
-    `min_support` of the answer's content words in the passage; three at most. When none
-    qualifies, the one that supports it best (ties: the more probable). A posterior alone is
-    not enough: over a flat prior an unrelated passage can carry 0.3 of it."""
-    held = [support(text, [h]) for h in hits]  # share of the answer's words in each passage
-    claim = tokenize(text)
-    order = sorted(range(len(hits)), key=lambda i: -posterior[i])
-    chosen = [i for i in order if posterior[i] >= 0.2 and held[i] >= min_support][:3]
-    if not chosen:
-        chosen = [max(range(len(hits)), key=lambda i: (held[i], posterior[i]))]
-    cites = []
-    for i in sorted(chosen):
-        span, _ = best_span(claim, hits[i].passage.text)
-        cites.append(Citation(i + 1, hits[i].passage, hits[i].score, posterior[i], span))
-    return cites

@@ -18,8 +18,9 @@ no passage supports.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from ragline.qa import normalize_answer
+from ragline.qa import answer_in, normalize_answer
 from ragline.text import CJK_RE, has_cjk, sentence_spans, tokenize
 from ragline.types import Citation, Hit
 
@@ -331,3 +332,40 @@ class SentenceGate:
             span, _ = best_span(tokenize(sentence), hit.passage.text)
             self.citations[n] = Citation(marker=n, passage=hit.passage, score=hit.score,
                                          prob=hit.prob, span=span)
+
+
+def question_citation(question: str, answer: str, hits: Sequence[Hit]) -> Citation:
+    """The passage a generated question comes from: of those that hold its answer, the one
+    that shares most of the question's words (ties: the better ranked)."""
+    claim = tokenize(question)
+    holding = [i for i, h in enumerate(hits) if answer_in(h.passage.embed_text, [answer])]
+    best = max(holding, key=lambda i: (best_span(claim, hits[i].passage.text)[1], -i))
+    span, _ = best_span(tokenize(answer) or claim, hits[best].passage.text)
+    h = hits[best]
+    return Citation(best + 1, h.passage, h.score, h.prob, span)
+
+
+def source_citation(answer: str, hits: Sequence[Hit], i: int) -> Citation:
+    """The passage an answer was read from, with the sentence that holds it."""
+    h = hits[i]
+    span, _ = best_span(tokenize(answer), h.passage.text)
+    return Citation(i + 1, h.passage, h.score, h.prob, span)
+
+
+def posterior_citations(text: str, hits: Sequence[Hit], posterior: Sequence[float],
+                         min_support: float) -> list[Citation]:
+    """The passages that explain a RAG answer and support it: p(z|x,y) ≥ 0.2 and at least
+    `min_support` of the answer's content words in the passage; three at most. When none
+    qualifies, the one that supports it best (ties: the more probable). A posterior alone is
+    not enough: over a flat prior an unrelated passage can carry 0.3 of it."""
+    held = [support(text, [h]) for h in hits]  # share of the answer's words in each passage
+    claim = tokenize(text)
+    order = sorted(range(len(hits)), key=lambda i: -posterior[i])
+    chosen = [i for i in order if posterior[i] >= 0.2 and held[i] >= min_support][:3]
+    if not chosen:
+        chosen = [max(range(len(hits)), key=lambda i: (held[i], posterior[i]))]
+    cites = []
+    for i in sorted(chosen):
+        span, _ = best_span(claim, hits[i].passage.text)
+        cites.append(Citation(i + 1, hits[i].passage, hits[i].score, posterior[i], span))
+    return cites
