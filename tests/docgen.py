@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import re
 import textwrap
 import zipfile
+from pathlib import Path
+from typing import BinaryIO
 
 
 def _esc(s: str) -> str:
@@ -101,7 +104,7 @@ def make_pptx(slides: list[tuple[str, str, str]]) -> bytes:
     return out.getvalue()
 
 
-def make_xlsx(sheets: dict[str, list[list[object]]]) -> bytes:
+def make_xlsx(sheets: dict[str, list[list[object]]], shared: bool = False) -> bytes:
     from openpyxl import Workbook
 
     book = Workbook()
@@ -112,7 +115,56 @@ def make_xlsx(sheets: dict[str, list[list[object]]]) -> bytes:
             sheet.append(row)
     out = io.BytesIO()
     book.save(out)
-    return out.getvalue()
+    if not shared:
+        return out.getvalue()
+    excel = io.BytesIO()
+    share_strings(out, excel)
+    return excel.getvalue()
+
+
+def share_strings(src: Path | BinaryIO, dst: Path | BinaryIO) -> None:
+    """Rewrite an openpyxl workbook as Excel and LibreOffice write one: its text cells
+    pointing into a shared-string table (openpyxl writes each inline). Streams."""
+    cell = re.compile(rb'<c r="([A-Z]+[0-9]+)" t="inlineStr"><is><t>([^<]*)</t></is></c>')
+    strings: dict[bytes, int] = {}
+
+    def shared(m: re.Match[bytes]) -> bytes:
+        n = strings.setdefault(m[2], len(strings))
+        return b'<c r="%s" t="s"><v>%d</v></c>' % (m[1], n)
+
+    ns = "http://schemas.openxmlformats.org"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            if not item.filename.startswith("xl/worksheets/"):
+                continue
+            with zin.open(item) as fin, zout.open(item.filename, "w", force_zip64=True) as out:
+                rest = b""
+                while chunk := fin.read(1 << 22):
+                    data = rest + chunk
+                    cut = data.rfind(b"</row>") + len(b"</row>") if b"</row>" in data else 0
+                    out.write(cell.sub(shared, data[:cut]))
+                    rest = data[cut:]
+                out.write(cell.sub(shared, rest))
+        for item in zin.infolist():
+            if item.filename.startswith("xl/worksheets/"):
+                continue
+            data = zin.read(item)
+            if item.filename == "[Content_Types].xml":
+                data = data.replace(b"</Types>", (
+                    b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+                    b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+                    b"</Types>"))
+            elif item.filename == "xl/_rels/workbook.xml.rels":
+                data = data.replace(b"</Relationships>", (
+                    f'<Relationship Type="{ns}/officeDocument/2006/relationships/sharedStrings"'
+                    ' Target="sharedStrings.xml" Id="rIdShared"/></Relationships>').encode())
+            zout.writestr(item, data)
+        with zout.open("xl/sharedStrings.xml", "w", force_zip64=True) as out:
+            out.write(f'<sst xmlns="{ns}/spreadsheetml/2006/main" count="{len(strings)}" '
+                      f'uniqueCount="{len(strings)}">'.encode())
+            for text in strings:
+                out.write(b"<si><t>%s</t></si>" % text)
+            out.write(b"</sst>")
 
 
 def make_xls(rows: list[list[object]], sheet: str = "Sheet1") -> bytes:

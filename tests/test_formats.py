@@ -12,14 +12,15 @@ import json
 import lzma
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ragline.errors import IngestError, UnreadableFileError
-from ragline.ingest.blob import MAX_UNPACKED_BYTES
+from ragline.ingest.blob import MAX_UNPACKED_BYTES, Blob
 from ragline.ingest.chunk import chunk_document
 from ragline.ingest.files import IngestReport, discover, read_documents
-from ragline.ingest.loaders import FORMATS, LOADERS, load_file
+from ragline.ingest.loaders import FORMATS, LOADERS, iter_documents, load_file
 from ragline.ingest.ocr import ocr_available
 from ragline.types import Passage
 
@@ -317,3 +318,48 @@ def test_glued_english_words_from_ocr_are_split_again(line: str, want: str) -> N
     from ragline.ingest.ocr import respace
 
     assert respace(line) == want
+
+
+def test_a_workbooks_shared_strings_are_kept_compact_and_read_back() -> None:
+    from ragline.ingest.tables import CompactStrings
+
+    words = ["ship", "", "长城", "Zürich", "x" * 1000]
+    table = CompactStrings(iter(words))
+    assert len(table) == 5 and [table[i] for i in range(5)] == words
+    for bad in (5, -1):
+        with pytest.raises(IndexError):
+            table[bad]
+
+
+def test_a_workbook_written_as_excel_writes_it_reads_its_shared_strings(tmp_path: Path) -> None:
+    rows = [["ship", "port", "tons"], ["Aurora", "Brest", 120], ["长城号", "Brest", 95]]
+    f = tmp_path / "ships.xlsx"
+    f.write_bytes(make_xlsx({"Ships": rows}, shared=True))
+    with zipfile.ZipFile(f) as z:
+        assert "xl/sharedStrings.xml" in z.namelist()
+        assert b"inlineStr" not in z.read("xl/worksheets/sheet1.xml")
+    text = "\n".join(d.text for d in iter_documents(Blob(f.name, path=f)))
+    assert "Aurora" in text and "长城号" in text and "120" in text and text.count("Brest") == 2
+
+
+def test_openpyxl_lets_go_of_the_rows_it_has_read(tmp_path: Path) -> None:
+    from openpyxl.worksheet import _reader
+
+    from ragline.ingest.tables import _prune_finished_rows
+
+    rows = [["n", "word"]] + [[i, f"word {i}"] for i in range(50)]
+    f = tmp_path / "rows.xlsx"
+    f.write_bytes(make_xlsx({"Rows": rows}))
+
+    def left_in_sheet_data(iterparse: Any) -> int:
+        with zipfile.ZipFile(f) as z, z.open("xl/worksheets/sheet1.xml") as sheet:
+            events = list(iterparse(sheet))
+        assert sum(e.tag == _reader.ROW_TAG for _, e in events) == 51  # every row still seen
+        return len(next(e for _, e in events if e.tag.endswith("}sheetData")))
+
+    _prune_finished_rows()
+    _prune_finished_rows()  # once is enough: it does not wrap itself
+    stock = _reader.iterparse.__wrapped__
+    assert not hasattr(stock, "__wrapped__")
+    assert left_in_sheet_data(stock) == 51  # openpyxl's own parse keeps them all
+    assert left_in_sheet_data(_reader.iterparse) == 0

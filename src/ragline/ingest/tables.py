@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import json
 import logging
+from array import array
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -120,13 +121,13 @@ def _numbered(header: list[str], rows: Iterator[list[str]]) -> Iterator[tuple[in
 def load_xlsx(blob: Blob) -> Iterable[Document]:
     """Excel .xlsx/.xlsm, every sheet, streamed (openpyxl's read-only mode)."""
     try:
-        import openpyxl
+        import openpyxl  # noqa: F401
     except ImportError:
         raise missing_extra("openpyxl", "office") from None
     # openpyxl's read-only mode streams the sheets (it holds the shared strings and styles)
     check_zip(blob, "XLSX", streamed=lambda member: member.startswith("xl/worksheets/"))
     try:
-        book = openpyxl.load_workbook(blob.open(), read_only=True, data_only=True)
+        book = _read_only_workbook(blob.open())
     except Exception as e:  # noqa: BLE001 - openpyxl raises anything on a bad file
         raise UnreadableFileError(f"{blob.name}: corrupt or unreadable XLSX "
                                   f"({type(e).__name__}: {str(e)[:120]})") from None
@@ -141,6 +142,90 @@ def load_xlsx(blob: Blob) -> Iterable[Document]:
             raise UnreadableFileError(f"{blob.name}: every sheet is empty")
     finally:
         book.close()
+
+
+class CompactStrings:
+    """A workbook's shared strings (Excel stores each distinct text once, in a table the
+    cells point into) in one UTF-8 buffer with an array of offsets: their UTF-8 size and 8
+    bytes each, where openpyxl's list of Python strings takes about 60 bytes more each. With
+    the rows let go (_prune_finished_rows), reading a 30 MB sheet of 1.4 million distinct
+    strings peaks at 162 MB instead of openpyxl's 264 MB."""
+
+    def __init__(self, strings: Iterable[str]) -> None:
+        self._buf = bytearray()
+        self._ends = array("Q")
+        for text in strings:
+            self._buf += text.encode("utf-8")
+            self._ends.append(len(self._buf))
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, i: int) -> str:
+        if i < 0:  # a cell names its string by a number counted from 0
+            raise IndexError(i)
+        start = self._ends[i - 1] if i > 0 else 0
+        return self._buf[start:self._ends[i]].decode("utf-8")
+
+
+def _read_only_workbook(f: Any) -> Any:
+    """openpyxl's read-only workbook (rows stream), its shared strings kept compact."""
+    from openpyxl.cell.text import Text
+    from openpyxl.reader.excel import ExcelReader
+    from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
+    from openpyxl.xml.functions import iterparse
+
+    tag = f"{{{SHEET_MAIN_NS}}}si"
+
+    def table(src: Any) -> Iterator[str]:
+        # openpyxl.reader.strings.read_string_table, one string at a time, each <si> let go
+        root = None
+        for event, node in iterparse(src, events=("start", "end")):
+            if root is None:
+                root = node
+            elif event == "end" and node.tag == tag:
+                yield Text.from_tree(node).content.replace("x005F_", "")
+                root.clear()
+
+    class Reader(ExcelReader):  # type: ignore[misc]
+        def read_strings(self) -> None:
+            ct = self.package.find(SHARED_STRINGS)
+            if ct is not None:
+                with self.archive.open(ct.PartName[1:]) as src:
+                    self.shared_strings = CompactStrings(table(src))
+
+    _prune_finished_rows()
+    reader = Reader(f, read_only=True, data_only=True)
+    reader.read()
+    return reader.wb
+
+
+def _prune_finished_rows() -> None:
+    """Make openpyxl's sheet parser let go of the rows it has read. It clears each <row>
+    element after reading it, but leaves it in <sheetData>, about 80 bytes a row: reading
+    the 1.4 million rows of a 30 MB sheet grew from 137 to 250 MB, and a 200 MB one peaked
+    near 1 GB. The same events reach it; a finished row is taken out of its parent."""
+    from openpyxl.worksheet import _reader
+
+    parse = _reader.iterparse
+    if hasattr(parse, "__wrapped__"):
+        return
+
+    def iterparse(source: Any, events: Any = None, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        wanted = set(events or ("end",))
+        open_elements: list[Any] = []
+        for event, element in parse(source, events=("start", "end"), **kwargs):
+            if event == "start":
+                open_elements.append(element)
+            else:
+                open_elements.pop()
+            if event in wanted:
+                yield event, element
+            if event == "end" and element.tag == _reader.ROW_TAG and open_elements:
+                open_elements[-1].remove(element)
+
+    iterparse.__wrapped__ = parse  # type: ignore[attr-defined]
+    _reader.iterparse = iterparse
 
 
 def load_calamine(blob: Blob) -> Iterable[Document]:
