@@ -119,6 +119,10 @@ def _engines() -> dict[str, Callable[[object], str]]:
     return engines
 
 
+def _words(lang: str, w: float) -> str:
+    return f"{w:.3f}" if lang == "English" else "–"  # Chinese is not written in words
+
+
 def bench_ocr() -> None:
     """Every engine on the same rendered pages; then a summary per engine and language."""
     engines = _engines()
@@ -138,14 +142,14 @@ def bench_ocr() -> None:
                         c, w = cer(text, truth), wer(text, truth) if lang == "English" else 0.0
                         rows.append((engine, lang, c, w, dt))
                         print(f"| {engine} | {lang} | {font} | {size} | {cond} | {c:.3f} | "
-                              f"{w:.3f} | {dt:.2f} |", flush=True)
+                              f"{_words(lang, w)} | {dt:.2f} |", flush=True)
     print("\n| engine | language | pages | mean CER | mean WER | pages with CER ≤ 0.02 | pages/s |")
     print("|---|---|---|---|---|---|---|")
     for engine in engines:
         for lang in LANGUAGES:
             mine = [(c, w, dt) for en, la, c, w, dt in rows if en == engine and la == lang]
             print(f"| {engine} | {lang} | {len(mine)} | {statistics.mean(c for c, _, _ in mine):.3f} "
-                  f"| {statistics.mean(w for _, w, _ in mine):.3f} "
+                  f"| {_words(lang, statistics.mean(w for _, w, _ in mine))} "
                   f"| {sum(c <= 0.02 for c, _, _ in mine)} | "
                   f"{len(mine) / sum(dt for _, _, dt in mine):.2f} |")
 

@@ -313,6 +313,8 @@ def test_a_question_only_a_scanned_page_answers_is_answered_from_it(tmp_path: Pa
     ("ragline is a tool", "ragline is a tool"),                        # short runs stay
     ("长城大部分是明朝修建的。", "长城大部分是明朝修建的。"),
     ("Serial QX7Z9K2M4P8W1", "Serial QX7Z9K2M4P8W1"),                   # no words inside
+    ("Mary counted 214vessels in 1895", "Mary counted 214 vessels in 1895"),
+    ("the 49ers and 10km, 3rd, 2ndary", "the 49ers and 10km, 3rd, 2ndary"),  # not words
 ])
 def test_glued_english_words_from_ocr_are_split_again(line: str, want: str) -> None:
     from ragline.ingest.ocr import respace

@@ -70,6 +70,9 @@ def ocr_array(image: Any) -> str:
 
 _GLUED = re.compile(r"[A-Za-z0-9]{12,}")
 MIN_GLUED = 12
+# a number glued to the word after it ("214vessels"); SQuAD's 125,000 words of clean text
+# hold one number followed by three or more lower-case letters ("49ers"), none by four
+_NUMBER_WORD = re.compile(r"\b([0-9]+)([a-z]{4,})\b")
 
 
 @cache
@@ -83,11 +86,15 @@ def _splitter() -> Any:
 
 def respace(line: str) -> str:
     """An OCR'd line with its glued English words split again: a run of MIN_GLUED or more
-    letters and digits that is no word of its own, and that splits into words that are."""
+    letters and digits that is no word of its own, and that splits into words that are; and
+    a number glued to a word of four or more letters."""
     model = _splitter()
-    if model is None or not _GLUED.search(line):
+    if model is None:
         return line
     words = model._wordcost  # {word: cost}, lower-case
+    line = _NUMBER_WORD.sub(lambda m: f"{m[1]} {m[2]}" if m[2] in words else m[0], line)
+    if not _GLUED.search(line):
+        return line
 
     def split(m: re.Match[str]) -> str:
         run = m.group(0)
