@@ -92,3 +92,31 @@ def test_ask_on_empty_index(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     RAG.build(tmp_path / "e", encoder="hash").close()
     code, _, err = _run(capsys, "ask", str(tmp_path / "e"), "anything?")
     assert code == 1 and "has no passages yet" in err
+
+
+_NOISY = '''
+import logging, sys, warnings
+from ragline import cli
+settings = cli.settings
+def noisy(args):
+    logging.getLogger("olefile").error("not an OLE2 structured storage file")
+    logging.getLogger("ragline.ingest").warning("ragline's own warning")
+    warnings.warn_explicit("Corrupt EXIF data", UserWarning, "TiffImagePlugin.py", 982,
+                           module="PIL.TiffImagePlugin")
+    return settings(args)
+cli.settings = noisy
+sys.exit(cli.main(sys.argv[1:]))
+'''
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_libraries_notices_reach_the_user_only_when_verbose(tmp_path: Path,
+                                                           verbose: bool) -> None:
+    import subprocess
+    import sys
+
+    argv = ["-v"] * verbose + ["-q", "info", str(tmp_path / "none")]
+    err = subprocess.run([sys.executable, "-c", _NOISY, *argv], capture_output=True,
+                         text=True, timeout=120).stderr
+    assert "ragline: ragline's own warning" in err
+    assert ("OLE2" in err) is verbose and ("EXIF" in err) is verbose, err

@@ -365,3 +365,10 @@ def test_openpyxl_lets_go_of_the_rows_it_has_read(tmp_path: Path) -> None:
     assert not hasattr(stock, "__wrapped__")
     assert left_in_sheet_data(stock) == 51  # openpyxl's own parse keeps them all
     assert left_in_sheet_data(_reader.iterparse) == 0
+
+
+def test_a_file_named_msg_that_is_no_outlook_message_says_so(tmp_path: Path) -> None:
+    f = tmp_path / "notes.msg"
+    f.write_text("hello, this is not Outlook")
+    with pytest.raises(UnreadableFileError, match="notes.msg: not an Outlook message"):
+        load_file(f)

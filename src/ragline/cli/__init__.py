@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from ragline import __version__
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _ragline_only(record: logging.LogRecord) -> bool:
+    return record.name == "ragline" or record.name.startswith("ragline.")
+
+
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 still prints
         if hasattr(stream, "reconfigure"):
@@ -52,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("sentence_transformers", "transformers", "faiss", "bm25s", "numba", "jieba",
                   "httpx", "pypdf"):
         logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
+    if not args.verbose:  # olefile's "not an OLE2 structured storage file", Pillow's EXIF …
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_ragline_only)
+        warnings.filterwarnings("ignore", module=r"PIL\.")
     if getattr(args, "quiet", False):  # Ray's own C++ core prints error lines at shutdown
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -130,14 +130,20 @@ def load_mbox(blob: Blob) -> Iterator[Document]:
         yield from _read_message(blob, raw, where=f"message {n} · ")
 
 
+OLE2_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+
+
 def load_msg(blob: Blob) -> list[Document]:
     """An Outlook .msg file (extract-msg): the message and its attachments."""
     try:
         import extract_msg
     except ImportError:
         raise missing_extra("extract-msg", "office") from None
+    raw = blob.read()
+    if not raw.startswith(OLE2_MAGIC):  # extract-msg would take other bytes for a file name
+        raise UnreadableFileError(f"{blob.name}: not an Outlook message (no OLE2 header)")
     try:
-        msg = extract_msg.openMsg(blob.read(), delayAttachments=False)
+        msg = extract_msg.openMsg(raw, delayAttachments=False)
     except Exception as e:  # noqa: BLE001 - extract-msg and olefile raise anything
         raise UnreadableFileError(f"{blob.name}: corrupt or unreadable MSG "
                                   f"({type(e).__name__}: {str(e)[:120]})") from None
