@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import sqlite3
+import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ def other_files() -> dict[str, bytes]:
         "seed.rtf": ("{\\rtf1\\ansi " + TEXT + "\\par}").encode(),
         "seed.gz": gzip.compress(TEXT.encode()),
         "seed.zip": _zip_of({"a.md": f"# A\n\n{TEXT}".encode(), "b.csv": b"year,ships\n1893,2\n"}),
+        "seed.tgz": _tar_of({"a.md": f"# A\n\n{TEXT}".encode(), "b.txt": TEXT.encode()}),
     }
 
 
@@ -94,6 +96,11 @@ def archive_mutants() -> Iterator[Mutant]:
     for depth in range(6):
         nested = _zip_of({f"d{depth}.zip" if depth else "deep.txt": nested})
     yield Mutant("nested.zip", nested, "zip: six archives deep")
+    yield Mutant("escape.tgz", _tar_of({"../../etc/evil.txt": TEXT.encode(),
+                                        "/abs.txt": TEXT.encode()}), "tar: paths leave it")
+    yield Mutant("links.tar", _tar_of({}, links={"passwd.txt": "/etc/passwd",
+                                                 "up.txt": "../../secret.txt"}, mode="w"),
+                 "tar: links out of it")
     yield Mutant("laughs.xml", (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa">'
                                 b'<!ENTITY b "&a;&a;&a;&a;">]><l>&b;</l>'), "xml: entities")
     yield Mutant("deep.json", b"[" * 100_000 + b"]" * 100_000, "json: nested 100k deep")
@@ -166,6 +173,21 @@ def _zip_of(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> by
     with zipfile.ZipFile(buf, "w", method) as z:
         for n, d in members.items():
             z.writestr(n, d)
+    return buf.getvalue()
+
+
+def _tar_of(members: dict[str, bytes], links: dict[str, str] | None = None,
+            mode: str = "w:gz") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as t:
+        for n, d in members.items():
+            info = tarfile.TarInfo(n)
+            info.size = len(d)
+            t.addfile(info, io.BytesIO(d))
+        for n, target in (links or {}).items():
+            info = tarfile.TarInfo(n)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            t.addfile(info)
     return buf.getvalue()
 
 

@@ -10,6 +10,8 @@ import gzip
 import io
 import json
 import lzma
+import re
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -165,6 +167,60 @@ def test_compressed_files_and_zip_members(tmp_path: Path) -> None:
     ps = _passages(_write(tmp_path, "pack.zip", out.getvalue()))
     assert {p.location for p in ps} == {"docs/a.md", "inner.zip · b.txt"}
     assert all("outside" not in p.text for p in ps)
+
+
+def _tar(members: dict[str, str | bytes], mode: str = "w:gz") -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode=mode) as t:
+        for name, data in members.items():
+            raw = data.encode() if isinstance(data, str) else data
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            t.addfile(info, io.BytesIO(raw))
+        link = tarfile.TarInfo("passwd.txt")  # a link to a file outside is never followed
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        t.addfile(link)
+        hard = tarfile.TarInfo("hosts.txt")
+        hard.type, hard.linkname = tarfile.LNKTYPE, "/etc/hosts"
+        t.addfile(hard)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name, mode", [("pack.tar.gz", "w:gz"), ("pack.tgz", "w:gz"),
+                                        ("pack.tar", "w"), ("pack.tar.xz", "w:xz"),
+                                        ("pack.tbz2", "w:bz2")])
+def test_tar_archives_are_read_as_folders(tmp_path: Path, name: str, mode: str) -> None:
+    data = _tar({"docs/a.md": "# A\n\nAlpha lamp.", "../evil.txt": "outside",
+                 "/etc/abs.txt": "absolute", "inner.zip": _zip({"b.txt": "Beta lamp."}),
+                 "tool.exe": b"\x00\x01"}, mode)
+    ps = _passages(_write(tmp_path, name, data))
+    assert {p.location for p in ps} == {"docs/a.md", "inner.zip · b.txt"}
+    assert not any(w in p.text for p in ps for w in ("outside", "absolute", "root:"))
+    report = IngestReport()
+    assert read_documents(tmp_path / name, None, report)
+    # a member is named under its archive (pack.tar.gz holds pack.tar)
+    why = {re.split(r"/pack\.t[a-z0-9.]*?/", where, maxsplit=1)[1]: reason
+           for where, reason in report.skipped}
+    assert why == {"../evil.txt": "its path leaves the archive: not read",
+                   "/etc/abs.txt": "its path leaves the archive: not read",
+                   "passwd.txt": "a link: not followed", "hosts.txt": "a link: not followed"}
+
+
+def test_a_bad_or_huge_tar_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(UnreadableFileError, match="corrupt or unreadable tar"):
+        load_file(_write(tmp_path, "bad.tar", b"not a tar at all" * 100))
+    truncated = _tar({"a.txt": "x" * 5000}, "w")[:1024]
+    with pytest.raises(UnreadableFileError, match="tar"):
+        list(load_file(_write(tmp_path, "cut.tar", truncated)))
+    # sizes are declared in the headers: the bound holds before anything is inflated
+    bomb = io.BytesIO()
+    with tarfile.open(fileobj=bomb, mode="w:gz") as t:
+        for i in range(3):
+            info = tarfile.TarInfo(f"z{i}.txt")
+            info.size = MAX_UNPACKED_BYTES // 2
+            t.addfile(info, io.BytesIO(b"\x00" * info.size))
+    with pytest.raises(UnreadableFileError, match="compression bomb"):
+        load_file(_write(tmp_path, "bomb.tgz", bomb.getvalue()))
 
 
 def _zip(members: dict[str, str | bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:

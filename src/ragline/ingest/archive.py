@@ -1,7 +1,8 @@
 """Compressed files and archives: `.gz`, `.bz2`, `.xz` around any supported type
-(`changelog.gz`, `data.csv.gz`) and `.zip` archives read as folders of their members. Nothing
-is unpacked past `MAX_UNPACKED_BYTES` (a bomb is skipped with the reason) and nothing is
-written to disk: no member's path can leave the archive.
+(`changelog.gz`, `data.csv.gz`), and `.zip` and tar archives (`.tar`, `.tgz`, `.tar.gz`…)
+read as folders of their members. Nothing is unpacked past `MAX_UNPACKED_BYTES` (a bomb is
+skipped with the reason) and nothing is written to disk: no member's path can leave the
+archive, and a tar's links and devices are not followed.
 
     docs = load_compressed(Blob("changelog.gz", path=Path("changelog.gz")))
     docs = load_zip(Blob("docs.zip", path=Path("docs.zip")))   # members placed by their path
@@ -13,8 +14,10 @@ import bz2
 import gzip
 import lzma
 import posixpath
+import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import PurePosixPath
 from typing import IO, Any
 
@@ -55,8 +58,6 @@ def load_compressed(blob: Blob) -> list[Document]:
 def load_zip(blob: Blob) -> Iterator[Document]:
     """Every member of a supported type (archives inside followed a few levels deep), each
     document placed at its member path; members that cannot be read go to the notes."""
-    from ragline.ingest.loaders import can_read, read_blob
-
     try:
         archive = zipfile.ZipFile(blob.open())
     except _ERRORS as e:
@@ -67,33 +68,78 @@ def load_zip(blob: Blob) -> Iterator[Document]:
         declared = sum(i.file_size for i in members)
         if declared > MAX_UNPACKED_BYTES:
             raise too_big(blob.name, f"{declared / 2**20:.0f} MB declared")
-        read = 0
-        for info in members:
-            path = _member_path(info.filename)
-            if path is None or PurePosixPath(path).name.startswith("."):
+        yield from _read_members(blob, ((i.filename, partial(archive.open, i))
+                                        for i in members))
+
+
+def load_tar(blob: Blob) -> Iterator[Document]:
+    """A tar archive (`.tar`, `.tgz`, `.tar.gz` through load_compressed…) like a ZIP: its
+    regular files as members; links, devices and folders are not followed."""
+    try:
+        archive = tarfile.open(fileobj=blob.open(), mode="r:*")
+    except (*_ERRORS, tarfile.TarError) as e:
+        raise UnreadableFileError(f"{blob.name}: corrupt or unreadable tar archive "
+                                  f"({type(e).__name__})") from None
+
+    def members() -> Iterator[tuple[str, Callable[[], IO[bytes] | None]]]:
+        declared = 0
+        try:
+            for info in archive:
+                if info.issym() or info.islnk():
+                    blob.notes.append((f"{blob.name}/{info.name}", "a link: not followed"))
+                elif info.isfile():
+                    declared += info.size
+                    if declared > MAX_UNPACKED_BYTES:
+                        raise too_big(blob.name, f"over {MAX_UNPACKED_BYTES / 2**20:.0f} MB "
+                                                 "declared")
+                    yield info.name, partial(archive.extractfile, info)
+        except (*_ERRORS, tarfile.TarError) as e:
+            raise UnreadableFileError(f"{blob.name}: corrupt tar archive "
+                                      f"({type(e).__name__})") from None
+
+    with archive:
+        yield from _read_members(blob, members())
+
+
+def _read_members(blob: Blob, members: Iterable[tuple[str, Callable[[], IO[bytes] | None]]],
+                  ) -> Iterator[Document]:
+    """The documents of an archive's members: (name, opener) pairs, read in order up to
+    MAX_UNPACKED_BYTES in all; a member that cannot be read goes to the notes."""
+    from ragline.ingest.loaders import can_read, read_blob  # the registry imports this module
+
+    read = 0
+    for name, open_member in members:
+        path = _member_path(name)
+        if path is None:
+            blob.notes.append((f"{blob.name}/{name}", "its path leaves the archive: not read"))
+            continue
+        if PurePosixPath(path).name.startswith("."):
+            continue
+        if not can_read(path):
+            continue
+        where = f"{blob.name}/{path}"
+        try:
+            stream = open_member()
+            if stream is None:
                 continue
-            if not can_read(path):
-                continue
-            where = f"{blob.name}/{path}"
-            try:
-                with archive.open(info) as f:
-                    data = _bounded(f, where)
-            except UnreadableFileError as e:
-                blob.notes.append((where, str(e).split(": ", 1)[-1]))
-                continue
-            except (*_ERRORS, RuntimeError) as e:  # a bad member, an encrypted one
-                blob.notes.append((where, f"unreadable member ({type(e).__name__})"))
-                continue
-            read += len(data)
-            if read > MAX_UNPACKED_BYTES:
-                raise too_big(blob.name, "its members together")
-            try:
-                docs = read_blob(blob.inner(where, data))
-            except IngestError as e:
-                blob.notes.append((where, str(e).split(": ", 1)[-1]))
-                continue
-            for d in docs:
-                yield _placed(d, blob.name, path, path)
+            with stream as f:
+                data = _bounded(f, where)
+        except UnreadableFileError as e:
+            blob.notes.append((where, str(e).split(": ", 1)[-1]))
+            continue
+        except (*_ERRORS, RuntimeError, tarfile.TarError) as e:  # a bad member, an encrypted one
+            blob.notes.append((where, f"unreadable member ({type(e).__name__})"))
+            continue
+        read += len(data)
+        if read > MAX_UNPACKED_BYTES:
+            raise too_big(blob.name, "its members together")
+        try:
+            docs = read_blob(blob.inner(where, data))
+        except IngestError as e:
+            blob.notes.append((where, str(e).split(": ", 1)[-1]))
+            continue
+        for d in docs:
+            yield _placed(d, blob.name, path, path)
 
 
 def _member_path(name: str) -> str | None:

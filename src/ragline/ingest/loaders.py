@@ -84,6 +84,8 @@ FORMATS: tuple[Format, ...] = (
     Format("compressed (any type inside)", (".gz", ".bz2", ".xz", ".lzma"),
            archive.load_compressed, "gzip, bz2, lzma"),
     Format("ZIP archive (members as files)", (".zip",), archive.load_zip, "zipfile"),
+    Format("tar archive (members as files; `.tar.gz` too)", (".tar", ".tgz", ".tbz2", ".txz"),
+           archive.load_tar, "tarfile"),
 )
 
 LOADERS: dict[str, Loader] = {s: f.load for f in FORMATS for s in f.suffixes}
