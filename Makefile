@@ -1,5 +1,5 @@
 # The two newcomer commands (see README): `make demo` and `make test`.
-.PHONY: setup demo test lint bench bench-scale bench-shards bench-translate bench-write train-default
+.PHONY: setup demo test lint bench bench-scale bench-shards bench-translate bench-write bench-formats train-default
 
 setup: .venv/.ragline-installed
 
@@ -41,6 +41,11 @@ bench-translate: setup
 # grounded writing: Jeopardy-style question generation on SQuAD, write's faithfulness
 bench-write: setup
 	.venv/bin/python bench/write.py
+
+# every file type: OCR engines, scanned PDFs, PDF tables, a mixed folder, peak memory on large
+# files, /usr/share/doc (≈ 45 min; tesseract is compared when installed)
+bench-formats: setup
+	.venv/bin/python bench/formats.py
 
 # fine-tune the default RAG model (LoRA, SQuAD + CMRC part A); resumable, hours on 2 CPU cores
 train-default: setup
