@@ -3,11 +3,17 @@
 
 setup: .venv/.ragline-installed
 
+# everything (every extra, Ray, the test and benchmark tools, Chromium); it holds the demo's too
 .venv/.ragline-installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
+	touch $@ .venv/.ragline-demo
+
+# what the demo needs only: ragline[demo]
+.venv/.ragline-demo: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh demo
 	touch $@
 
-demo: setup
+demo: .venv/.ragline-demo
 	rm -rf .ragline-demo
 	.venv/bin/ragline index examples/docs --index .ragline-demo
 	.venv/bin/ragline ask .ragline-demo "When was the Eiffel Tower completed?"

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Create .venv with ragline, its bundled models and the test tools. Safe to run again.
+# Create .venv with ragline and its bundled models. Safe to run again.
+#   scripts/setup.sh demo    what `make demo` needs: ragline[demo] (PDF, Word, the answer models, serve)
+#   scripts/setup.sh         everything: every extra, Ray, the test and benchmark tools, Chromium
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE=${1:-full}
+case "$MODE" in demo|full) ;; *) echo "usage: scripts/setup.sh [demo|full]" >&2; exit 2 ;; esac
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
@@ -25,6 +29,11 @@ if ! ls "$WH"/llama_cpp_python-$LLAMA-*.whl >/dev/null 2>&1; then
 fi
 $PIP install -q "$WH"/llama_cpp_python-$LLAMA-*.whl
 
+if [ "$MODE" = demo ]; then
+  $PIP install -q -e ".[demo]"
+  echo "ragline is installed in .venv ($(.venv/bin/ragline --version))"
+  exit 0
+fi
 $PIP install -q -e ".[all,ray,dev,bench]"
 
 # The web page's tests drive Debian's Chromium with Playwright (Playwright's own browser
