@@ -170,17 +170,15 @@ _ZH_PLACES = ["港口", "北角", "布雷斯特", "灯塔", "科克", "海湾"]
 
 
 def _scan_pages(lang: str) -> list[list[str]]:
+    people, places = (_EN_PEOPLE, _EN_PLACES) if lang == "English" else (_ZH_PEOPLE, _ZH_PLACES)
     pages = []
     for n in range(6):
         lines = []
         for i in range(6):
-            who, where = _EN_PEOPLE[(n + i) % 6], _EN_PLACES[(2 * n + i) % 6]
-            if lang == "English":
-                lines.append(f"In {1850 + 7 * n + i} {who} counted {11 * n + 3 * i + 4} ships "
-                             f"near {where}.")
-            else:
-                who, where = _ZH_PEOPLE[(n + i) % 6], _ZH_PLACES[(2 * n + i) % 6]
-                lines.append(f"{1850 + 7 * n + i}年{who}在{where}附近数了{11 * n + 3 * i + 4}艘船。")
+            year, who, where = 1850 + 7 * n + i, people[(n + i) % 6], places[(2 * n + i) % 6]
+            ships = 11 * n + 3 * i + 4
+            lines.append(f"In {year} {who} counted {ships} ships near {where}."
+                         if lang == "English" else f"{year}年{who}在{where}附近数了{ships}艘船。")
         pages.append(lines)
     return pages
 
@@ -370,7 +368,7 @@ print(n)
 def bench_memory(tmp: Path, big_mb: int, xlsx_mb: int) -> None:
     """Reading alone (loader and chunker, the passages counted and dropped) shows whether a
     file streams; indexing adds what the index holds (vectors, BM25). The large workbook is
-    read only: indexing its 900,000 rows takes most of an hour on 2 cores."""
+    read only: indexing its 9 million rows would take most of an hour on 2 cores."""
     big = tmp / "big.csv"
     with big.open("w", newline="") as f:
         w = csv.writer(f)

@@ -31,14 +31,13 @@ $PIP install -q "$WH"/llama_cpp_python-$LLAMA-*.whl
 
 if [ "$MODE" = demo ]; then
   $PIP install -q -e ".[demo]"
-  echo "ragline is installed in .venv ($(.venv/bin/ragline --version))"
-  exit 0
+else
+  $PIP install -q -e ".[all,ray,dev,bench]"
 fi
-$PIP install -q -e ".[all,ray,dev,bench]"
 
 # The web page's tests drive Debian's Chromium with Playwright (Playwright's own browser
 # download cannot work offline). A CJK font lets screenshots show Chinese text.
-if ! command -v chromium >/dev/null 2>&1; then
+if [ "$MODE" = full ] && ! command -v chromium >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
   if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
     echo "installing chromium for the web page tests (apt-get)…"
