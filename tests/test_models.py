@@ -1,11 +1,14 @@
-"""End to end with the real bundled models: all-MiniLM-L6-v2 and Gemma 3 270M (llama.cpp)."""
+"""End to end with the real bundled models: all-MiniLM-L6-v2, Qwen2.5-Coder-0.5B and Gemma 3
+270M (llama.cpp)."""
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ragline import RAG
+from ragline.errors import ModelUnavailableError
 
 pytestmark = pytest.mark.model
 
@@ -115,33 +118,95 @@ def test_right_answer_is_likelier_than_a_wrong_one_under_every_model(demo: RAG) 
 
 # ---------------------------------------------------------------- the per-passage reader
 
-def test_the_reader_reads_its_own_probabilities_whatever_was_read_before(demo: RAG) -> None:
-    from ragline.generate.llama import LlamaCppGenerator
+def _read(gen: Any, text: str) -> tuple[float, str, tuple[float, ...], float]:
+    """What the reader reads of one passage: log p(question | passage), the greedy answer with
+    its tokens' log-probabilities, and the verdict's log-odds."""
     from ragline.generate.reader import PROMPTS
 
     p = PROMPTS["en"]
     head = p.head()
-    before = head + p.before_question("The tower was completed in March 1889 for the fair.")
+    before = head + p.before_question(text)
     asked = " When was the tower completed?"
+    q = gen.span_logprob(before, asked, head=head)
+    done = gen.complete(before + asked + "\n" + p.answer, head=head)
+    verdict = gen.log_odds(before + asked + "\n" + p.answer + done.text + "\n" + p.verdict,
+                           p.yes, p.no, head=head)
+    return q, done.text, done.logprobs, verdict
 
-    def read(gen: LlamaCppGenerator) -> tuple[float, str, tuple[float, ...], float]:
-        q = gen.span_logprob(before, asked, head=head)
-        done = gen.complete(before + asked + "\n" + p.answer, head=head)
-        verdict = gen.log_odds(before + asked + "\n" + p.answer + done.text + "\n" + p.verdict,
-                               p.yes, p.no, head=head)
-        return q, done.text, done.logprobs, verdict
+
+def _close(a: tuple[float, str, tuple[float, ...], float],
+           b: tuple[float, str, tuple[float, ...], float], tol: float = 0.05) -> None:
+    assert a[1] == b[1]
+    assert len(a[2]) == len(b[2])
+    for x, y in ((a[0], b[0]), (a[3], b[3]), *zip(a[2], b[2], strict=True)):
+        assert x == pytest.approx(y, abs=tol)
+
+
+PASSAGE = "The tower was completed in March 1889 for the fair."
+
+
+def test_the_reader_reads_its_own_probabilities_whatever_was_read_before(demo: RAG) -> None:
+    from ragline.generate.reader import PROMPTS
+    from ragline.generate.xllama import XLlamaGenerator
+
+    p = PROMPTS["en"]
+    gen = demo.answerer.generator("concat")
+    assert isinstance(gen, XLlamaGenerator)  # the default backend: nothing compiled
+    gen.complete(p.head() + p.before_question("Something else entirely.") + " Why?\nAnswer:",
+                 head=p.head())  # another passage in the cache first
+    cached = _read(gen, PASSAGE)
+    fresh = _read(XLlamaGenerator(), PASSAGE)
+    assert "1889" in cached[1]
+    assert all(lp <= 0 for lp in cached[2]) and len(cached[2]) >= 2
+    _close(cached, fresh, tol=1e-3)  # read from the same split point: the same numbers
+    assert cached[3] > 0  # the passage states it: the verdict leans to yes
+
+
+def test_xllamacpp_reads_what_llama_cpp_python_reads(demo: RAG) -> None:
+    """The prebuilt runtime scores a span token by token where llama-cpp-python reads it in
+    one batch: the same answer, the same token count, log-probabilities within 0.05."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python (extra llama-cpp) not installed")
+    from ragline.generate.llama import LlamaCppGenerator
+
+    x = demo.answerer.generator("concat")
+    for text in (PASSAGE, "长城大部分是明朝修建的。", "The fair opened in May."):
+        _close(_read(x, text), _read(LlamaCppGenerator(), text))
+
+
+def test_a_span_with_quotes_backslashes_and_new_lines_is_scored_as_written(demo: RAG) -> None:
+    """The span is forced through a grammar: what GBNF would read as syntax is escaped."""
+    gen = demo.answerer.generator("concat")
+    for span in (' "quoted" \\ back\\slash', " two\nlines\tand a tab", " 长城”“\\n"):
+        lp = gen.span_logprob("Text:", span)  # type: ignore[attr-defined]
+        assert lp < 0
+        assert gen._read_tokens[-len(gen.tokenize(span, bos=False, special=False)):] == \
+            gen.tokenize(span, bos=False, special=False)  # type: ignore[attr-defined]
+
+
+def test_a_prompt_longer_than_the_context_is_a_clear_error() -> None:
+    from ragline.generate.xllama import XLlamaGenerator
+
+    gen = XLlamaGenerator(n_ctx=256)
+    long = "word " * 400
+    for call in (lambda: gen.complete(long), lambda: gen.span_logprob(long, " x"),
+                 lambda: gen.log_odds(long, ["yes"], ["no"])):
+        with pytest.raises(ModelUnavailableError, match="exceeds the model's context of 256"):
+            call()
+    assert gen.complete("The capital of France is", max_tokens=3).text  # still usable
+
+
+def test_the_loopback_server_wants_its_key(demo: RAG) -> None:
+    import urllib.error
+    import urllib.request
 
     gen = demo.answerer.generator("concat")
-    assert isinstance(gen, LlamaCppGenerator)
-    gen.complete(head + p.before_question("Something else entirely.") + " Why?\nAnswer:",
-                 head=head)  # another passage in the cache first
-    cached = read(gen)
-    fresh = read(LlamaCppGenerator())
-    assert "1889" in cached[1] and cached[1] == fresh[1]
-    assert all(lp <= 0 for lp in cached[2]) and len(cached[2]) >= 2
-    for a, b in ((cached[0], fresh[0]), (cached[3], fresh[3]), *zip(cached[2], fresh[2], strict=True)):
-        assert a == pytest.approx(b, abs=0.05)
-    assert cached[3] > 0  # the passage states it: the verdict leans to yes
+    gen.load()
+    url = gen._url + "/completion"  # type: ignore[attr-defined]
+    request = urllib.request.Request(url, data=b'{"prompt": "hi", "n_predict": 1}',
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(request, timeout=30)
+    assert e.value.code == 401
 
 
 # ---------------------------------------------------------------- the answer models

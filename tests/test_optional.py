@@ -43,10 +43,34 @@ def test_docx_without_python_docx_names_the_extra(monkeypatch: pytest.MonkeyPatc
 
 def test_llama_without_llama_cpp_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from ragline.generate.llama import LlamaCppGenerator
+    from ragline.model.llama_lm import LlamaLM
 
     _hide(monkeypatch, "llama_cpp")
-    with pytest.raises(ModelUnavailableError, match=r"ragline\[llama\]"):
+    with pytest.raises(ModelUnavailableError, match=r"ragline\[llama-cpp\]"):
         LlamaCppGenerator().load()
+    with pytest.raises(ModelUnavailableError, match=r"ragline\[llama-cpp\]"):
+        LlamaLM("gemma-270m").load()
+
+
+def test_answers_without_xllamacpp_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragline.generate.xllama import XLlamaGenerator
+
+    _hide(monkeypatch, "xllamacpp")
+    with pytest.raises(ModelUnavailableError, match=r"xllamacpp .*ragline\[llama\]"):
+        XLlamaGenerator().load()
+
+
+def test_the_rag_models_fall_back_to_torch_without_llama_cpp_python(
+        monkeypatch: pytest.MonkeyPatch, hash_rag: Any) -> None:
+    import importlib.util
+
+    from ragline.model.generators import RagModelSlot
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    slot = RagModelSlot(hash_rag.index, hash_rag.config.model)
+    assert slot.runtime() == "torch"
 
 
 def test_import_ragline_loads_no_model_stack() -> None:
@@ -54,7 +78,7 @@ def test_import_ragline_loads_no_model_stack() -> None:
     import sys
 
     code = ("import sys, ragline; heavy = {'torch', 'sentence_transformers', 'llama_cpp', "
-            "'faiss', 'transformers'} & set(sys.modules); print(sorted(heavy))")
+            "'xllamacpp', 'faiss', 'transformers'} & set(sys.modules); print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

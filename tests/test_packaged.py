@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,3 +84,25 @@ def test_a_chat_template_that_refuses_a_system_turn_gets_it_in_the_first_user_tu
     broken = gen._chat("{{ raise_exception('broken') }}", Path("x.gguf"))
     with pytest.raises(ModelUnavailableError, match="chat template of x.gguf failed: broken"):
         broken([("user", "U")])
+
+
+def test_xllamacpp_puts_a_refused_system_turn_in_the_first_user_turn(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragline.generate.xllama import XLlamaGenerator
+
+    gen = XLlamaGenerator("x.gguf")
+    rendered: list[list[dict[str, str]]] = []
+
+    def post(route: str, body: dict[str, Any]) -> dict[str, str]:
+        # the server answers a template's raise_exception with HTTP 400
+        rendered.append(body["messages"])
+        if any(m["role"] == "system" for m in body["messages"]):
+            raise ModelUnavailableError("llama.cpp refused /apply-template: no system role")
+        return {"prompt": "".join(f"<{m['role']}>{m['content']}" for m in body["messages"])}
+
+    monkeypatch.setattr(gen, "_post", post)
+    assert gen._render([("system", "S"), ("user", "U"), ("assistant", "A"), ("user", "V")]) == (
+        "<user>S\n\nU<assistant>A<user>V")
+    assert len(rendered) == 2
+    with pytest.raises(ModelUnavailableError, match="chat template of x failed: .*no system"):
+        gen._render([("system", "S")])

@@ -153,9 +153,11 @@ LLMS = Registry("generator model", [
 
 # where concat's prompt is completed (generation.backend)
 BACKENDS = Registry("generation backend", [
-    Entry("llama-cpp", "ragline.generate.llama:llama_cpp_backend",
-          "a GGUF file through llama.cpp (default: the bundled Gemma 3 270M)",
-          aliases=("llama.cpp", "llama")),
+    Entry("llama-cpp", "ragline.generate.xllama:xllama_backend",
+          "a GGUF file through llama.cpp's prebuilt server, xllamacpp (the default)",
+          aliases=("llama.cpp", "llama", "xllamacpp")),
+    Entry("llama-cpp-python", "ragline.generate.llama:llama_cpp_backend",
+          "a GGUF file through llama-cpp-python, compiled on install (extra llama-cpp)"),
     Entry("openai", "ragline.generate.openai_http:openai_backend",
           "any OpenAI-compatible server (llama.cpp server, vLLM, Ollama)"),
 ])

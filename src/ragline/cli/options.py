@@ -62,7 +62,7 @@ def add_model(s: argparse.ArgumentParser, help: str, **kwargs: Any) -> None:
                         f"{LLMS.names[0]}) or a transformers causal-LM folder")
     s.add_argument("--runtime", choices=RAG_RUNTIMES,
                    help="where the RAG models decode (default auto: llama-cpp for a packaged "
-                        "model on CPU, else torch)")
+                        "model on CPU when llama-cpp-python is installed, else torch)")
     s.add_argument("--adapter", metavar="auto|none|FOLDER",
                    help="a LoRA adapter on the RAG models' generator (default auto: the one "
                         "ragline ships for its default generator, if any; none: the bare model)")

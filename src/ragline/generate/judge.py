@@ -7,7 +7,8 @@ beyond the answer model's.
     judge.score("When was it completed?", passages)   # (n,), higher is more relevant
 
 The query comes before the passage, so the system turn and the query stay in llama.cpp's
-cache: only each passage's tokens are read again.
+prompt cache: only each passage's tokens are read again. Any Scorer backend serves it; the
+default is llama.cpp through xllamacpp.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ragline.errors import ModelUnavailableError
-from ragline.generate.llama import LlamaCppGenerator
+from ragline.generate.xllama import XLlamaGenerator
 from ragline.text import has_cjk
 from ragline.types import Passage
 
@@ -34,18 +35,11 @@ _YES_NO = {"en": (("yes", "Yes"), ("no", "No")), "zh": (("是",), ("否", "不")
 class LlmJudgeReranker:
     def __init__(self, model: str | None = None, device: str | None = None,
                  max_passage_tokens: int = 160) -> None:
-        self.generator = LlamaCppGenerator(model)
+        self.generator = XLlamaGenerator(model)
         self.name = f"llm-judge:{self.generator.id}"
         self.max_passage_tokens = max_passage_tokens
 
-    def _first_tokens(self, words: Sequence[str]) -> list[int]:
-        llm = self.generator.llm
-        return sorted({llm.tokenize(w.encode("utf-8"), add_bos=False, special=False)[0]
-                       for w in words})
-
     def score(self, query: str, passages: Sequence[Passage]) -> np.ndarray:
-        import llama_cpp
-
         if not passages:
             return np.zeros(0)
         gen = self.generator
@@ -53,36 +47,15 @@ class LlmJudgeReranker:
         if chat is None:
             raise ModelUnavailableError(f"{gen.id} is a base model; the relevance judge needs "
                                         "an instruct model (e.g. llm-judge:qwen2.5-0.5b)")
-        llm = gen.llm
         lang = "zh" if has_cjk(query) else "en"
-        yes, no = (self._first_tokens(w) for w in _YES_NO[lang])
-
-        def tokens_for(passage: str) -> list[int]:
-            prompt = chat([("system", _SYSTEM[lang]),
-                           ("user", _ASK[lang].format(query=query.strip(), passage=passage))])
-            return list(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+        yes, no = _YES_NO[lang]
+        def prompt(passage: str) -> str:
+            return chat([("system", _SYSTEM[lang]),
+                         ("user", _ASK[lang].format(query=query.strip(), passage=passage))])
 
         # The prompt up to the passage is the same for every passage: it is read once and
-        # kept in the cache. Every passage is read from the same split point, so its score
-        # does not depend on which passage came before it.
-        head = tokens_for("")
-        out = np.zeros(len(passages))
-        for i, p in enumerate(passages):
-            body = llm.tokenize(p.embed_text.encode("utf-8"), add_bos=False)
-            tokens = tokens_for(llm.detokenize(body[: self.max_passage_tokens])
-                                .decode("utf-8", "ignore"))[: gen.n_ctx - 1]
-            split = 0
-            for a, b in zip(head, tokens[:-1], strict=False):
-                if a != b:
-                    break
-                split += 1
-            if list(llm.input_ids[:split]) != tokens[:split] or llm.n_tokens < split:
-                llm.n_tokens = 0
-                llm.eval(tokens[:split])
-            llm.n_tokens = split
-            llm.eval(tokens[split:])
-            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1),
-                                           shape=(llm.n_vocab(),))
-            # log p(yes) − log p(no): the softmax's normalizer cancels out
-            out[i] = np.logaddexp.reduce(logits[yes]) - np.logaddexp.reduce(logits[no])
-        return out
+        # kept, and every passage is read after it, so a score does not depend on which
+        # passage came before.
+        head = prompt("")
+        return np.array([gen.log_odds(prompt(gen.truncate(p.embed_text, self.max_passage_tokens)),
+                                      yes, no, head=head) for p in passages])

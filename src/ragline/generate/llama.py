@@ -1,4 +1,7 @@
-"""Local generation with llama.cpp (llama-cpp-python). The model is a name of
+"""Local generation with llama.cpp through llama-cpp-python (extra llama-cpp, compiled on
+install): generation.backend = "llama-cpp-python". The default backend is the prebuilt
+xllamacpp (ragline.generate.xllama); this one also loads the RAG models' llama.cpp runtime
+(ragline.model.llama_lm), which needs its low-level API. The model is a name of
 ragline.registry.LLMS (packaged GGUF files, assembled once into the cache) or a GGUF path;
 instruct models get their own chat template, from the GGUF's metadata.
 
@@ -82,7 +85,7 @@ class LlamaCppGenerator(PromptGenerator):
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise missing_extra("llama-cpp-python", "llama") from None
+            raise missing_extra("llama-cpp-python", "llama-cpp") from None
         _silence_llama_cpp()
         path, instruct = resolve_gguf(self.model)
         threads = self.n_threads or max(1, min(os.cpu_count() or 1, 8))

@@ -127,7 +127,7 @@ class LlamaLM:
             import llama_cpp
             from llama_cpp import _internals
         except ImportError:
-            raise missing_extra("llama-cpp-python", "llama") from None
+            raise missing_extra("llama-cpp-python", "llama-cpp") from None
         from ragline.generate.llama import LlamaCppGenerator
 
         # the concat generator loads the model and its chat template the same way

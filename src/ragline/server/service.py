@@ -37,7 +37,7 @@ class Service:
     def __init__(self, rag: RAG, cfg: ServerConfig, queue: GenerationQueue,
                  name: str = "default") -> None:
         backend = BACKENDS.canonical(rag.config.generation.backend)
-        if cfg.workers > 1 and backend == "llama-cpp":
+        if cfg.workers > 1 and backend in ("llama-cpp", "llama-cpp-python"):
             raise ConfigError("server.workers > 1 needs generation.backend = 'openai': the local "
                               "model generates one answer at a time")
         self.rag = rag
