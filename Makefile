@@ -1,5 +1,5 @@
 # The two newcomer commands (see README): `make demo` and `make test`.
-.PHONY: setup demo test lint bench bench-scale bench-shards bench-translate bench-write bench-formats train-default
+.PHONY: setup demo test lint docs bench bench-scale bench-shards bench-translate bench-write bench-formats train-default
 
 setup: .venv/.ragline-installed
 
@@ -21,11 +21,18 @@ demo: .venv/.ragline-demo
 
 test: setup
 	.venv/bin/python -m pytest
-	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff check src tests bench scripts
 	.venv/bin/mypy src
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
+
+# the documentation site (docs/, mkdocs-material) into .site/; the reference pages are made from
+# the code by scripts/docs_reference.py (tests/test_docs.py fails when they are stale)
+docs: setup
+	.venv/bin/python scripts/docs_reference.py
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
 
 lint: setup
-	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff check src tests bench scripts
 	.venv/bin/mypy src
 
 bench: setup

@@ -1,14 +1,16 @@
 """What the default answer costs and gets right, measured on SQuAD part A (English) and CMRC
 2018 part A (Chinese), each split by article into a tuning half and a report half (the
-README's numbers are on the report half; prompts and the calibration were chosen on the
-other one):
+numbers in docs/measured/answers.md are on the report half; prompts and the calibration were
+chosen on the other one):
 
-    .venv/bin/python bench/answers.py                      # every part below, the README's tables
+    .venv/bin/python bench/answers.py                      # every part below: the tables
     .venv/bin/python bench/answers.py --part budget        # the answer kept by the passage budget
     .venv/bin/python bench/answers.py --part readers       # prompt forms: EM, F1, answered, first token
     .venv/bin/python bench/answers.py --part calibrate --split tune   # fit the reader's calibration
     .venv/bin/python bench/answers.py --part faithfulness  # answered/refused over thresholds
     .venv/bin/python bench/answers.py --part models --llms qwen2.5-0.5b,gemma-270m
+    .venv/bin/python bench/answers.py --part models --llms qwen2.5-0.5b --models per-passage \
+        --backends llama-cpp,llama-cpp-python --questions 100   # the two llama.cpp runtimes
 
 Retrieval is the default (weighted fusion), k = 5; each data set's index is built from its
 paragraphs the way `ragline index` builds any folder (CMRC, mostly Chinese, gets the
@@ -52,6 +54,10 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=5)
     ap.add_argument("--llms", default="qwen2.5-0.5b,gemma-270m,qwen2.5-1.5b",
                     help="--part models: answer models")
+    ap.add_argument("--backends", default="llama-cpp",
+                    help="--part models: generation backends (llama-cpp, llama-cpp-python)")
+    ap.add_argument("--runtimes", default="auto",
+                    help="--part models: where the RAG models decode (auto, llama-cpp, torch)")
     ap.add_argument("--models", default="per-passage,concat",
                     help="--part models: how the passages condition the generator")
     ap.add_argument("--index-dir", type=Path, help="keep (and reuse) the indexes here")
@@ -428,10 +434,13 @@ def part_models(sets: dict[str, Any], args: argparse.Namespace) -> None:
 
     rows = []
     for name, (examples, index) in sets.items():
-        for llm, model in [(a, b) for a in args.llms.split(",") for b in args.models.split(",")]:
+        for llm, model, backend, runtime in [(a, b, c, d) for a in args.llms.split(",")
+                                             for b in args.models.split(",")
+                                             for c in args.backends.split(",")
+                                             for d in args.runtimes.split(",")]:
             cfg = Config()
-            cfg = replace(cfg, generation=replace(cfg.generation, model=llm),
-                          model=replace(cfg.model, generator=llm))
+            cfg = replace(cfg, generation=replace(cfg.generation, model=llm, backend=backend),
+                          model=replace(cfg.model, generator=llm, runtime=runtime))
             with RAG.open(index, config=cfg) as rag:
                 try:
                     r = evaluate_qa(rag, examples, k=args.k, hit_ks=(1, 5), progress=True,
@@ -439,13 +448,15 @@ def part_models(sets: dict[str, Any], args: argparse.Namespace) -> None:
                 except ModelUnavailableError as e:
                     print(f"skipped {llm} / {model}: {e}", file=sys.stderr)
                     continue
-            rows.append([name, llm, model, len(examples), f"{100 * r.hit_at[5]:.1f}",
+            rows.append([name, llm, model, backend, runtime, len(examples),
+                         f"{100 * r.hit_at[5]:.1f}",
                          f"{100 * (r.em or 0):.1f}", f"{100 * (r.f1 or 0):.1f}",
                          f"{100 * (r.answered or 0):.0f} %", f"{r.first_token_s or 0:.2f}",
                          f"{r.seconds_per_question or 0:.2f}"])
             print(rows[-1], flush=True)
     table(f"answers by model ({args.split} half, k={args.k})",
-          ["data", "llm", "model", "questions", "hit@5", "EM", "F1", "answered",
+          ["data", "llm", "model", "backend", "runtime", "questions", "hit@5", "EM", "F1",
+           "answered",
            "first token s (median)", "s/question"], rows)
 
 

@@ -1,7 +1,7 @@
 """Follow-up questions: the second turn of a conversation answered (a) alone, (b) with
 ragline's rewrite into a standalone question, (c) with the gold standalone question.
 
-    .venv/bin/python bench/followup.py                       # the README's table (report half)
+    .venv/bin/python bench/followup.py                       # docs/guides/asking.md's table
     .venv/bin/python bench/followup.py --split tune --part rewrite   # what the prompt was chosen on
 
 The conversations are built from SQuAD part A (English) and CMRC 2018 part A (Chinese), split

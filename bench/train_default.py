@@ -91,7 +91,7 @@ def ship(index: Path, results: dict, args: argparse.Namespace) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, default=Path("runs/train-default"))
-    # the defaults are the run that made the shipped adapter (README, "Measured")
+    # the defaults are the run that made the shipped adapter (docs/measured/rag-model.md)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--lora", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-4)

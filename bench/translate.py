@@ -14,7 +14,7 @@ The memory is imported with `ragline tm import`'s code (MiniLM, BM25 + dense can
 ranking); the generator is the default concat model (Qwen2.5 0.5B Instruct on llama.cpp).
 Single-line messages of 3–120 characters are used, so that a run takes minutes, not hours.
 
-    .venv/bin/python bench/translate.py                      # the README's table
+    .venv/bin/python bench/translate.py                      # the documentation's table
     .venv/bin/python bench/translate.py --langs zh_CN --per-band 10 --ood 10 --ks 0,3
 """
 

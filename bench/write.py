@@ -10,7 +10,7 @@
    SentenceGate left out the unsupported ones. 10 off-topic instructions per corpus measure
    refusals.
 
-    .venv/bin/python bench/write.py                                    # the README's tables
+    .venv/bin/python bench/write.py                                    # the documentation's tables
     .venv/bin/python bench/write.py --questions 20 --skip-faithfulness
 """
 

@@ -55,7 +55,7 @@ RAG_MODELS = ("rag-token", "rag-sequence")
 WRITE_MIN_SHARE = 0.05
 # ... and they must hold at least half of the instruction's topic words (topic_share). On the
 # 50 instructions of bench/write.py and 20 off-topic ones, with the relevance gate, it let
-# through 49 of the 50 and stopped 19 of the 20 (README, "Writing from your documents").
+# through 49 of the 50 and stopped 19 of the 20 (docs/measured/writing-translation.md).
 WRITE_MIN_TOPIC = 0.5
 
 

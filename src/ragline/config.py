@@ -36,7 +36,7 @@ class IndexConfig:
     # what a new index gets instead of the default encoder when the files it is created from
     # are mostly Chinese (MiniLM is English-only; "": never switch)
     encoder_zh: str = "use-multilingual"
-    chunk_words: int = 100
+    chunk_words: int = 100             # words per passage (CJK characters count as words)
     batch_passages: int = 1024      # passages embedded together (sorted by length: less padding)
     # flat | hnsw | ivfpq (see index.dense); None: chosen by corpus size (flat, then IVF-PQ
     # from 200,000 passages). An existing index keeps its kind: naming another one is an
@@ -45,7 +45,7 @@ class IndexConfig:
     # text put before queries / passages by encoders trained with them (E5: "query: ",
     # "passage: "); empty takes what the model's own config names. Kept in the manifest.
     query_prefix: str = ""
-    passage_prefix: str = ""
+    passage_prefix: str = ""           # (see query_prefix)
 
     def __post_init__(self) -> None:
         _positive("index", self, "chunk_words", "batch_passages")
@@ -65,11 +65,11 @@ PRECISIONS = ("auto", "fp32", "bf16")       # of training
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    k: int = 5
-    mode: str = "weighted"              # a name of ragline.registry.RETRIEVERS (see README, "Measured")
-    rrf_k: int = 60
-    candidates: int = 100
-    dense_weight: float = 0.5
+    k: int = 5                          # passages retrieved and given to the answer model
+    mode: str = "weighted"              # dense | bm25 | hybrid | weighted (ragline.registry.RETRIEVERS)
+    rrf_k: int = 60                     # hybrid: reciprocal rank fusion's constant
+    candidates: int = 100               # dense and BM25 candidates the fusion modes combine
+    dense_weight: float = 0.5           # weighted: the dense score's share of the fused score
     rerank: str | None = None           # query-likelihood | cross-encoder:PATH (None: off)
     rerank_depth: int = 20              # first-stage passages the reranker reorders
     # the inverse temperature of p(z|x) = softmax(scale · d(z)·q(x)) over the top k (None: the
@@ -97,15 +97,15 @@ class GenerationConfig:
     # question.
     passage_tokens: int | None = 200
     chat: bool | None = None            # use the model's chat template (None: instruct models)
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    max_tokens: int = 128
-    temperature: float = 0.0
-    n_ctx: int = 4096
-    threads: int | None = None
+    base_url: str | None = None         # openai: the server, e.g. http://127.0.0.1:8080/v1
+    api_key_env: str = "OPENAI_API_KEY"  # openai: the variable that holds its key
+    max_tokens: int = 128               # the longest answer, in tokens
+    temperature: float = 0.0            # 0: greedy (the same answer every time)
+    n_ctx: int = 4096                   # the local model's context, in tokens
+    threads: int | None = None          # the local model's CPU threads (None: up to 8)
     # Skip generation when no passage's d(z)·q(x) reaches this (None: always generate).
     # For all-MiniLM-L6-v2, 0.25 let through 99.7% of SQuAD questions over their own
-    # paragraphs and stopped 84% of them over unrelated documents (README, "Measured").
+    # paragraphs and stopped 84% of them over unrelated documents (docs/measured/answers.md).
     min_relevance: float | None = 0.25
     min_support: float = 0.5            # share of answer words the passages must contain
     # the per-passage reader answers when its calibrated confidence that the passage states
@@ -161,13 +161,13 @@ class ModelConfig:
     # generation reads only the passages with p(z|x) ≥ this: one below it changes p(y|x) by
     # less than that much, and skipping it saves its share of the prompt (0: read all k)
     min_prior: float = 1e-3
-    max_passage_tokens: int = 192
+    max_passage_tokens: int = 192       # a passage's tokens at most, each read separately
     # the passages a RAG answer reads share this many tokens in proportion to p(z|x), at least
     # 24 each (None: each gets max_passage_tokens). Reading is most of an answer's time on CPU,
     # so RAG reads about what concat reads (generation.passage_tokens, 200): split equally, 400
-    # cost RAG-Token 2.1× concat's time (README, "Measured").
+    # cost RAG-Token 2.1× concat's time (docs/measured/rag-model.md).
     passage_tokens: int | None = 240
-    max_new_tokens: int = 32
+    max_new_tokens: int = 32            # the longest RAG-Token / RAG-Sequence answer
     device: str | None = None           # None: cuda when present, else cpu
 
     def __post_init__(self) -> None:
@@ -189,9 +189,9 @@ class ServerConfig:
     """`ragline serve`: where it listens and how much it takes on (see ragline.server)."""
 
     host: str = "127.0.0.1"             # loopback unless told otherwise
-    port: int = 8000
+    port: int = 8000                    # `ragline serve --port`
     api_key_env: str = "RAGLINE_API_KEY"  # when this variable is set, every route needs the key
-    max_upload_mb: float = 32.0
+    max_upload_mb: float = 32.0         # the largest file POST /v1/documents takes
     queue_size: int = 32                # generations waiting beyond the running ones; then 503
     workers: int = 1                    # generations at once (1 for a local model)
     queue_timeout_s: float = 120.0      # longest wait in the queue before a 503

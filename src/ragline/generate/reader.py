@@ -3,7 +3,7 @@ passages one at a time, best-ranked first, and answers from the first one it is 
 states the answer; when none is, the question is refused.
 
 Why one at a time: a 0.5B model picks the right span far more often from one passage than
-from five in one prompt (bench/answers.py; README, "Answers"), and a passage read alone is
+from five in one prompt (bench/answers.py; docs/measured/answers.md), and a passage read alone is
 what its answer can be checked against.
 
 The prompt is a plain completion with worked examples, no chat template: the instruction,
@@ -130,7 +130,7 @@ class Calibration:
 FEATURES = ("verdict", "answer_logprob", "question_pmi")
 
 # Fitted by `bench/answers.py --part calibrate --split tune --questions 100` on the tuning
-# halves of SQuAD and CMRC part A (questions split by article; the README's numbers are on the
+# halves of SQuAD and CMRC part A (questions split by article; the documentation's numbers are on the
 # other halves), with this prompt: the readings of answerable questions whose answer scores
 # F1 ≥ 0.5 against all the others, those of passages without the answer among them. In
 # Chinese the verdict's weight is slightly negative: Qwen 0.5B's yes/no there adds nothing to

@@ -3,7 +3,7 @@ the library it reads with), and the functions that pick one for a file.
 
     docs = load_file(Path("report.pdf"))        # one Document, page offsets in meta
     docs = load_file(Path("corpus.jsonl"))      # one Document per row, ids kept
-    FORMATS                                     # the README's table of types is made from it
+    FORMATS                                     # docs/reference/formats.md is made from it
 
 A file whose type has no entry is read as text when its bytes are text (README, LICENSE,
 Makefile, changelog.Debian); otherwise it is unsupported. Every failure is an IngestError

@@ -170,6 +170,7 @@ def create_app(rags: RAG | Mapping[str, RAG], server: ServerConfig | None = None
 
     @app.get("/health")
     def health(request: Request, collection: str | None = Query(None)) -> dict[str, Any]:
+        """The index's counts and the server's state: a load balancer's probe."""
         service = use(request, collection)
         enc = service.query_encoder
         return {"status": "ok", "version": __version__, "collection": service.name,
@@ -179,6 +180,7 @@ def create_app(rags: RAG | Mapping[str, RAG], server: ServerConfig | None = None
 
     @app.get("/v1/collections")
     def collections(request: Request) -> dict[str, Any]:
+        """The collections the key opens, with their counts."""
         access = access_of(request)
         names = hub.visible(access)
         return {"default": hub.default_for(access), "collections": [
@@ -189,6 +191,7 @@ def create_app(rags: RAG | Mapping[str, RAG], server: ServerConfig | None = None
     @app.get("/v1/search")
     def search(request: Request, q: str, k: int | None = None, mode: str | None = None,
                rerank: bool = True, collection: str | None = Query(None)) -> dict[str, Any]:
+        """Ranked passages for `q`: source, position, score and p(z|x)."""
         service = use(request, collection)
         t0 = time.perf_counter()
         hits = service.searcher.search(q, k=k, mode=mode, rerank=rerank)
@@ -198,6 +201,7 @@ def create_app(rags: RAG | Mapping[str, RAG], server: ServerConfig | None = None
 
     @app.post("/v1/ask", response_model=None)
     async def ask(req: AskRequest, request: Request) -> dict[str, Any] | StreamingResponse:
+        """A cited answer (or a refusal); `stream: true` sends it as server-sent events."""
         service = use(request, req.collection)
         turns = turns_from([m.model_dump() for m in req.history or []])
         prepared = await service.prepare_turn(req.question, req.k, req.mode, req.model,
@@ -206,6 +210,7 @@ def create_app(rags: RAG | Mapping[str, RAG], server: ServerConfig | None = None
 
     @app.post("/v1/write", response_model=None)
     async def write(req: WriteRequest, request: Request) -> dict[str, Any] | StreamingResponse:
+        """A few sentences, or a question, written from the retrieved passages, each citing its passages."""
         service = use(request, req.collection)
         prepared = await run_in_threadpool(service.prepare, req.instruction, req.k, req.mode,
                                            req.model, req.max_tokens, req.temperature,
@@ -215,6 +220,7 @@ def create_app(rags: RAG | Mapping[str, RAG], server: ServerConfig | None = None
     @app.get("/v1/documents")
     def list_documents(request: Request,
                        collection: str | None = Query(None)) -> dict[str, Any]:
+        """The indexed documents: id, source, title and passage count."""
         service = use(request, collection)
         docs = service.index.documents()
         return {"collection": service.name,
@@ -224,8 +230,9 @@ def create_app(rags: RAG | Mapping[str, RAG], server: ServerConfig | None = None
     @app.post("/v1/documents", status_code=201)
     async def upload(request: Request,
                      file: Annotated[UploadFile, File(description="a file of a type ragline "
-                                                                  "reads (README: File types)")],
+                                                                  "reads (docs/reference/formats.md)")],
                      collection: str | None = Query(None)) -> dict[str, Any]:
+        """Indexes an uploaded file (multipart form field `file`)."""
         service = use(request, collection, write=True)
         # the app's body limit has bounded it; UploadStore.add checks the exact limit
         added = await run_in_threadpool(service.uploads.add, file.filename, await file.read())
@@ -234,6 +241,7 @@ def create_app(rags: RAG | Mapping[str, RAG], server: ServerConfig | None = None
     @app.delete("/v1/documents/{doc_id:path}")  # ids may hold '/' (a jsonl row's own id)
     def delete_document(request: Request, doc_id: str,
                         collection: str | None = Query(None)) -> dict[str, Any]:
+        """Removes a document, by id or source, from every part of the index."""
         return use(request, collection, write=True).uploads.remove(doc_id)
 
     openai_api.register(app, hub)

@@ -133,6 +133,7 @@ def register(app: FastAPI, hub: Collections) -> None:
 
     @app.get("/v1/models")
     def models(request: Request) -> dict[str, Any]:
+        """The collections as OpenAI models (`ragline/NAME`)."""
         created = int(time.time())
         return {"object": "list", "data": [
             {"id": m, "object": "model", "created": created, "owned_by": "ragline"}
@@ -141,6 +142,8 @@ def register(app: FastAPI, hub: Collections) -> None:
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(req: ChatRequest,
                                request: Request) -> dict[str, Any] | StreamingResponse:
+        """OpenAI-compatible chat: the last user message is asked over the collection;
+        earlier turns make a follow-up standalone."""
         if req.n not in (None, 1):
             raise ConfigError("n > 1 is not supported: ragline gives one answer per question")
         service, model = resolve_model(req.model, hub, access_of(request), req.collection)
@@ -163,6 +166,7 @@ def register(app: FastAPI, hub: Collections) -> None:
 
     @app.post("/v1/embeddings")
     async def embeddings(req: EmbeddingsRequest, request: Request) -> dict[str, Any]:
+        """OpenAI-compatible embeddings with the collection's encoder (float or base64)."""
         service, _ = resolve_model(req.model, hub, access_of(request), req.collection)
         raw = [req.input] if isinstance(req.input, str) else req.input
         if not raw or len(raw) > MAX_EMBED_INPUTS:

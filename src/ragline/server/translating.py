@@ -51,6 +51,7 @@ def register(app: FastAPI, hub: Collections, memory: TranslationMemory | None) -
 
     @app.post("/v1/translate")
     async def translate(req: TranslateRequest, request: Request) -> dict[str, Any]:
+        """Translates with the closest pairs of the translation memory as examples."""
         hub.get(hub.default, access_of(request))  # the memory goes with the default collection
         segments = [req.text] if isinstance(req.text, str) else list(req.text)
         if not segments or len(segments) > MAX_SEGMENTS:
