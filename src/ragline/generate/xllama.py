@@ -38,6 +38,9 @@ from ragline.registry import LLMS
 
 log = logging.getLogger(__name__)
 
+# the server listens on 127.0.0.1: an HTTP(S)_PROXY in the environment must not carry requests
+# to it elsewhere
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _TOP = 64        # log-probabilities the server reports for a yes/no verdict's token
 _FORCE = 100.0   # a logit bias that makes greedy sampling pick the token
 
@@ -106,17 +109,21 @@ class XLlamaGenerator(PromptGenerator):
         if use_chat:
             self._template = self._render
 
-    def _post(self, route: str, body: dict[str, Any]) -> Any:
+    def _open(self, route: str, body: dict[str, Any]) -> Any:
+        """POST `body` to the server's `route`; the open response."""
         request = urllib.request.Request(
             self._url + route, data=json.dumps(body).encode("utf-8"),
             headers={"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=600) as response:
-                return json.load(response)
+            return _LOOPBACK.open(request, timeout=600)
         except urllib.error.HTTPError as e:
             raise ModelUnavailableError(f"llama.cpp refused {route}: {_reason(e)}") from None
         except OSError as e:
             raise ModelUnavailableError(f"llama.cpp did not answer {route}: {e}") from None
+
+    def _post(self, route: str, body: dict[str, Any]) -> Any:
+        with self._open(route, body) as response:
+            return json.load(response)
 
     def _render(self, turns: list[tuple[str, str]]) -> str:
         messages = [{"role": role, "content": text} for role, text in turns]
@@ -164,15 +171,8 @@ class XLlamaGenerator(PromptGenerator):
         body = {"prompt": prompt, "n_predict": max_tokens, "temperature": temperature,
                 "stop": list(stop), "stream": True, "repeat_penalty": 1.1, "seed": self.seed,
                 "cache_prompt": True}
-        request = urllib.request.Request(
-            self._url + "/completion", data=json.dumps(body).encode("utf-8"),
-            headers={"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"})
-        try:
-            response = urllib.request.urlopen(request, timeout=600)
-        except urllib.error.HTTPError as e:
-            raise ModelUnavailableError(f"llama.cpp refused the prompt: {_reason(e)}") from None
         # closing the connection (the caller stops reading) stops the generation
-        with response:
+        with self._open("/completion", body) as response:
             for line in response:
                 if not line.startswith(b"data: "):
                     continue
