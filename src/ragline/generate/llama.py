@@ -23,10 +23,9 @@ import numpy as np
 from ragline.config import GenerationConfig
 from ragline.errors import ModelUnavailableError, missing_extra
 from ragline.generate.base import Completion
-from ragline.generate.packaged import resolve_gguf
+from ragline.generate.packaged import model_id, resolve_gguf
 from ragline.generate.prompted import PromptGenerator
 from ragline.generate.prompts import ChatTemplate
-from ragline.registry import LLMS
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +61,7 @@ class LlamaCppGenerator(PromptGenerator):
                  lora_path: Path | None = None) -> None:
         self.model = model
         self.lora_path = lora_path
-        if not model or (isinstance(model, str) and LLMS.find(model) is not None):
-            self.id = LLMS.canonical(str(model or LLMS.names[0]))
-        else:
-            self.id = Path(model).stem
+        self.id = model_id(model)
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.seed = seed

@@ -124,6 +124,13 @@ def qwen_15b() -> PackagedModel:
     return QWEN_15B
 
 
+def model_id(spec: str | Path | None) -> str:
+    """The name a generator reports for a model: its registry name, or a GGUF file's stem."""
+    if not spec or (isinstance(spec, str) and LLMS.find(spec) is not None):
+        return LLMS.canonical(str(spec or LLMS.names[0]))
+    return Path(spec).stem
+
+
 def resolve_gguf(spec: str | Path | None, progress: bool = True) -> tuple[Path, bool | None]:
     """(GGUF path, instruct) for a registry name or a file path; `instruct` is None for a path
     (the file's own metadata decides). None is the default model."""
