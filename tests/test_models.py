@@ -177,7 +177,8 @@ def test_xllamacpp_reads_what_llama_cpp_python_reads(demo: RAG) -> None:
 def test_a_span_with_quotes_backslashes_and_new_lines_is_scored_as_written(demo: RAG) -> None:
     """The span is forced through a grammar: what GBNF would read as syntax is escaped."""
     gen = demo.answerer.generator("concat")
-    for span in (' "quoted" \\ back\\slash', " two\nlines\tand a tab", " 长城”“\\n"):
+    for span in (' "quoted" \\ back\\slash', " two\nlines\tand a tab", " 长城”“\\n",
+                 " a\x00nul and \x01 a control character"):
         lp = gen.span_logprob("Text:", span)  # type: ignore[attr-defined]
         assert lp < 0
         assert gen._read_tokens[-len(gen.tokenize(span, bos=False, special=False)):] == \

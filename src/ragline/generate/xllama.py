@@ -240,12 +240,16 @@ class XLlamaGenerator(PromptGenerator):
         if len(tokens) + len(new) >= self.n_ctx:
             raise ModelUnavailableError(f"the prompt ({len(tokens) + len(new)} tokens) "
                                         f"exceeds the model's context of {self.n_ctx}")
-        out = self._post("/completion", {
-            "prompt": tokens, "n_predict": len(new), "temperature": 0, "n_probs": 1,
-            "grammar": "root ::= " + _gbnf_literal(span), "return_tokens": True,
-            "logit_bias": [[t, _FORCE] for t in sorted(set(new))], "cache_prompt": True})
-        picked = [float(c["logprob"]) for c in out["completion_probabilities"]]
-        if [int(t) for t in out["tokens"]][:len(new)] != new:
+        try:
+            out = self._post("/completion", {
+                "prompt": tokens, "n_predict": len(new), "temperature": 0, "n_probs": 1,
+                "grammar": "root ::= " + _gbnf_literal(span), "return_tokens": True,
+                "logit_bias": [[t, _FORCE] for t in sorted(set(new))], "cache_prompt": True})
+            made = [int(t) for t in out["tokens"]][:len(new)]
+            picked = [float(c["logprob"]) for c in out["completion_probabilities"]]
+        except ModelUnavailableError:  # a grammar it would not take (a NUL in the span)
+            made = []
+        if made != new:
             # the grammar let another split of the same text through: force token by token
             picked = [self._forced(tokens + new[:i], t) for i, t in enumerate(new)]
         self._read_tokens, self._read_text = tokens + new, prompt + span
@@ -293,10 +297,10 @@ class XLlamaGenerator(PromptGenerator):
 
 
 def _gbnf_literal(text: str) -> str:
-    """`text` as a GBNF string literal."""
-    escaped = (text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-               .replace("\r", "\\r").replace("\t", "\\t"))
-    return f'"{escaped}"'
+    """`text` as a GBNF string literal: quotes, backslashes and control characters escaped
+    (a NUL would end the grammar's C string)."""
+    return '"' + "".join(f"\\x{ord(c):02x}" if ord(c) < 0x20 or c in '"\\' else c
+                         for c in text) + '"'
 
 
 def _gguf_template(path: Path) -> str:
