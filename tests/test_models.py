@@ -308,3 +308,13 @@ def test_a_proxy_in_the_environment_does_not_carry_the_loopback_requests(
     monkeypatch.delenv("no_proxy", raising=False)
     assert gen.count_tokens("The capital of France") >= 4  # type: ignore[attr-defined]
     assert "".join(gen.stream("The capital of France is", max_tokens=3))  # type: ignore[attr-defined]
+
+
+def test_a_gguf_file_is_an_instruct_model_when_its_metadata_has_a_chat_template() -> None:
+    from ragline.generate.packaged import GEMMA_270M, QWEN_05B
+    from ragline.generate.xllama import XLlamaGenerator
+
+    assert XLlamaGenerator(str(QWEN_05B.path())).chat_template() is not None
+    assert XLlamaGenerator(str(GEMMA_270M.path())).chat_template() is None  # a base model
+    with pytest.raises(ModelUnavailableError, match="no chat template in its metadata"):
+        XLlamaGenerator(str(GEMMA_270M.path()), chat=True).load()

@@ -7,8 +7,8 @@ beyond the answer model's.
     judge.score("When was it completed?", passages)   # (n,), higher is more relevant
 
 The query comes before the passage, so the system turn and the query stay in llama.cpp's
-prompt cache: only each passage's tokens are read again. Any Scorer backend serves it; the
-default is llama.cpp through xllamacpp.
+prompt cache: only each passage's tokens are read again. The scores come through the Scorer
+protocol (`log_odds`), from the answer model on llama.cpp (xllamacpp).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class LlmJudgeReranker:
                                         "an instruct model (e.g. llm-judge:qwen2.5-0.5b)")
         lang = "zh" if has_cjk(query) else "en"
         yes, no = _YES_NO[lang]
+
         def prompt(passage: str) -> str:
             return chat([("system", _SYSTEM[lang]),
                          ("user", _ASK[lang].format(query=query.strip(), passage=passage))])

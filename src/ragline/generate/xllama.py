@@ -95,15 +95,14 @@ class XLlamaGenerator(PromptGenerator):
         except RuntimeError as e:
             raise ModelUnavailableError(f"llama.cpp could not load {path}: {e}") from None
         self._server, self._url = server, server.listening_address
-        if self.chat is not None:
-            use_chat = self.chat
-        else:
-            use_chat = instruct if instruct is not None else bool(_gguf_template(path))
-        if use_chat and not instruct and not _gguf_template(path):
-            raise ModelUnavailableError(f"{path} has no chat template in its metadata; "
-                                        "use it as a base model (generation.chat = false)")
-        if use_chat:
-            self._template = self._render
+        if self.chat is False or (self.chat is None and instruct is False):
+            return  # a base model's prompt
+        if not instruct and not _gguf_template(path):  # a packaged instruct model has one
+            if self.chat:
+                raise ModelUnavailableError(f"{path} has no chat template in its metadata; "
+                                            "use it as a base model (generation.chat = false)")
+            return
+        self._template = self._render
 
     def _open(self, route: str, body: dict[str, Any]) -> Any:
         """POST `body` to the server's `route`; the open response."""
@@ -277,7 +276,7 @@ class XLlamaGenerator(PromptGenerator):
             tokens = self._read_tokens + self.tokenize(prompt[len(self._read_text):], bos=False)
         else:
             tokens = self.tokenize(prompt)
-            if head:
+            if head and len(tokens) < self.n_ctx:
                 lead = self.tokenize(head)
                 split = 0  # the head's last token may merge with what follows: split before it
                 while split < min(len(lead), len(tokens) - 1) and lead[split] == tokens[split]:
